@@ -1,0 +1,236 @@
+"""YAML with positions: every value's line and column, so errors can say where.
+
+Both the workflow spec and the model catalog load through here, and both turn pydantic's
+``ValidationError`` into :class:`SpecIssue` objects with the same function.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from ._exceptions import SpecError, SpecIssue
+
+PathKey = tuple[str | int, ...]
+Positions = dict[PathKey, tuple[int, int]]
+
+
+def format_path(path: Sequence[str | int]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean '{match[0]}'?" if match else None
+
+
+def load_yaml(text: str, source: str) -> tuple[Any, Positions]:
+    """Parse ``text``; return the data and a map from field path to (line, column), 1-based.
+
+    Raises:
+        SpecError: on a YAML syntax error or a key given twice in one mapping.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, {}
+        positions: Positions = {}
+        issues: list[SpecIssue] = []
+        _walk(root, (), positions, issues)
+        if issues:
+            raise SpecError(source=source, issues=issues)
+        data = loader.construct_document(root)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or "invalid YAML"
+        if exc.context:
+            problem = f"{exc.context}, {problem}"
+        raise SpecError(
+            source=source,
+            issues=[
+                SpecIssue(
+                    path="",
+                    message=f"YAML syntax error: {problem}",
+                    code="yaml-syntax",
+                    line=mark.line + 1 if mark else None,
+                    column=mark.column + 1 if mark else None,
+                    hint="check indentation and quoting around this line; "
+                    "strings containing ': ' or '{{' need quotes or a block (|)",
+                )
+            ],
+        ) from None
+    finally:
+        loader.dispose()
+    return data, positions
+
+
+def _walk(node: yaml.Node, path: PathKey, positions: Positions, issues: list[SpecIssue]) -> None:
+    positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = key_node.value
+            if key == "<<":
+                continue
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                issues.append(
+                    SpecIssue(
+                        path=format_path((*path, key)),
+                        message=f"'{key}' is given twice (first on line {seen[key]})",
+                        code="duplicate-key",
+                        line=line,
+                        column=key_node.start_mark.column + 1,
+                        hint="rename one of them; ids must be unique",
+                    )
+                )
+                continue
+            seen[key] = line
+            # a key's own position is more useful than its value's for "unknown key" errors
+            _walk(value_node, (*path, key), positions, issues)
+            positions[(*path, key, "__key__")] = (line, key_node.start_mark.column + 1)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, (*path, i), positions, issues)
+
+
+def locate(positions: Positions, path: Sequence[str | int], *, key: bool = False) -> tuple[int | None, int | None]:
+    """The position of ``path``, or of its nearest ancestor that has one."""
+    p = tuple(path)
+    if key and (*p, "__key__") in positions:
+        return positions[(*p, "__key__")]
+    while p:
+        if p in positions:
+            return positions[p]
+        p = p[:-1]
+    return positions.get((), (None, None))
+
+
+_PYDANTIC_CODES = {
+    "missing": "missing-field",
+    "extra_forbidden": "unknown-field",
+    "literal_error": "invalid-choice",
+    "enum": "invalid-choice",
+    "union_tag_invalid": "invalid-choice",
+    "greater_than_equal": "value-too-small",
+    "greater_than": "value-too-small",
+    "less_than_equal": "value-too-large",
+    "less_than": "value-too-large",
+}
+
+
+def issues_from_validation_error(
+    exc: ValidationError,
+    positions: Positions,
+    data: Any,
+    *,
+    prefix: PathKey = (),
+    field_choices: Mapping[PathKey, Sequence[str]] | None = None,
+) -> list[SpecIssue]:
+    """Turn pydantic's errors into located issues, hiding nothing the user needs to fix them.
+
+    ``field_choices`` maps a model's path pattern to its allowed keys for did-you-mean hints;
+    when absent, the allowed keys are not suggested.
+    """
+    issues: list[SpecIssue] = []
+    for err in exc.errors(include_url=False):
+        loc = _clean_loc((*prefix, *err["loc"]), data)
+        kind = err["type"]
+        code = _PYDANTIC_CODES.get(kind, kind.replace("_", "-"))
+        message = err["msg"]
+        hint = None
+        if kind == "extra_forbidden":
+            name = str(loc[-1])
+            message = f"unknown field '{name}'"
+            allowed = _allowed_keys(field_choices, loc[:-1])
+            if allowed:
+                hint = did_you_mean(name, allowed) or f"allowed fields: {', '.join(sorted(allowed))}"
+            line, col = locate(positions, loc, key=True)
+        else:
+            if kind == "missing":
+                message = f"required field '{loc[-1]}' is missing"
+                hint = f"add '{loc[-1]}:' here"
+            elif message.startswith("Value error, "):
+                message = message[len("Value error, ") :]
+            elif kind.endswith("_type") or kind.endswith("_parsing"):
+                message = f"{message}, got {_short(err.get('input'))}"
+            line, col = locate(positions, loc)
+        issues.append(
+            SpecIssue(
+                path=format_path(loc), message=message, code=code, line=line, column=col, hint=hint
+            )
+        )
+    return issues
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _allowed_keys(
+    field_choices: Mapping[PathKey, Sequence[str]] | None, parent: PathKey
+) -> Sequence[str] | None:
+    if not field_choices:
+        return None
+    for pattern, keys in field_choices.items():
+        if len(pattern) == len(parent) and all(
+            p == "*" or p == q for p, q in zip(pattern, parent, strict=True)
+        ):
+            return keys
+    return None
+
+
+def _clean_loc(loc: tuple[Any, ...], data: Any) -> PathKey:
+    """Drop the parts pydantic adds that are not in the document (union tags, function names)."""
+    out: list[str | int] = []
+    cur = data
+    for part in loc:
+        if isinstance(cur, Mapping) and part in cur:
+            out.append(part)
+            cur = cur[part]
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            out.append(part)
+            cur = cur[part]
+        elif isinstance(cur, Mapping) and part in {v for v in cur.values() if isinstance(v, str)}:
+            pass  # the tag of a tagged union (e.g. policy kind 'cascade'), not a key
+        elif isinstance(cur, Mapping) and isinstance(part, str) and not _looks_internal(part):
+            # a missing or extra key: it belongs to the path, but there is nothing below it
+            out.append(part)
+            cur = None
+        # else: pydantic's own marker (tag of a tagged union, 'function-after[...]'): skip
+    return tuple(out)
+
+
+def _looks_internal(part: str) -> bool:
+    return "[" in part or part in {"str", "int", "float", "bool", "dict", "list"}
+
+
+def read_text(path: str | Path) -> str:
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(
+            source=str(path),
+            issues=[SpecIssue(path="", message=f"file not found: {path}", code="file-not-found")],
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(
+            source=str(path),
+            issues=[SpecIssue(path="", message=f"cannot read {path}: {exc}", code="file-unreadable")],
+        ) from None

@@ -1,0 +1,66 @@
+"""The one small interface every provider implements, and the request/response types."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from ..catalog import ModelEntry, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Literal["user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    """What a node asks of a model. Provider-neutral; each provider maps it to its API."""
+
+    messages: tuple[Message, ...]
+    system: str | None = None
+    max_tokens: int = 1024
+    temperature: float | None = None
+    json_schema: Mapping[str, Any] | None = None
+    """Ask for structured output matching this JSON Schema (where the provider supports it)."""
+    timeout_s: float | None = None
+    """Per-attempt timeout. None: no timeout beyond the provider's own."""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    """Not sent to the model: run id, node id, task key (the replay provider keys on them)."""
+
+    @classmethod
+    def from_prompt(cls, prompt: str, **kwargs: Any) -> CompletionRequest:
+        return cls(messages=(Message("user", prompt),), **kwargs)
+
+    @property
+    def prompt_chars(self) -> int:
+        return sum(len(m.content) for m in self.messages) + len(self.system or "")
+
+
+@dataclass(slots=True)
+class Completion:
+    """A model's answer and what it cost to get it."""
+
+    text: str
+    model: str
+    """The model id that actually served the request (may differ from the one asked for)."""
+    usage: Usage
+    latency_s: float = 0.0
+    request_id: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    """Provider-specific extras (the replay provider puts the recorded quality here)."""
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """One provider (an API, an endpoint, the local model). Stateless per call.
+
+    ``complete`` raises a :class:`~dagtier.ProviderError` subclass on failure, never an SDK
+    exception: each provider translates at one choke point.
+    """
+
+    async def complete(self, model: ModelEntry, request: CompletionRequest) -> Completion: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,96 @@
+"""Calling a tier: retries, fallback across the tier's models, cost.
+
+Availability failures (rate limits, 5xx, timeouts) are retried and then fall back to the
+next model of the same tier. They never escalate the tier: escalation is for quality and
+belongs to the policies.
+"""
+
+from __future__ import annotations
+
+import random
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import anyio
+
+from .._exceptions import ModelUnavailable, ProviderError
+from .._types import Tier
+from ..catalog import Catalog, ModelEntry
+from .base import Completion, CompletionRequest
+from .registry import ProviderRegistry
+
+
+@dataclass(slots=True)
+class CallResult:
+    completion: Completion
+    model: ModelEntry
+    cost: float
+    errors: list[ProviderError] = field(default_factory=list)
+    """Failed tries before the one that served (retries and fallbacks), oldest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    """Tries per model, the first included."""
+    base_delay_s: float = 0.5
+    max_delay_s: float = 8.0
+    max_retry_after_s: float = 60.0
+
+    def delay(self, attempt: int, error: ProviderError, rng: random.Random) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based) after ``error``."""
+        ra = error.retry_after
+        if ra is not None and 0 <= ra <= self.max_retry_after_s:
+            return ra
+        backoff = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
+        return backoff * (0.5 + rng.random() / 2)
+
+
+class Gateway:
+    """Sends a request to a tier and returns the first successful completion."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        registry: ProviderRegistry | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], object] | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.registry = registry or ProviderRegistry()
+        self.retry = retry or RetryPolicy()
+        self._rng = rng or random.Random()
+        self._sleep = sleep or anyio.sleep
+
+    async def call(self, tier: Tier, request: CompletionRequest) -> CallResult:
+        """Call ``tier``'s models in catalog order until one answers.
+
+        Raises:
+            ModelUnavailable: no model of the tier answered; ``__cause__`` is the last error.
+        """
+        models = self.catalog.usable_models(tier)
+        errors: list[ProviderError] = []
+        for entry in models:
+            provider = self.registry.get(entry)
+            for attempt in range(1, self.retry.max_attempts + 1):
+                try:
+                    completion = await provider.complete(entry, request)
+                except ProviderError as exc:
+                    errors.append(exc)
+                    if not exc.retryable or attempt == self.retry.max_attempts:
+                        break
+                    await self._sleep(self.retry.delay(attempt, exc, self._rng))
+                    continue
+                return CallResult(completion, entry, entry.cost(completion.usage), errors)
+        last = errors[-1] if errors else None
+        why = str(last) if last else "no usable model (no API key set and no local model)"
+        raise ModelUnavailable(
+            f"no model of tier {tier} answered: {why}",
+            provider=last.provider if last else "-",
+            model=last.model if last else "-",
+        ) from last
+
+
