@@ -1,3 +1,136 @@
-"""dagtier: run LLM agent workflows declared as YAML DAGs on the cheapest model tier that works."""
+"""dagtier: run LLM agent workflows declared as YAML DAGs, each node on the cheapest model
+tier that does the job.
+
+>>> import dagtier
+>>> wf = dagtier.load_workflow("workflows/extract_contact.yaml")
+>>> result = await dagtier.run(wf, {"text": "..."})          # doctest: +SKIP
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import (
+    AuthError,
+    BadRequest,
+    BudgetExhausted,
+    CatalogError,
+    ContentFiltered,
+    ContextTooLong,
+    DagtierError,
+    DagtierUsageError,
+    GraphError,
+    ModelUnavailable,
+    Overloaded,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderResponseError,
+    ProviderStatusError,
+    ProviderTimeout,
+    RateLimited,
+    RunError,
+    ServerError,
+    SpecError,
+    SpecIssue,
+    StoreError,
+)
+
+if TYPE_CHECKING:
+    from .catalog import Catalog, ModelEntry, Price, Usage, catalog_from_dict, load_catalog
+    from .events import EventBus
+    from .executor import run
+    from .providers import Completion, CompletionRequest, Provider, PythonProvider
+    from .results import Attempt, CheckResult, NodeResult, RunResult
+    from .spec import Workflow, json_schema, load_workflow, parse_workflow
+    from .store import MemoryStore
+
+# Public names are imported on first use: `import dagtier` stays fast (pydantic, networkx,
+# jinja2 and structlog cost a few hundred ms together; provider SDKs more).
+_LAZY: dict[str, str] = {
+    "Catalog": "catalog",
+    "ModelEntry": "catalog",
+    "Price": "catalog",
+    "Usage": "catalog",
+    "catalog_from_dict": "catalog",
+    "load_catalog": "catalog",
+    "EventBus": "events",
+    "run": "executor",
+    "Completion": "providers",
+    "CompletionRequest": "providers",
+    "Provider": "providers",
+    "PythonProvider": "providers",
+    "Attempt": "results",
+    "CheckResult": "results",
+    "NodeResult": "results",
+    "RunResult": "results",
+    "Workflow": "spec",
+    "json_schema": "spec",
+    "load_workflow": "spec",
+    "parse_workflow": "spec",
+    "MemoryStore": "store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dagtier' has no attribute '{name}'")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "Attempt",
+    "AuthError",
+    "BadRequest",
+    "BudgetExhausted",
+    "Catalog",
+    "CatalogError",
+    "CheckResult",
+    "Completion",
+    "CompletionRequest",
+    "ContentFiltered",
+    "ContextTooLong",
+    "DagtierError",
+    "DagtierUsageError",
+    "EventBus",
+    "GraphError",
+    "MemoryStore",
+    "ModelEntry",
+    "ModelUnavailable",
+    "NodeResult",
+    "Overloaded",
+    "Price",
+    "Provider",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderResponseError",
+    "ProviderStatusError",
+    "ProviderTimeout",
+    "PythonProvider",
+    "RateLimited",
+    "RunError",
+    "RunResult",
+    "ServerError",
+    "SpecError",
+    "SpecIssue",
+    "StoreError",
+    "Usage",
+    "Workflow",
+    "__version__",
+    "catalog_from_dict",
+    "json_schema",
+    "load_catalog",
+    "load_workflow",
+    "parse_workflow",
+    "run",
+)

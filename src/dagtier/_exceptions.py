@@ -193,7 +193,9 @@ class ModelUnavailable(ProviderError):
 class RunError(DagtierError):
     code = "run-failed"
 
-    def __init__(self, message: str, *, run_id: str | None = None, node_id: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, run_id: str | None = None, node_id: str | None = None
+    ) -> None:
         self.run_id = run_id
         self.node_id = node_id
         super().__init__(message)

@@ -10,7 +10,9 @@ TIERS: tuple[Tier, ...] = (1, 2, 3)
 JSON: TypeAlias = Any
 """A value decoded from JSON: dict, list, str, int, float, bool or None."""
 
-NodeStatus: TypeAlias = Literal["succeeded", "unverified", "failed", "skipped", "cancelled", "cached"]
+NodeStatus: TypeAlias = Literal[
+    "succeeded", "unverified", "failed", "skipped", "cancelled", "cached"
+]
 """How a node ended. ``unverified``: the answer failed its checks at the top tier and the
 node's policy says to accept it anyway. ``cached``: reused from the result cache."""
 

@@ -108,7 +108,9 @@ def _walk(node: yaml.Node, path: PathKey, positions: Positions, issues: list[Spe
             _walk(item, (*path, i), positions, issues)
 
 
-def locate(positions: Positions, path: Sequence[str | int], *, key: bool = False) -> tuple[int | None, int | None]:
+def locate(
+    positions: Positions, path: Sequence[str | int], *, key: bool = False
+) -> tuple[int | None, int | None]:
     """The position of ``path``, or of its nearest ancestor that has one."""
     p = tuple(path)
     if key and (*p, "__key__") in positions:
@@ -158,7 +160,9 @@ def issues_from_validation_error(
             message = f"unknown field '{name}'"
             allowed = _allowed_keys(field_choices, loc[:-1])
             if allowed:
-                hint = did_you_mean(name, allowed) or f"allowed fields: {', '.join(sorted(allowed))}"
+                hint = (
+                    did_you_mean(name, allowed) or f"allowed fields: {', '.join(sorted(allowed))}"
+                )
             line, col = locate(positions, loc, key=True)
         else:
             if kind == "missing":
@@ -200,10 +204,9 @@ def _clean_loc(loc: tuple[Any, ...], data: Any) -> PathKey:
     out: list[str | int] = []
     cur = data
     for part in loc:
-        if isinstance(cur, Mapping) and part in cur:
-            out.append(part)
-            cur = cur[part]
-        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+        if (isinstance(cur, Mapping) and part in cur) or (
+            isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur)
+        ):
             out.append(part)
             cur = cur[part]
         elif isinstance(cur, Mapping) and part in {v for v in cur.values() if isinstance(v, str)}:
@@ -232,5 +235,7 @@ def read_text(path: str | Path) -> str:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(
             source=str(path),
-            issues=[SpecIssue(path="", message=f"cannot read {path}: {exc}", code="file-unreadable")],
+            issues=[
+                SpecIssue(path="", message=f"cannot read {path}: {exc}", code="file-unreadable")
+            ],
         ) from None

@@ -137,7 +137,10 @@ class ModelEntry(BaseModel):
             return True, "in-process"
         if self.api_key_env and not os.environ.get(self.api_key_env):
             return False, f"${self.api_key_env} is not set"
-        if self.provider in ("anthropic", "openai") and importlib.util.find_spec(self.provider) is None:
+        if (
+            self.provider in ("anthropic", "openai")
+            and importlib.util.find_spec(self.provider) is None
+        ):
             return False, f"the '{self.provider}' package is not installed"
         return True, f"key in ${self.api_key_env}" if self.api_key_env else "no key needed"
 
@@ -173,7 +176,9 @@ class Catalog:
             for name in names:
                 if name not in self.models:
                     hint = did_you_mean(name, self.models)
-                    problems.append(f"tier {tier} names unknown model '{name}'" + (f" ({hint})" if hint else ""))
+                    problems.append(
+                        f"tier {tier} names unknown model '{name}'" + (f" ({hint})" if hint else "")
+                    )
         if local_fallback and local_fallback not in self.models:
             problems.append(f"local_fallback names unknown model '{local_fallback}'")
         if problems:
@@ -258,8 +263,13 @@ def parse_catalog_file(text: str, source: str) -> CatalogFile:
 def default_catalog() -> Catalog:
     text = resources.files(__package__).joinpath("default.yaml").read_text(encoding="utf-8")
     f = parse_catalog_file(text, "default catalog")
-    return Catalog(f.models, f.tiers, local_fallback=f.local_fallback, prices_checked=f.prices_checked,
-                   source="default catalog")
+    return Catalog(
+        f.models,
+        f.tiers,
+        local_fallback=f.local_fallback,
+        prices_checked=f.prices_checked,
+        source="default catalog",
+    )
 
 
 def load_catalog(path: str | Path | None = None) -> Catalog:
@@ -289,8 +299,13 @@ def catalog_from_dict(data: dict[str, Any], *, base: Catalog | None = None) -> C
             source="<catalog dict>", issues=issues_from_validation_error(exc, {}, data)
         ) from None
     if base is None:
-        return Catalog(f.models, f.tiers, local_fallback=f.local_fallback,
-                       prices_checked=f.prices_checked, source="<catalog dict>")
+        return Catalog(
+            f.models,
+            f.tiers,
+            local_fallback=f.local_fallback,
+            prices_checked=f.prices_checked,
+            source="<catalog dict>",
+        )
     return base.with_overrides(f, "<catalog dict>")
 
 

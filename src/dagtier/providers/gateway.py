@@ -8,8 +8,7 @@ belongs to the policies.
 from __future__ import annotations
 
 import random
-
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -40,10 +39,10 @@ class RetryPolicy:
 
     def delay(self, attempt: int, error: ProviderError, rng: random.Random) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based) after ``error``."""
-        ra = error.retry_after
+        ra: float | None = error.retry_after
         if ra is not None and 0 <= ra <= self.max_retry_after_s:
-            return ra
-        backoff = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
+            return float(ra)
+        backoff = min(self.max_delay_s, self.base_delay_s * 2.0 ** (attempt - 1))
         return backoff * (0.5 + rng.random() / 2)
 
 
@@ -57,7 +56,7 @@ class Gateway:
         *,
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
-        sleep: Callable[[float], object] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self.catalog = catalog
         self.registry = registry or ProviderRegistry()
@@ -92,5 +91,3 @@ class Gateway:
             provider=last.provider if last else "-",
             model=last.model if last else "-",
         ) from last
-
-

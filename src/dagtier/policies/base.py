@@ -1,0 +1,179 @@
+"""What a policy sees: the node, its rendered request, and one way to make an attempt.
+
+A policy is a plain async callable ``policy(ctx) -> Outcome``. It decides which tier(s) to
+try and when to stop; :meth:`NodeContext.attempt` does the call, the checks, the accounting
+and the events, so every policy records attempts the same way.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import ProviderError
+from .._types import JSON, NodeStatus, Tier
+from ..events import AttemptFinished, EventBus, PolicyDecision
+from ..providers.base import CompletionRequest
+from ..providers.gateway import Gateway
+from ..results import Attempt
+
+if TYPE_CHECKING:
+    from ..spec.models import Node, Workflow
+    from ..store import StatsStore
+
+DEFAULT_HALF_LIFE = 50.0
+
+
+@dataclass(slots=True)
+class Outcome:
+    status: NodeStatus
+    attempt: Attempt | None
+    """The attempt whose answer is the node's output (None when no answer was accepted)."""
+    error: str | None = None
+
+
+class AttemptFailed(Exception):
+    """The provider layer could not get an answer (availability, after retries and fallback).
+
+    Carries the recorded attempt; the policy lets it propagate: availability failures do not
+    escalate the tier."""
+
+    def __init__(self, attempt: Attempt, cause: ProviderError) -> None:
+        self.attempt = attempt
+        self.cause = cause
+        super().__init__(str(cause))
+
+
+@dataclass(slots=True)
+class NodeContext:
+    run_id: str
+    node_id: str
+    task_key: str
+    workflow: Workflow
+    node: Node
+    request: CompletionRequest
+    gateway: Gateway
+    events: EventBus
+    stats: StatsStore | None
+    rng: random.Random
+    log: Any
+    attempts: list[Attempt] = field(default_factory=list)
+    parsed: dict[int, JSON] = field(default_factory=dict)
+    """Parsed output per attempt index (JSON nodes)."""
+    decision: str | None = None
+
+    @property
+    def checks(self) -> list[Any]:
+        return self.workflow.node_checks(self.node_id)
+
+    def decide(self, tier: Tier, reason: str) -> None:
+        """Record why the policy chose ``tier`` (logged, shown in reports)."""
+        self.decision = reason
+        self.log.info(
+            "policy decision", node=self.node_id, task_key=self.task_key, tier=tier, reason=reason
+        )
+        if self.events:
+            self.events.emit(PolicyDecision(self.run_id, self.node_id, self.task_key, tier, reason))
+
+    async def attempt(
+        self,
+        tier: Tier,
+        *,
+        purpose: str = "answer",
+        record_evidence: bool = True,
+        half_life: float | None = DEFAULT_HALF_LIFE,
+    ) -> Attempt:
+        """Call ``tier`` once (the gateway retries and falls back within the tier), then run
+        the node's checks on the answer. Records the attempt, logs it and emits an event.
+
+        Raises:
+            AttemptFailed: no model of the tier answered.
+        """
+        from .checks import run_checks
+
+        index = len(self.attempts)
+        t0 = time.perf_counter()
+        try:
+            call = await self.gateway.call(tier, self.request)
+        except ProviderError as exc:
+            att = Attempt(
+                index,
+                tier,
+                exc.model,
+                exc.provider,
+                latency_s=time.perf_counter() - t0,
+                verdict="error",
+                reason=str(exc),
+                purpose=purpose,
+            )
+            self._record(att)
+            raise AttemptFailed(att, exc) from exc
+        comp = call.completion
+        att = Attempt(
+            index,
+            tier,
+            call.model.name,
+            call.model.provider,
+            usage=comp.usage,
+            cost=call.cost,
+            latency_s=comp.latency_s or (time.perf_counter() - t0),
+            request_id=comp.request_id,
+            fallbacks=[f"{type(e).__name__}: {e}" for e in call.errors],
+            purpose=purpose,
+            output=comp.text,
+        )
+        checked = await run_checks(self, comp.text, tier, comp.meta)
+        att.verdict, att.reason, att.checks = checked.verdict, checked.reason, checked.results
+        att.judge_cost, att.judge_usage = checked.judge_cost, checked.judge_usage
+        if checked.parsed is not None:
+            self.parsed[index] = checked.parsed
+        self._record(att)
+        if record_evidence and self.stats is not None and att.verdict in ("pass", "fail"):
+            await self.stats.record_observation(
+                self.task_key,
+                tier,
+                success=att.verdict == "pass",
+                cost=att.total_cost,
+                latency_s=att.latency_s,
+                half_life=half_life,
+            )
+        return att
+
+    def _record(self, att: Attempt) -> None:
+        self.attempts.append(att)
+        self.log.info(
+            "attempt",
+            run_id=self.run_id,
+            node=self.node_id,
+            task_key=self.task_key,
+            attempt=att.index,
+            purpose=att.purpose,
+            tier=att.tier,
+            model=att.model,
+            provider=att.provider,
+            input_tokens=att.usage.input_tokens,
+            output_tokens=att.usage.output_tokens,
+            cache_read_tokens=att.usage.cache_read_tokens,
+            cache_write_tokens=att.usage.cache_write_tokens,
+            reasoning_tokens=att.usage.reasoning_tokens,
+            cost=round(att.cost, 8),
+            judge_cost=round(att.judge_cost, 8),
+            latency_s=round(att.latency_s, 4),
+            verdict=att.verdict,
+            reason=att.reason,
+            fallbacks=att.fallbacks or None,
+        )
+        if self.events:
+            self.events.emit(AttemptFinished(self.run_id, self.node_id, self.task_key, att))
+
+    def output_of(self, att: Attempt) -> JSON:
+        return self.parsed.get(att.index, att.output)
+
+    def with_request(self, **changes: Any) -> None:
+        self.request = replace(self.request, **changes)
+
+
+Policy = Callable[[NodeContext], Awaitable[Outcome]]

@@ -1,0 +1,134 @@
+"""What a run produces: attempts, node results, the run result. Plain slotted dataclasses:
+the executor builds thousands of them, and pydantic models would cost more than the run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ._types import JSON, NodeStatus, RunStatus, Tier, Verdict
+from .catalog import Usage
+
+
+@dataclass(slots=True)
+class CheckResult:
+    check: str
+    """The check's type (``json_schema``, ``judge``, ...)."""
+    passed: bool
+    reason: str = ""
+    score: float | None = None
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One model call made for a node (after the gateway's retries and fallbacks)."""
+
+    index: int
+    tier: Tier
+    model: str
+    """Catalog name of the model that served (or was last tried, on error)."""
+    provider: str
+    usage: Usage = field(default_factory=Usage)
+    cost: float = 0.0
+    latency_s: float = 0.0
+    verdict: Verdict = "unchecked"
+    reason: str = ""
+    checks: list[CheckResult] = field(default_factory=list)
+    judge_cost: float = 0.0
+    judge_usage: Usage = field(default_factory=Usage)
+    request_id: str | None = None
+    fallbacks: list[str] = field(default_factory=list)
+    """Provider errors survived before this call succeeded (retries and fallbacks)."""
+    purpose: str = "answer"
+    """``answer`` for the node's own call, ``canary`` for an adaptive quality canary."""
+    output: str | None = None
+
+    @property
+    def total_cost(self) -> float:
+        return self.cost + self.judge_cost
+
+
+@dataclass(slots=True)
+class NodeResult:
+    node_id: str
+    status: NodeStatus
+    output: JSON = None
+    """The answer: text, or the parsed object for JSON nodes."""
+    text: str | None = None
+    tier: Tier | None = None
+    model: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    error: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    task_key: str | None = None
+    decision: str | None = None
+    """The policy's reason for the tier it chose (adaptive), for logs and reports."""
+    cache_hit: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("succeeded", "unverified", "cached")
+
+    @property
+    def cost(self) -> float:
+        return sum(a.total_cost for a in self.attempts)
+
+    @property
+    def judge_cost(self) -> float:
+        return sum(a.judge_cost for a in self.attempts)
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for a in self.attempts:
+            total = total + a.usage + a.judge_usage
+        return total
+
+    @property
+    def latency_s(self) -> float:
+        if self.started_at is None or self.finished_at is None:
+            return 0.0
+        return self.finished_at - self.started_at
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["cost"] = self.cost
+        d["judge_cost"] = self.judge_cost
+        return d
+
+
+@dataclass(slots=True)
+class RunResult:
+    run_id: str
+    workflow: str
+    status: RunStatus
+    nodes: dict[str, NodeResult]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    error: str | None = None
+
+    @property
+    def cost(self) -> float:
+        return sum(n.cost for n in self.nodes.values())
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+    def __getitem__(self, node_id: str) -> NodeResult:
+        return self.nodes[node_id]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "workflow": self.workflow,
+            "status": self.status,
+            "cost": self.cost,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "error": self.error,
+            "outputs": self.outputs,
+            "nodes": {k: v.to_dict() for k, v in self.nodes.items()},
+        }

@@ -1,0 +1,289 @@
+"""The workflow format as frozen pydantic models (the JSON Schema is generated from these)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from .._types import Tier
+
+ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_ID_RE = re.compile(ID_PATTERN)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- inputs -----------------------------------------------------------------------------
+
+InputType = Literal["string", "integer", "number", "boolean", "object", "array"]
+
+
+class InputSpec(_Model):
+    """A declared workflow input. ``inputs: {code: string}`` is short for ``{type: string}``."""
+
+    type: InputType = "string"
+    required: bool = True
+    default: Any = None
+    description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"type": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _default_means_optional(self) -> InputSpec:
+        if self.default is not None and "required" not in self.model_fields_set:
+            object.__setattr__(self, "required", False)
+        return self
+
+
+# --- checks -----------------------------------------------------------------------------
+
+
+class NonEmptyCheck(_Model):
+    """The output is not blank."""
+
+    type: Literal["non_empty"]
+
+
+class JsonCheck(_Model):
+    """The output parses as JSON."""
+
+    type: Literal["json"]
+
+
+class JsonSchemaCheck(_Model):
+    """The output is JSON valid against ``schema`` (default: the node's output schema)."""
+
+    type: Literal["json_schema"]
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class RegexCheck(_Model):
+    """The output matches (``must_match: true``) or does not match ``pattern``."""
+
+    type: Literal["regex"]
+    pattern: str
+    must_match: bool = True
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+
+class LengthCheck(_Model):
+    """The output's length in characters lies within [min, max]."""
+
+    type: Literal["length"]
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=1)
+
+
+class PythonCheck(_Model):
+    """A user function ``module:function`` taking the output (and the node id) and returning
+    ``bool`` or ``(bool, reason)``."""
+
+    type: Literal["python"]
+    function: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class JudgeCheck(_Model):
+    """An LLM judge on ``tier`` (default 1) that must answer PASS or FAIL."""
+
+    type: Literal["judge"]
+    tier: Tier = 1
+    prompt: str | None = None
+    """Overrides the default judge prompt; may use {{ task }} and {{ answer }}."""
+    min_score: float | None = Field(default=None, ge=0, le=1)
+
+
+Check = Annotated[
+    NonEmptyCheck
+    | JsonCheck
+    | JsonSchemaCheck
+    | RegexCheck
+    | LengthCheck
+    | PythonCheck
+    | JudgeCheck,
+    Field(discriminator="type"),
+]
+
+# --- policies ---------------------------------------------------------------------------
+
+
+class StaticPolicy(_Model):
+    """Always run on ``tier``."""
+
+    kind: Literal["static"]
+    tier: Tier
+
+
+class CascadePolicy(_Model):
+    """Run on ``start``; when the output fails its checks, escalate one tier, up to ``max``."""
+
+    kind: Literal["cascade"]
+    start: Tier = 1
+    max: Tier = 3
+    on_exhausted: Literal["fail", "accept_unverified"] = "fail"
+    """What happens when even the max tier fails its checks."""
+
+    @model_validator(mode="after")
+    def _start_le_max(self) -> CascadePolicy:
+        if self.start > self.max:
+            raise ValueError(
+                f"start tier {self.start} is above max tier {self.max}; "
+                f"set start <= max (e.g. start: {self.max})"
+            )
+        return self
+
+
+class AdaptivePolicy(_Model):
+    """Learn per task which is the cheapest tier that meets ``target`` success."""
+
+    kind: Literal["adaptive"]
+    target: float = Field(default=0.9, gt=0, le=1)
+    min_tier: Tier = 1
+    max_tier: Tier = 3
+    canary: float = Field(default=0.01, ge=0, le=1)
+    """Share of runs that also run the top tier to watch for silent quality drops."""
+    half_life: float = Field(default=50, gt=0)
+    """Evidence fades: an observation counts half after this many newer ones."""
+    on_exhausted: Literal["fail", "accept_unverified"] = "fail"
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> AdaptivePolicy:
+        if self.min_tier > self.max_tier:
+            raise ValueError(
+                f"min_tier {self.min_tier} is above max_tier {self.max_tier}; set min_tier <= max_tier"
+            )
+        return self
+
+
+Policy = Annotated[StaticPolicy | CascadePolicy | AdaptivePolicy, Field(discriminator="kind")]
+
+# --- nodes ------------------------------------------------------------------------------
+
+
+class OutputSpec(_Model):
+    """``output: text`` or ``output: json`` or ``output: {schema: {...}}`` (JSON with a schema)."""
+
+    format: Literal["text", "json"] = "text"
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"format": value}
+        if isinstance(value, dict) and "schema" in value and "format" not in value:
+            return {**value, "format": "json"}
+        return value
+
+    @field_validator("schema_")
+    @classmethod
+    def _valid_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            from jsonschema import Draft202012Validator, SchemaError
+
+            try:
+                Draft202012Validator.check_schema(value)
+            except SchemaError as exc:
+                raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+        return value
+
+
+class NodeSettings(_Model):
+    """Settings a node may take from ``defaults``."""
+
+    policy: Policy | None = None
+    checks: list[Check] | None = None
+    max_tokens: int | None = Field(default=None, gt=0)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    timeout_s: float | None = Field(default=None, gt=0)
+    cache: bool | None = None
+    budget: float | None = Field(default=None, gt=0)
+    """Per-node spending cap in USD (all attempts and judge calls)."""
+
+
+class Node(NodeSettings):
+    """One step of the workflow: a prompt sent to a model chosen by the node's policy."""
+
+    prompt: str = Field(min_length=1)
+    system: str | None = None
+    depends_on: list[str] = Field(default_factory=list)
+    task: str | None = None
+    """A label (classification, extraction, code, ...) that shares learning across workflows."""
+    output: OutputSpec = OutputSpec()
+    description: str | None = None
+
+
+DEFAULT_POLICY = StaticPolicy(kind="static", tier=1)
+DEFAULT_MAX_TOKENS = 1024
+
+
+class Workflow(_Model):
+    """A workflow file. Nodes are keyed by id; order in the file does not matter."""
+
+    name: str = Field(min_length=1)
+    description: str | None = None
+    version: int = 1
+    inputs: dict[str, InputSpec] = Field(default_factory=dict)
+    defaults: NodeSettings = NodeSettings()
+    nodes: dict[str, Node]
+    outputs: dict[str, str] = Field(default_factory=dict)
+    """Named results built from node outputs with the same template syntax as prompts."""
+    budget: float | None = Field(default=None, gt=0)
+    """Run budget in USD: no call starts that could take spending past it."""
+    concurrency: int = Field(default=16, gt=0)
+    fail_fast: bool = False
+    _source: str = PrivateAttr(default="<workflow>")
+
+    @property
+    def source(self) -> str:
+        """The file the workflow came from (for messages)."""
+        return self._source
+
+    @field_validator("nodes")
+    @classmethod
+    def _not_empty(cls, value: dict[str, Node]) -> dict[str, Node]:
+        if not value:
+            raise ValueError("the workflow has no nodes; add at least one under 'nodes:'")
+        return value
+
+    # --- resolved view: what a node actually runs with -----------------------------------
+
+    def node_policy(self, node_id: str) -> StaticPolicy | CascadePolicy | AdaptivePolicy:
+        return self.nodes[node_id].policy or self.defaults.policy or DEFAULT_POLICY
+
+    def node_checks(self, node_id: str) -> list[Any]:
+        node = self.nodes[node_id]
+        if node.checks is not None:
+            return list(node.checks)
+        return list(self.defaults.checks or [])
+
+    def node_setting(self, node_id: str, field: str) -> Any:
+        """A node's own value for ``field``, else the workflow default, else the built-in one."""
+        value = getattr(self.nodes[node_id], field)
+        if value is None:
+            value = getattr(self.defaults, field)
+        if value is None and field == "max_tokens":
+            value = DEFAULT_MAX_TOKENS
+        return value
+
+
+def is_identifier(name: str) -> bool:
+    return bool(_ID_RE.match(name))
