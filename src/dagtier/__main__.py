@@ -1,0 +1,5 @@
+"""``python -m dagtier``: the same as the ``dagtier`` command."""
+
+from dagtier.cli import main
+
+main()
