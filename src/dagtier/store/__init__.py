@@ -2,17 +2,27 @@
 
 Two protocols, so a PostgreSQL store can follow without touching the executor or the
 policies: :class:`RunStore` (durable runs, resume) and :class:`StatsStore` (per task key and
-tier evidence, for the adaptive policy). :class:`MemoryStore` implements both in process.
+tier evidence, for the adaptive policy), plus the optional :class:`ResultCache`.
+:class:`MemoryStore` implements them in process; :func:`open_store` opens the SQLite file
+(``dagtier.store.sqlite``, imported on first use).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .._types import RunStatus, Tier
 from ..results import NodeResult
+
+if TYPE_CHECKING:
+    from .sqlite import SqliteStore
+
+ENV_STORE = "DAGTIER_STORE"
 
 
 @dataclass(slots=True)
@@ -67,7 +77,29 @@ class RunRecord:
     fingerprint: str | None = None
     inputs: dict[str, Any] = field(default_factory=dict)
     cost: float = 0.0
+    """Everything the run's committed nodes cost, including results later rerun."""
     source: str | None = None
+    node_fingerprints: dict[str, str] = field(default_factory=dict)
+    """Per node: what its result depends on (see :mod:`dagtier.fingerprint`)."""
+    pid: int | None = None
+    """The process running it (with ``host``: a crashed run shows as ``interrupted``)."""
+    host: str | None = None
+    budget: float | None = None
+
+
+@dataclass(slots=True)
+class CachedAnswer:
+    """A successful node answer kept for reuse by the result cache."""
+
+    run_id: str
+    node_id: str
+    output: Any
+    text: str | None
+    tier: Tier | None
+    model: str | None
+    cost: float
+    """What the answer cost when it was made (a hit saves this much)."""
+    created_at: float
 
 
 @runtime_checkable
@@ -106,6 +138,43 @@ class RunStore(Protocol):
     async def list_runs(self, limit: int = 50) -> list[RunRecord]: ...
 
 
+@runtime_checkable
+class ResultCache(Protocol):
+    async def cache_get(self, key: str, *, ttl_s: float | None) -> CachedAnswer | None:
+        """The answer stored under ``key`` if younger than ``ttl_s`` seconds (None: any age)."""
+        ...
+
+    async def cache_put(self, key: str, answer: CachedAnswer) -> None: ...
+
+    async def cache_clear(self, *, older_than_s: float | None = None) -> int: ...
+
+
+def default_store_path() -> Path:
+    """``$DAGTIER_STORE`` if set, else ``dagtier.db`` in the user's data directory."""
+    env = os.environ.get(ENV_STORE)
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("dagtier")) / "dagtier.db"
+
+
+def open_store(path: str | Path | None = None) -> SqliteStore:
+    """Open (creating and migrating as needed) the SQLite store.
+
+    Args:
+        path: the database file; None means ``$DAGTIER_STORE``, else the user data directory
+            (``platformdirs.user_data_dir("dagtier")/dagtier.db``).
+
+    Raises:
+        StoreError: the file cannot be opened or is not a dagtier store (the message names
+            the path and what to do).
+    """
+    from .sqlite import SqliteStore
+
+    return SqliteStore(Path(path).expanduser() if path else default_store_path())
+
+
 class MemoryStore:
     """Both protocols in memory: for replay, tests and programs that persist nothing."""
 
@@ -113,6 +182,7 @@ class MemoryStore:
         self.stats: dict[str, dict[Tier, TierStats]] = {}
         self.runs: dict[str, RunRecord] = {}
         self.nodes: dict[str, dict[str, NodeResult]] = {}
+        self.cache: dict[str, CachedAnswer] = {}
 
     async def tier_stats(self, task_key: str) -> dict[Tier, TierStats]:
         return self.stats.get(task_key, {})
@@ -143,13 +213,14 @@ class MemoryStore:
 
     async def commit_node(self, run_id: str, result: NodeResult) -> None:
         self.nodes.setdefault(run_id, {})[result.node_id] = result
+        rec = self.runs.get(run_id)
+        if rec is not None:
+            rec.cost += result.cost
 
     async def finish_run(self, run_id: str, status: RunStatus, cost: float) -> None:
         rec = self.runs.get(run_id)
         if rec is not None:
-            import time
-
-            rec.status, rec.cost, rec.finished_at = status, cost, time.time()
+            rec.status, rec.cost, rec.finished_at = status, max(rec.cost, cost), time.time()
 
     async def load_run(self, run_id: str) -> tuple[RunRecord, dict[str, NodeResult]] | None:
         rec = self.runs.get(run_id)
@@ -158,5 +229,32 @@ class MemoryStore:
     async def list_runs(self, limit: int = 50) -> list[RunRecord]:
         return sorted(self.runs.values(), key=lambda r: r.started_at, reverse=True)[:limit]
 
+    async def cache_get(self, key: str, *, ttl_s: float | None) -> CachedAnswer | None:
+        hit = self.cache.get(key)
+        if hit is None or (ttl_s is not None and hit.created_at < time.time() - ttl_s):
+            return None
+        return hit
 
-__all__ = ["MemoryStore", "RunRecord", "RunStore", "StatsStore", "TierStats"]
+    async def cache_put(self, key: str, answer: CachedAnswer) -> None:
+        self.cache[key] = answer
+
+    async def cache_clear(self, *, older_than_s: float | None = None) -> int:
+        cutoff = time.time() - older_than_s if older_than_s is not None else float("inf")
+        old = [k for k, v in self.cache.items() if v.created_at < cutoff]
+        for k in old:
+            del self.cache[k]
+        return len(old)
+
+
+__all__ = [
+    "ENV_STORE",
+    "CachedAnswer",
+    "MemoryStore",
+    "ResultCache",
+    "RunRecord",
+    "RunStore",
+    "StatsStore",
+    "TierStats",
+    "default_store_path",
+    "open_store",
+]

@@ -1,0 +1,693 @@
+"""The SQLite store: runs, node results, attempts, tier statistics and the result cache in
+one file.
+
+Durability and speed:
+
+- WAL journal with ``synchronous=NORMAL``: a committed transaction survives the process
+  being killed (SIGKILL included: the WAL is written before COMMIT returns), though not a
+  power cut of the machine before the next checkpoint. Pass ``synchronous="FULL"`` for that.
+- Group commit. Writes queue into an open batch; one caller (the leader) takes the batch to a
+  worker thread and commits it as one transaction while later writes gather in the next
+  batch. Every caller still returns only once the transaction holding its write committed,
+  so the executor's "durable before dependents start" holds, while a burst of nodes
+  finishing together costs one thread hop and one commit instead of one each.
+- Every batch runs under ``BEGIN IMMEDIATE``: it holds SQLite's write lock from the start,
+  so a statistics update (read, decay, write) is atomic against other processes writing the
+  same file, and no update is lost.
+- sqlite3 runs in worker threads through :func:`anyio.to_thread.run_sync` with a one-token
+  limiter: one connection, one writer at a time.
+
+Prompts are not stored; an attempt's output is stored only when it differs from the node's
+(the accepted attempt's output is the node's text), so rows stay small.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from .._exceptions import StoreError
+from .._logging import redact_text
+from .._types import RunStatus, Tier
+from ..catalog import Usage
+from ..results import Attempt, CheckResult, NodeResult
+from . import CachedAnswer, RunRecord, TierStats
+
+# --- schema ---------------------------------------------------------------------------------
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            workflow TEXT NOT NULL,
+            status TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            finished_at REAL,
+            fingerprint TEXT,
+            node_fingerprints TEXT NOT NULL DEFAULT '{}',
+            inputs TEXT NOT NULL DEFAULT '{}',
+            cost REAL NOT NULL DEFAULT 0,
+            source TEXT,
+            pid INTEGER,
+            host TEXT,
+            budget REAL
+        );
+        CREATE INDEX runs_started ON runs (started_at);
+        CREATE TABLE nodes (
+            run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            node_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            output TEXT,
+            text TEXT,
+            tier INTEGER,
+            model TEXT,
+            error TEXT,
+            started_at REAL,
+            finished_at REAL,
+            task_key TEXT,
+            decision TEXT,
+            cache_hit INTEGER NOT NULL DEFAULT 0,
+            cost REAL NOT NULL DEFAULT 0,
+            PRIMARY KEY (run_id, node_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE attempts (
+            run_id TEXT NOT NULL,
+            node_id TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            tier INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            usage TEXT NOT NULL,
+            cost REAL NOT NULL,
+            latency_s REAL NOT NULL,
+            verdict TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            checks TEXT,
+            judge_cost REAL NOT NULL,
+            judge_usage TEXT,
+            request_id TEXT,
+            fallbacks TEXT,
+            purpose TEXT NOT NULL,
+            output TEXT,
+            PRIMARY KEY (run_id, node_id, idx)
+        ) WITHOUT ROWID;
+        CREATE TABLE tier_stats (
+            task_key TEXT NOT NULL,
+            tier INTEGER NOT NULL,
+            successes REAL NOT NULL,
+            failures REAL NOT NULL,
+            observations INTEGER NOT NULL,
+            total_cost REAL NOT NULL,
+            total_latency_s REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (task_key, tier)
+        ) WITHOUT ROWID;
+        """,
+    ),
+    (
+        2,
+        """
+        CREATE TABLE cache (
+            key TEXT PRIMARY KEY,
+            created_at REAL NOT NULL,
+            run_id TEXT,
+            node_id TEXT,
+            output TEXT,
+            text TEXT,
+            tier INTEGER,
+            model TEXT,
+            cost REAL NOT NULL DEFAULT 0
+        ) WITHOUT ROWID;
+        """,
+    ),
+)
+"""Ordered schema migrations: (version reached, SQL). Append; never edit a released step."""
+
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+_HINT = "pass another file with --store PATH (or set DAGTIER_STORE)"
+
+Op = Callable[[sqlite3.Connection], None]
+
+
+def _store_error(path: Path, what: str, exc: BaseException, hint: str = _HINT) -> StoreError:
+    msg = str(exc)
+    if "locked" in msg or "busy" in msg:
+        hint = "another dagtier process held the store's write lock too long; retry, or " + hint
+    elif "not a database" in msg:
+        hint = f"{path} is not a dagtier store; " + hint
+    elif "readonly" in msg or "unable to open" in msg:
+        hint = "check that the directory exists and is writable, or " + hint
+    err = StoreError(redact_text(f"store {path}: {what}: {msg}\nhint: {hint}"))
+    err.hint = hint
+    return err
+
+
+def process_alive(pid: int | None, host: str | None) -> bool:
+    """Whether the process that owns a 'running' run may still be running.
+
+    A run recorded on another host is assumed alive: we cannot tell.
+    """
+    if pid is None or host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class _Batch:
+    __slots__ = ("done", "error", "ops")
+
+    def __init__(self) -> None:
+        self.ops: list[Op] = []
+        self.done: anyio.Event | None = None
+        self.error: StoreError | None = None
+
+
+class SqliteStore:
+    """Implements :class:`~dagtier.store.RunStore`, :class:`~dagtier.store.StatsStore` and
+    :class:`~dagtier.store.ResultCache` over one SQLite file.
+
+    Args:
+        path: the database file (created with its directory if missing).
+        synchronous: SQLite's ``synchronous`` pragma: ``NORMAL`` (default) is durable against
+            a crash of the process; ``FULL`` also against a crash of the machine.
+        busy_timeout_s: how long to wait for another process's write lock.
+
+    Raises:
+        StoreError: the file cannot be opened, is not a dagtier store, or was written by a
+            newer dagtier.
+    """
+
+    def __init__(
+        self, path: str | Path, *, synchronous: str = "NORMAL", busy_timeout_s: float = 10.0
+    ) -> None:
+        self.path = Path(path)
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            con = sqlite3.connect(
+                self.path,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,  # used from worker threads, one at a time
+                timeout=busy_timeout_s,
+                cached_statements=256,
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise _store_error(self.path, "cannot open", exc) from None
+        self._con = con
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            con.execute("PRAGMA foreign_keys=OFF")
+            self._migrate()
+        except sqlite3.Error as exc:
+            con.close()
+            raise _store_error(self.path, "cannot initialise", exc) from None
+        self._limiter = anyio.CapacityLimiter(1)
+        self._open: _Batch | None = None
+        self._flushing = False
+        self._host = socket.gethostname()
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({str(self.path)!r})"
+
+    # --- schema -----------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        con = self._con
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = con.execute("SELECT version FROM schema_version").fetchone()
+            current = row[0] if row else 0
+            if row is None:
+                con.execute("INSERT INTO schema_version VALUES (0)")
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"store {self.path} has schema version {current}, newer than this dagtier "
+                    f"understands ({SCHEMA_VERSION})\nhint: upgrade dagtier, or {_HINT}"
+                )
+            for version, sql in MIGRATIONS:
+                if version > current:
+                    for stmt in sql.split(";"):
+                        if stmt.strip():
+                            con.execute(stmt)
+                    con.execute("UPDATE schema_version SET version = ?", (version,))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._con.execute("SELECT version FROM schema_version").fetchone()[0])
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _write(self, ops: list[Op]) -> None:
+        con = self._con
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for op in ops:
+                op(con)
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+
+    async def _submit(self, ops: Iterable[Op]) -> None:
+        """Queue ``ops`` into the open batch; return once the batch has committed.
+
+        Raises:
+            StoreError: the transaction failed (none of the batch's writes were applied).
+        """
+        batch = self._open
+        if batch is None:
+            batch = self._open = _Batch()
+        batch.ops.extend(ops)
+        if self._flushing:
+            if batch.done is None:
+                batch.done = anyio.Event()
+            await batch.done.wait()
+        else:
+            # Leader: commit batches until none is open. Shielded: a write that reached the
+            # worker thread completes anyway, so its waiters must learn how it ended.
+            with anyio.CancelScope(shield=True):
+                await self._drain()
+        if batch.error is not None:
+            raise batch.error
+
+    async def _drain(self) -> None:
+        self._flushing = True
+        try:
+            while self._open is not None:
+                batch, self._open = self._open, None
+                try:
+                    await anyio.to_thread.run_sync(self._write, batch.ops, limiter=self._limiter)
+                except (sqlite3.Error, OSError) as exc:
+                    batch.error = _store_error(self.path, "write failed", exc)
+                if batch.done is not None:
+                    batch.done.set()
+        finally:
+            self._flushing = False
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        def go() -> Any:
+            try:
+                return fn(self._con)
+            except sqlite3.Error as exc:
+                raise _store_error(self.path, "read failed", exc) from None
+
+        return await anyio.to_thread.run_sync(go, limiter=self._limiter)
+
+    def close(self) -> None:
+        """Close the connection. Pending batches are always committed by their leader first."""
+        self._con.close()
+
+    async def aclose(self) -> None:
+        if self._open is not None and not self._flushing:
+            await self._submit(())
+        self.close()
+
+    # --- StatsStore -------------------------------------------------------------------------
+
+    async def tier_stats(self, task_key: str) -> dict[Tier, TierStats]:
+        def q(con: sqlite3.Connection) -> dict[Tier, TierStats]:
+            rows = con.execute(
+                "SELECT tier, successes, failures, observations, total_cost, total_latency_s "
+                "FROM tier_stats WHERE task_key = ?",
+                (task_key,),
+            ).fetchall()
+            return {r[0]: TierStats(task_key, r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows}
+
+        result: dict[Tier, TierStats] = await self._read(q)
+        return result
+
+    async def record_observation(
+        self,
+        task_key: str,
+        tier: Tier,
+        *,
+        success: bool,
+        weight: float = 1.0,
+        cost: float = 0.0,
+        latency_s: float = 0.0,
+        half_life: float | None = None,
+    ) -> None:
+        """Fold one observation into (task key, tier), decaying older evidence.
+
+        Read, decay and write happen in one ``BEGIN IMMEDIATE`` transaction, so concurrent
+        writers (threads or processes) never lose an update.
+        """
+
+        def op(con: sqlite3.Connection) -> None:
+            row = con.execute(
+                "SELECT successes, failures, observations, total_cost, total_latency_s "
+                "FROM tier_stats WHERE task_key = ? AND tier = ?",
+                (task_key, tier),
+            ).fetchone()
+            st = TierStats(task_key, tier, *row) if row else TierStats(task_key, tier)
+            st.apply(success, weight, cost, latency_s, half_life)
+            con.execute(
+                "INSERT OR REPLACE INTO tier_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    task_key,
+                    tier,
+                    st.successes,
+                    st.failures,
+                    st.observations,
+                    st.total_cost,
+                    st.total_latency_s,
+                    time.time(),
+                ),
+            )
+
+        await self._submit((op,))
+
+    async def all_stats(self) -> list[TierStats]:
+        def q(con: sqlite3.Connection) -> list[TierStats]:
+            rows = con.execute(
+                "SELECT task_key, tier, successes, failures, observations, total_cost, "
+                "total_latency_s FROM tier_stats ORDER BY task_key, tier"
+            ).fetchall()
+            return [TierStats(*r) for r in rows]
+
+        result: list[TierStats] = await self._read(q)
+        return result
+
+    # --- RunStore ---------------------------------------------------------------------------
+
+    async def begin_run(self, record: RunRecord) -> None:
+        """Record a run as running (in this process). A resumed run keeps its row, cost and
+        start time; its fingerprints, inputs and owner process are updated."""
+        pid = record.pid if record.pid is not None else os.getpid()
+        host = record.host or self._host
+        params = (
+            record.run_id,
+            record.workflow,
+            record.started_at,
+            record.fingerprint,
+            json.dumps(record.node_fingerprints, separators=(",", ":")),
+            json.dumps(record.inputs, separators=(",", ":"), default=str),
+            record.cost,
+            record.source,
+            pid,
+            host,
+            record.budget,
+        )
+
+        def op(con: sqlite3.Connection) -> None:
+            con.execute(
+                "INSERT INTO runs (run_id, workflow, status, started_at, fingerprint, "
+                "node_fingerprints, inputs, cost, source, pid, host, budget) "
+                "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL, "
+                "workflow = excluded.workflow, fingerprint = excluded.fingerprint, "
+                "node_fingerprints = excluded.node_fingerprints, inputs = excluded.inputs, "
+                "source = excluded.source, pid = excluded.pid, host = excluded.host, "
+                "budget = excluded.budget",
+                params,
+            )
+
+        await self._submit((op,))
+
+    async def commit_node(self, run_id: str, result: NodeResult) -> None:
+        """Durably save a finished node (replacing an earlier result of the same node, whose
+        cost stays counted in the run's total). Returns once committed."""
+        text = result.text
+        node_row = (
+            run_id,
+            result.node_id,
+            result.status,
+            None if result.output is None else json.dumps(result.output, separators=(",", ":")),
+            text,
+            result.tier,
+            result.model,
+            None if result.error is None else redact_text(result.error),
+            result.started_at,
+            result.finished_at,
+            result.task_key,
+            result.decision,
+            int(result.cache_hit),
+            result.cost,
+        )
+        att_rows = [_attempt_row(run_id, result.node_id, a, text) for a in result.attempts]
+        key = (run_id, result.node_id)
+        cost_row = (result.cost, run_id)
+
+        def op(con: sqlite3.Connection) -> None:
+            con.execute("DELETE FROM attempts WHERE run_id = ? AND node_id = ?", key)
+            con.execute(
+                "INSERT OR REPLACE INTO nodes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", node_row
+            )
+            if att_rows:
+                con.executemany(
+                    "INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", att_rows
+                )
+            con.execute("UPDATE runs SET cost = cost + ? WHERE run_id = ?", cost_row)
+
+        await self._submit((op,))
+
+    async def finish_run(self, run_id: str, status: RunStatus, cost: float) -> None:
+        # The row's cost counts every committed node, reruns included; never lower it.
+        params = (status, time.time(), cost, run_id)
+
+        def op(con: sqlite3.Connection) -> None:
+            con.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, cost = MAX(cost, ?) WHERE run_id = ?",
+                params,
+            )
+
+        await self._submit((op,))
+
+    async def load_run(self, run_id: str) -> tuple[RunRecord, dict[str, NodeResult]] | None:
+        def q(con: sqlite3.Connection) -> tuple[RunRecord, dict[str, NodeResult]] | None:
+            row = con.execute(
+                f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            nodes: dict[str, NodeResult] = {}
+            for r in con.execute(
+                "SELECT node_id, status, output, text, tier, model, error, started_at, "
+                "finished_at, task_key, decision, cache_hit FROM nodes WHERE run_id = ?",
+                (run_id,),
+            ):
+                nodes[r[0]] = NodeResult(
+                    r[0],
+                    r[1],
+                    output=None if r[2] is None else json.loads(r[2]),
+                    text=r[3],
+                    tier=r[4],
+                    model=r[5],
+                    error=r[6],
+                    started_at=r[7],
+                    finished_at=r[8],
+                    task_key=r[9],
+                    decision=r[10],
+                    cache_hit=bool(r[11]),
+                )
+            for a in con.execute(
+                "SELECT node_id, idx, tier, model, provider, usage, cost, latency_s, verdict, "
+                "reason, checks, judge_cost, judge_usage, request_id, fallbacks, purpose, output "
+                "FROM attempts WHERE run_id = ? ORDER BY node_id, idx",
+                (run_id,),
+            ):
+                node = nodes.get(a[0])
+                if node is not None:
+                    node.attempts.append(_attempt_from_row(a, node.text))
+            return _record(row), nodes
+
+        result: tuple[RunRecord, dict[str, NodeResult]] | None = await self._read(q)
+        return result
+
+    async def list_runs(self, limit: int = 50) -> list[RunRecord]:
+        """The latest runs, newest first. A 'running' run whose process is gone is reported
+        as ``interrupted``."""
+
+        def q(con: sqlite3.Connection) -> list[RunRecord]:
+            rows = con.execute(
+                f"SELECT {_RUN_COLS} FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)
+            ).fetchall()
+            return [_record(r) for r in rows]
+
+        result: list[RunRecord] = await self._read(q)
+        return result
+
+    async def node_counts(self, run_id: str) -> dict[str, int]:
+        """How many of a run's committed nodes ended in each status."""
+
+        def q(con: sqlite3.Connection) -> dict[str, int]:
+            return dict(
+                con.execute(
+                    "SELECT status, COUNT(*) FROM nodes WHERE run_id = ? GROUP BY status",
+                    (run_id,),
+                ).fetchall()
+            )
+
+        result: dict[str, int] = await self._read(q)
+        return result
+
+    # --- ResultCache ------------------------------------------------------------------------
+
+    async def cache_get(self, key: str, *, ttl_s: float | None) -> CachedAnswer | None:
+        oldest = 0.0 if ttl_s is None else time.time() - ttl_s
+
+        def q(con: sqlite3.Connection) -> CachedAnswer | None:
+            r = con.execute(
+                "SELECT run_id, node_id, output, text, tier, model, cost, created_at FROM cache "
+                "WHERE key = ? AND created_at >= ?",
+                (key, oldest),
+            ).fetchone()
+            if r is None:
+                return None
+            return CachedAnswer(
+                r[0], r[1], None if r[2] is None else json.loads(r[2]), r[3], r[4], r[5], r[6], r[7]
+            )
+
+        result: CachedAnswer | None = await self._read(q)
+        return result
+
+    async def cache_put(self, key: str, answer: CachedAnswer) -> None:
+        params = (
+            key,
+            answer.created_at,
+            answer.run_id,
+            answer.node_id,
+            None if answer.output is None else json.dumps(answer.output, separators=(",", ":")),
+            answer.text,
+            answer.tier,
+            answer.model,
+            answer.cost,
+        )
+
+        def op(con: sqlite3.Connection) -> None:
+            con.execute("INSERT OR REPLACE INTO cache VALUES (?,?,?,?,?,?,?,?,?)", params)
+
+        await self._submit((op,))
+
+    async def cache_clear(self, *, older_than_s: float | None = None) -> int:
+        """Delete cached results (all, or those older than ``older_than_s``); returns how many."""
+        cutoff = time.time() - older_than_s if older_than_s is not None else float("inf")
+        deleted: list[int] = []
+
+        def op(con: sqlite3.Connection) -> None:
+            deleted.append(
+                con.execute("DELETE FROM cache WHERE created_at < ?", (cutoff,)).rowcount
+            )
+
+        await self._submit((op,))
+        return deleted[0] if deleted else 0
+
+
+_RUN_COLS = (
+    "run_id, workflow, status, started_at, finished_at, fingerprint, node_fingerprints, inputs, "
+    "cost, source, pid, host, budget"
+)
+
+
+def _record(row: tuple[Any, ...]) -> RunRecord:
+    status = row[2]
+    if status == "running" and not process_alive(row[10], row[11]):
+        status = "interrupted"
+    return RunRecord(
+        run_id=row[0],
+        workflow=row[1],
+        status=status,
+        started_at=row[3],
+        finished_at=row[4],
+        fingerprint=row[5],
+        node_fingerprints=json.loads(row[6]),
+        inputs=json.loads(row[7]),
+        cost=row[8],
+        source=row[9],
+        pid=row[10],
+        host=row[11],
+        budget=row[12],
+    )
+
+
+_SAME = "\x00same"
+"""Stored in place of an attempt's output that equals its node's text (the usual case)."""
+
+
+def _compact(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def _usage_json(u: Usage) -> str:
+    return _compact(
+        [
+            u.input_tokens,
+            u.output_tokens,
+            u.cache_read_tokens,
+            u.cache_write_tokens,
+            u.reasoning_tokens,
+        ]
+    )
+
+
+def _attempt_row(run_id: str, node_id: str, a: Attempt, node_text: str | None) -> tuple[Any, ...]:
+    return (
+        run_id,
+        node_id,
+        a.index,
+        a.tier,
+        a.model,
+        a.provider,
+        _usage_json(a.usage),
+        a.cost,
+        a.latency_s,
+        a.verdict,
+        redact_text(a.reason) if a.reason else "",
+        _compact([asdict(c) for c in a.checks]) if a.checks else None,
+        a.judge_cost,
+        _usage_json(a.judge_usage) if a.judge_usage.total else None,
+        a.request_id,
+        _compact([redact_text(f) for f in a.fallbacks]) if a.fallbacks else None,
+        a.purpose,
+        _SAME if a.output is not None and a.output == node_text else a.output,
+    )
+
+
+def _attempt_from_row(r: tuple[Any, ...], node_text: str | None) -> Attempt:
+    return Attempt(
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        usage=Usage(*json.loads(r[5])),
+        cost=r[6],
+        latency_s=r[7],
+        verdict=r[8],
+        reason=r[9],
+        checks=[CheckResult(**c) for c in json.loads(r[10])] if r[10] else [],
+        judge_cost=r[11],
+        judge_usage=Usage(*json.loads(r[12])) if r[12] else Usage(),
+        request_id=r[13],
+        fallbacks=json.loads(r[14]) if r[14] else [],
+        purpose=r[15],
+        output=node_text if r[16] == _SAME else r[16],
+    )
+
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStore", "process_alive"]
