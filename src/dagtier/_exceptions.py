@@ -20,7 +20,8 @@
         ProviderResponseError      a 200 whose body is unusable (malformed, empty)
         ModelUnavailable           no model of a tier could be called (after fallback)
       RunError         a run stopped: node failed, budget exhausted, interrupted
-        BudgetExhausted
+        BudgetExhausted            the run's budget cannot cover the next call
+          NodeBudgetExceeded       a node's own cap cannot (the node fails, the run goes on)
       StoreError
     DagtierUsageError(TypeError)   Python code called dagtier wrongly
 
@@ -203,6 +204,10 @@ class RunError(DagtierError):
 
 class BudgetExhausted(RunError):
     code = "budget-exhausted"
+
+
+class NodeBudgetExceeded(BudgetExhausted):
+    code = "node-budget-exceeded"
 
 
 class StoreError(DagtierError):

@@ -18,12 +18,15 @@ from typing import Any
 
 import anyio
 
-from ._exceptions import DagtierUsageError, SpecError, SpecIssue
+from . import _durable
+from ._exceptions import BudgetExhausted, DagtierUsageError, SpecError, SpecIssue
 from ._logging import get_logger
 from ._types import RunStatus
 from ._yaml import did_you_mean
+from .budget import CURRENT_NODE, Budget
 from .catalog import Catalog, load_catalog
 from .events import EventBus, NodeFinished, NodeStarted, RunFinished, RunStarted, Subscriber
+from .fingerprint import cache_key, node_fingerprints, workflow_fingerprint
 from .policies import POLICIES, AttemptFailed, NodeContext
 from .providers.base import CompletionRequest, Message, Provider
 from .providers.gateway import Gateway
@@ -31,7 +34,7 @@ from .providers.registry import ProviderRegistry
 from .results import NodeResult, RunResult
 from .spec.models import Workflow
 from .spec.templates import Template, analyze
-from .store import MemoryStore, RunRecord, RunStore, StatsStore
+from .store import MemoryStore, ResultCache, RunRecord, RunStore, StatsStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +174,9 @@ class _Run:
         fail_fast: bool,
         rng: random.Random,
         done: Mapping[str, NodeResult],
+        budget: Any = None,
+        cache: ResultCache | None = None,
+        cache_ttl_s: float | None = None,
     ) -> None:
         self.wf = workflow
         self.plan = plan_for(workflow)
@@ -189,6 +195,9 @@ class _Run:
         self.pending = dict(self.plan.indegree)
         self.failed = False
         self.stop_reason: RunStatus | None = None
+        self.budget = budget
+        self.cache = cache
+        self.cache_ttl_s = cache_ttl_s
 
     async def execute(self) -> None:
         async with anyio.create_task_group() as tg:
@@ -246,6 +255,10 @@ class _Run:
         if self.events:
             self.events.emit(NodeStarted(self.run_id, nid, started))
         key = node.task or f"{wf.name}/{nid}"
+        if self.budget is not None:
+            if self.stop_reason == "budget_exhausted":  # do not start once the money ran out
+                return _durable.out_of_budget(nid, self.budget.exhausted, [], started, key)
+            CURRENT_NODE.set(nid)  # this task's calls count against the node's cap
         try:
             tctx = self._context(nid)
             prompt = self.plan.prompts[nid].render(tctx)
@@ -269,6 +282,12 @@ class _Run:
             timeout_s=wf.node_setting(nid, "timeout_s"),
             metadata={"run_id": self.run_id, "node_id": nid, "task_key": key},
         )
+        ckey = None
+        if self.cache is not None and wf.node_setting(nid, "cache"):
+            ckey = cache_key(wf, self.gateway.catalog, nid, request)
+            hit = await self.cache.cache_get(ckey, ttl_s=self.cache_ttl_s)
+            if hit is not None:
+                return _durable.cached_result(nid, key, hit, started)
         ctx = NodeContext(
             self.run_id,
             nid,
@@ -296,8 +315,12 @@ class _Run:
                 task_key=key,
                 decision=ctx.decision,
             )
+        except BudgetExhausted as exc:
+            if self.budget is not None and exc is self.budget.exhausted:
+                self.stop_reason = "budget_exhausted"
+            return _durable.out_of_budget(nid, exc, ctx.attempts, started, key)
         att = outcome.attempt
-        return NodeResult(
+        result = NodeResult(
             nid,
             outcome.status,
             output=ctx.output_of(att) if att is not None else None,
@@ -311,6 +334,9 @@ class _Run:
             task_key=key,
             decision=ctx.decision,
         )
+        if ckey is not None and self.cache is not None and result.status == "succeeded":
+            await self.cache.cache_put(ckey, _durable.answer_of(self.run_id, result))
+        return result
 
     def finalize(self, status: RunStatus | None) -> dict[str, NodeResult]:
         """Mark nodes that never ran: skipped below a failure, else cancelled."""
@@ -366,6 +392,10 @@ async def run(
     subscribers: Iterable[Subscriber] = (),
     run_id: str | None = None,
     seed: int | None = None,
+    resume: str | None = None,
+    force: bool = False,
+    budget: float | None = None,
+    cache_ttl_s: float | None = _durable.DEFAULT_CACHE_TTL_S,
 ) -> RunResult:
     """Run a workflow and return every node's result.
 
@@ -386,29 +416,70 @@ async def run(
         subscribers: callables receiving every :mod:`dagtier.events` event.
         run_id: the id to record the run under (default: a new one).
         seed: seeds the run's random choices (quality canaries).
+        resume: the id of an earlier run (in ``store``) to continue: its finished nodes are
+            kept and never called again; failed and unfinished ones run. ``inputs`` default
+            to the earlier run's.
+        force: when resuming after an edit that changes finished nodes, rerun exactly those
+            nodes and their descendants instead of refusing.
+        budget: the run's budget in USD (default: the workflow's ``budget:``); no call
+            starts that could take spending past it, and the run then ends
+            ``budget_exhausted``. A resumed run counts what it already spent.
+        cache_ttl_s: how old a cached answer may be for nodes with ``cache: true``
+            (default a week; None: any age).
 
     Raises:
         SpecError: the inputs do not match the workflow's declaration.
+        RunError: ``resume`` names no run of this workflow, one still running, or finished
+            nodes the edited workflow no longer matches (without ``force``).
     """
     if not isinstance(workflow, Workflow):
         raise DagtierUsageError(
             f"run() takes a Workflow (from dagtier.load_workflow), got {type(workflow).__name__}"
         )
-    values = coerce_inputs(workflow, inputs)
-    if gateway is None:
-        gateway = Gateway(catalog or load_catalog(), ProviderRegistry(providers))
     store = store if store is not None else MemoryStore()
     run_store = store if isinstance(store, RunStore) else None
     stats = store if isinstance(store, StatsStore) else None
+    prior = None
+    if resume is not None:
+        prior = await _durable.load_for_resume(run_store, resume, workflow)
+        if inputs is None:
+            inputs = prior[0].inputs
+    values = coerce_inputs(workflow, inputs)
+    if gateway is None:
+        gateway = Gateway(catalog or load_catalog(), ProviderRegistry(providers))
+    fps = node_fingerprints(workflow, gateway.catalog, values)
+    done: dict[str, NodeResult] = {}
+    spent = 0.0
+    if prior is not None:
+        record = prior[0]
+        done = _durable.finished_to_keep(workflow, record, prior[1], fps, force=force)
+        spent = record.cost
     events = EventBus(list(subscribers))
-    rid = run_id or new_run_id()
+    rid = resume or run_id or new_run_id()
+    limit = budget if budget is not None else workflow.budget
+    caps = {n: c for n in workflow.nodes if (c := workflow.node_setting(n, "budget")) is not None}
+    run_budget = Budget(limit, spent=spent, node_caps=caps, run_id=rid) if limit or caps else None
+    if run_budget is not None:
+        if getattr(gateway, "budget", None) is not None:
+            raise DagtierUsageError("the gateway already has a budget; pass budget= to one only")
+        gateway.budget = run_budget
     started = time.time()
     if run_store is not None:
         await run_store.begin_run(
-            RunRecord(rid, workflow.name, "running", started, inputs=values, source=workflow.source)
+            RunRecord(
+                rid,
+                workflow.name,
+                "running",
+                started,
+                fingerprint=workflow_fingerprint(workflow, fps),
+                inputs=values,
+                source=workflow.source,
+                node_fingerprints=fps,
+                budget=limit,
+            )
         )
     if events:
-        events.emit(RunStarted(rid, workflow, values, started))
+        events.emit(RunStarted(rid, workflow, values, started, resumed=prior is not None))
     state = _Run(
         workflow,
         values,
@@ -420,13 +491,18 @@ async def run(
         concurrency=concurrency or workflow.concurrency,
         fail_fast=workflow.fail_fast if fail_fast is None else fail_fast,
         rng=random.Random(seed),
-        done={},
+        done=done,
+        budget=run_budget,
+        cache=store if isinstance(store, ResultCache) else None,
+        cache_ttl_s=cache_ttl_s,
     )
     status: RunStatus = "cancelled"
     try:
         await state.execute()
         status = state.stop_reason or ("failed" if state.failed else "succeeded")
     finally:
+        if run_budget is not None:
+            gateway.budget = None
         nodes = state.finalize(status)
         result = RunResult(
             rid,
@@ -436,6 +512,7 @@ async def run(
             outputs=render_outputs(workflow, values, nodes),
             started_at=started,
             finished_at=time.time(),
+            error=_durable.run_error(status, run_budget, rid, workflow),
         )
         with anyio.CancelScope(shield=True):
             if run_store is not None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 
 from .._exceptions import ModelUnavailable, ProviderError
 from .._types import Tier
-from ..catalog import Catalog, ModelEntry
+from ..catalog import Catalog, ModelEntry, Usage
 from .base import Completion, CompletionRequest
 from .registry import ProviderRegistry
 
@@ -46,6 +47,17 @@ class RetryPolicy:
         return backoff * (0.5 + rng.random() / 2)
 
 
+@runtime_checkable
+class Budget(Protocol):
+    """A spending limit reserved against before each provider call (the same hook as on
+    the providers branch: ``reserve`` raises when the amount does not fit and no call is
+    made; ``settle`` follows every successful ``reserve`` with the actual cost)."""
+
+    def reserve(self, amount: float) -> Any: ...
+
+    def settle(self, token: Any, actual: float) -> Any: ...
+
+
 class Gateway:
     """Sends a request to a tier and returns the first successful completion."""
 
@@ -57,12 +69,14 @@ class Gateway:
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.catalog = catalog
         self.registry = registry or ProviderRegistry()
         self.retry = retry or RetryPolicy()
         self._rng = rng or random.Random()
         self._sleep = sleep or anyio.sleep
+        self.budget = budget
 
     async def call(self, tier: Tier, request: CompletionRequest) -> CallResult:
         """Call ``tier``'s models in catalog order until one answers.
@@ -75,15 +89,30 @@ class Gateway:
         for entry in models:
             provider = self.registry.get(entry)
             for attempt in range(1, self.retry.max_attempts + 1):
+                token: Any = None
+                reserved = 0.0
+                if self.budget is not None:
+                    est = Usage(-(-request.prompt_chars // 4), request.max_tokens)
+                    reserved = entry.cost(est)
+                    token = self.budget.reserve(reserved)
+                settle_with = reserved  # unknown outcome (cancelled): assume the worst
+                error: ProviderError | None = None
                 try:
                     completion = await provider.complete(entry, request)
+                    settle_with = entry.cost(completion.usage)
                 except ProviderError as exc:
-                    errors.append(exc)
-                    if not exc.retryable or attempt == self.retry.max_attempts:
-                        break
-                    await self._sleep(self.retry.delay(attempt, exc, self._rng))
-                    continue
-                return CallResult(completion, entry, entry.cost(completion.usage), errors)
+                    if exc.status_code is not None:
+                        settle_with = 0.0  # refused with an error status: not billed
+                    error = exc
+                finally:
+                    if self.budget is not None:
+                        self.budget.settle(token, settle_with)
+                if error is None:
+                    return CallResult(completion, entry, entry.cost(completion.usage), errors)
+                errors.append(error)
+                if not error.retryable or attempt == self.retry.max_attempts:
+                    break
+                await self._sleep(self.retry.delay(attempt, error, self._rng))
         last = errors[-1] if errors else None
         why = str(last) if last else "no usable model (no API key set and no local model)"
         raise ModelUnavailable(

@@ -1,0 +1,153 @@
+"""Resume and the result cache: the executor's durable-run helpers, kept out of its hot path.
+
+Resume treats the store as the truth: a node the store has as succeeded (or unverified, or
+cached) is never called again, unless the workflow changed under it and the caller forces
+a rerun of exactly the changed nodes and their descendants.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import DagtierUsageError, RunError
+from .fingerprint import stale_nodes
+from .results import NodeResult
+from .store import CachedAnswer, RunRecord, RunStore
+
+if TYPE_CHECKING:
+    from .budget import Budget
+    from .spec.models import Workflow
+
+DEFAULT_CACHE_TTL_S = 7 * 24 * 3600.0
+"""Cached answers are reused for a week unless told otherwise (``--cache-ttl``)."""
+
+
+async def load_for_resume(
+    store: RunStore | None, run_id: str, workflow: Workflow
+) -> tuple[RunRecord, dict[str, NodeResult]]:
+    """The run's record and the results it committed.
+
+    Raises:
+        DagtierUsageError: no run store to resume from.
+        RunError: no such run, another workflow, or the run is still running elsewhere.
+    """
+    if store is None:
+        raise DagtierUsageError("run(..., resume=...) needs a store that keeps runs")
+    loaded = await store.load_run(run_id)
+    if loaded is None:
+        raise RunError(
+            f"no run '{run_id}' in the store\nhint: `dagtier runs` lists the runs it holds "
+            "(and pass the same --store as the first run)",
+            run_id=run_id,
+        )
+    record, nodes = loaded
+    if record.workflow != workflow.name:
+        raise RunError(
+            f"run '{run_id}' ran workflow '{record.workflow}', not '{workflow.name}'",
+            run_id=run_id,
+        )
+    if record.status == "running":
+        raise RunError(
+            f"run '{run_id}' is still running (process {record.pid} on {record.host}); "
+            "resuming it now would pay for its nodes twice\n"
+            "hint: wait for it to end, or stop that process first",
+            run_id=run_id,
+        )
+    return record, nodes
+
+
+def finished_to_keep(
+    workflow: Workflow,
+    record: RunRecord,
+    nodes: Mapping[str, NodeResult],
+    current: Mapping[str, str],
+    *,
+    force: bool,
+) -> dict[str, NodeResult]:
+    """The committed results the resumed run keeps: every finished node still up to date.
+
+    Raises:
+        RunError: a finished node is stale and ``force`` is false; the message names the
+            edited nodes and the finished nodes affected.
+    """
+    then = record.node_fingerprints
+    finished = {nid for nid, r in nodes.items() if r.ok and nid in workflow.nodes}
+    stale = stale_nodes(then, current, finished)
+    if stale and not force:
+        # Edited: changed while every parent is unchanged (fingerprints chain downwards).
+        edited = sorted(
+            n
+            for n, node in workflow.nodes.items()
+            if n in then
+            and then[n] != current[n]
+            and all(then.get(p) == current[p] for p in node.depends_on)
+        )
+        many = len(stale) > 1
+        raise RunError(
+            f"the workflow changed since run '{record.run_id}': edited "
+            f"{', '.join(edited) or '(the graph)'}; finished node{'s' if many else ''} "
+            f"{', '.join(stale)} {'were' if many else 'was'} run with another prompt, inputs "
+            "or models\n"
+            "hint: add --force to rerun exactly those nodes and their descendants "
+            "(run(..., force=True)), or start a new run",
+            run_id=record.run_id,
+        )
+    return {nid: nodes[nid] for nid in finished if nid not in stale}
+
+
+def run_error(status: str, budget: Budget | None, run_id: str, workflow: Workflow) -> str | None:
+    """The run's one-line reason to stop, for statuses that need one."""
+    if status == "budget_exhausted" and budget is not None and budget.exhausted is not None:
+        return (
+            f"{budget.exhausted}\nnote: every result so far is kept.\n"
+            f"hint: resume with a larger budget: dagtier run {workflow.source} --resume "
+            f"{run_id} --budget USD"
+        )
+    return None
+
+
+def cached_result(nid: str, key: str | None, hit: CachedAnswer, started: float) -> NodeResult:
+    return NodeResult(
+        nid,
+        "cached",
+        output=hit.output,
+        text=hit.text,
+        tier=hit.tier,
+        model=hit.model,
+        started_at=started,
+        finished_at=time.time(),
+        task_key=key,
+        decision=f"cache hit: the answer of run {hit.run_id} node {hit.node_id} "
+        f"(saved ${hit.cost:.6f})",
+        cache_hit=True,
+    )
+
+
+def answer_of(run_id: str, result: NodeResult) -> CachedAnswer:
+    return CachedAnswer(
+        run_id,
+        result.node_id,
+        result.output,
+        result.text,
+        result.tier,
+        result.model,
+        result.cost,
+        time.time(),
+    )
+
+
+def out_of_budget(nid: str, exc: Any, attempts: list[Any], started: float, key: str) -> NodeResult:
+    """A node stopped by the budget: keeps what it already paid for; a resume reruns it."""
+    from ._exceptions import NodeBudgetExceeded
+
+    return NodeResult(
+        nid,
+        "failed" if isinstance(exc, NodeBudgetExceeded) else "cancelled",
+        attempts=attempts,
+        error=str(exc),
+        started_at=started,
+        finished_at=time.time(),
+        task_key=key,
+    )

@@ -1,0 +1,121 @@
+"""Budgets: a promise, not an estimate.
+
+Before each provider call the gateway reserves the call's worst case (estimated input
+tokens, prompt characters / 4, plus the whole ``max_tokens``, at the model's prices) and
+settles it to the actual cost afterwards. A reservation that does not fit is refused with
+:class:`~dagtier.BudgetExhausted` and the call is not made, so calls in flight together can
+never overshoot (check-then-spend can: litellm #34732). Escalations and judge calls go through
+the same gateway and count like any call.
+
+:class:`Budget` is atomic within one event loop: :meth:`~Budget.reserve` and
+:meth:`~Budget.settle` are plain functions with no ``await`` between the check and the
+update. A per-node cap applies to the node whose task makes the call; the executor names it
+through :data:`CURRENT_NODE`.
+
+The guarantee rests on the estimate being an upper bound: the output never exceeds
+``max_tokens``, while the input estimate of 4 characters a token can be low for unusual
+text, in which case the settled cost is what the provider billed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar
+
+from ._exceptions import BudgetExhausted, NodeBudgetExceeded
+
+CURRENT_NODE: ContextVar[str | None] = ContextVar("dagtier_current_node", default=None)
+"""The node whose task is running (set by the executor; read for per-node caps)."""
+
+
+class Reservation:
+    __slots__ = ("amount", "node", "settled")
+
+    def __init__(self, node: str | None, amount: float) -> None:
+        self.node = node
+        self.amount = amount
+        self.settled = False
+
+
+class Budget:
+    """A run budget and optional per-node caps, in USD.
+
+    Implements the gateway's budget hook (``reserve(amount) -> token``,
+    ``settle(token, actual)``).
+
+    Args:
+        limit: the run's budget; None: no run limit (node caps may still apply).
+        spent: already spent (a resumed run starts from what its committed nodes cost).
+        node_caps: per-node caps by node id; a node's cap counts this run's calls for it.
+        run_id: named in messages.
+    """
+
+    def __init__(
+        self,
+        limit: float | None,
+        *,
+        spent: float = 0.0,
+        node_caps: Mapping[str, float] | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.limit = limit
+        self.spent = spent
+        self.reserved = 0.0
+        self.node_caps = dict(node_caps or {})
+        self.node_spent: dict[str, float] = {}
+        self.node_reserved: dict[str, float] = {}
+        self.run_id = run_id
+        self.exhausted: BudgetExhausted | None = None
+        """The first refusal of the run budget (the run's reason to stop)."""
+
+    @property
+    def remaining(self) -> float | None:
+        return None if self.limit is None else self.limit - self.spent - self.reserved
+
+    def reserve(self, amount: float) -> Reservation:
+        """Hold ``amount`` for one call, or refuse.
+
+        Raises:
+            BudgetExhausted: the run budget cannot cover ``amount`` now.
+            NodeBudgetExceeded: the calling node's cap cannot cover it.
+        """
+        node = CURRENT_NODE.get()
+        if self.limit is not None and self.spent + self.reserved + amount > self.limit:
+            exc = BudgetExhausted(
+                f"run budget ${self.limit:.6f} exhausted: ${self.spent:.6f} spent, "
+                f"${self.reserved:.6f} held by calls in flight; the next call"
+                f"{f' (node {node!r})' if node else ''} may cost up to ${amount:.6f}",
+                run_id=self.run_id,
+                node_id=node,
+            )
+            if self.exhausted is None:
+                self.exhausted = exc
+            raise exc
+        if node is not None:
+            cap = self.node_caps.get(node)
+            if cap is not None:
+                used = self.node_spent.get(node, 0.0) + self.node_reserved.get(node, 0.0)
+                if used + amount > cap:
+                    raise NodeBudgetExceeded(
+                        f"node {node!r} reached its budget cap ${cap:.6f}: ${used:.6f} "
+                        f"used, the next call may cost up to ${amount:.6f}",
+                        run_id=self.run_id,
+                        node_id=node,
+                    )
+            self.node_reserved[node] = self.node_reserved.get(node, 0.0) + amount
+        self.reserved += amount
+        return Reservation(node, amount)
+
+    def settle(self, token: Reservation, actual: float) -> None:
+        """Replace a reservation by what the call actually cost (once per reservation)."""
+        if token.settled:
+            return
+        token.settled = True
+        self.reserved -= token.amount
+        self.spent += actual
+        if token.node is not None:
+            self.node_reserved[token.node] -= token.amount
+            self.node_spent[token.node] = self.node_spent.get(token.node, 0.0) + actual
+
+
+__all__ = ["CURRENT_NODE", "Budget", "Reservation"]
