@@ -108,6 +108,39 @@ def run_error(status: str, budget: Budget | None, run_id: str, workflow: Workflo
     return None
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(text: str, option: str) -> float:
+    """Seconds in ``30``, ``45s``, ``10m``, ``12h``, ``7d`` or ``2w``.
+
+    Raises:
+        SpecError: not a duration, naming the option and the accepted forms.
+    """
+    from ._exceptions import SpecError, SpecIssue
+
+    t = text.strip().lower()
+    unit = _UNITS.get(t[-1:])
+    number = t[:-1] if unit is not None else t
+    try:
+        value = float(number) * (unit or 1.0)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise SpecError(
+            source=option,
+            issues=[
+                SpecIssue(
+                    "",
+                    f"'{text}' is not a duration",
+                    "bad-duration",
+                    hint="write seconds or a number with s, m, h, d or w: 30s, 12h, 7d",
+                )
+            ],
+        )
+    return value
+
+
 def cached_result(nid: str, key: str | None, hit: CachedAnswer, started: float) -> NodeResult:
     return NodeResult(
         nid,

@@ -33,6 +33,15 @@ ModelsOpt = Annotated[
         show_default=False,
     ),
 ]
+StoreOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--store",
+        help="The run store (SQLite file; env: DAGTIER_STORE; default: dagtier.db in the "
+        "user data directory).",
+        show_default=False,
+    ),
+]
 WorkflowArg = Annotated[Path, typer.Argument(help="The workflow YAML file.", show_default=False)]
 
 
@@ -259,6 +268,37 @@ def run(
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks of internal errors.")
     ] = False,
+    store: StoreOpt = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            help="Continue run RUN_ID: finished nodes are kept, the rest run (see `dagtier runs`).",
+            metavar="RUN_ID",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="With --resume: rerun finished nodes the edited workflow changed."
+        ),
+    ] = False,
+    budget: Annotated[
+        float | None,
+        typer.Option(
+            "--budget",
+            help="Most USD the run may spend (default: the workflow's budget:).",
+            metavar="USD",
+            show_default=False,
+        ),
+    ] = None,
+    cache_ttl: Annotated[
+        str,
+        typer.Option(
+            "--cache-ttl", help="Max age of cached answers for cache: true nodes (30s, 12h, 7d)."
+        ),
+    ] = "7d",
 ) -> None:
     """Run a workflow end to end and print its outputs and per-node cost."""
     import anyio
@@ -270,9 +310,16 @@ def run(
 
     configure_logging(level=logging.INFO if verbose else logging.WARNING)
     wf = guarded(lambda: load_workflow(workflow))
+    from ._durable import parse_duration
+    from .store import open_store
+
     values = guarded(lambda: _parse_inputs(input or [], inputs))
+    given = values if values or not resume else None  # resume: the first run's inputs
     cat = guarded(lambda: load_catalog(models))
-    guarded(lambda: executor.coerce_inputs(wf, values))
+    if given is not None:
+        guarded(lambda: executor.coerce_inputs(wf, given))
+    ttl = guarded(lambda: parse_duration(cache_ttl, "--cache-ttl"))
+    run_store = guarded(lambda: open_store(store))
     for t in (1, 2, 3):
         used = {n for n in wf.nodes if _may_use_tier(wf, n, t)}
         if used and cat.uses_local_fallback(t):
@@ -282,9 +329,21 @@ def run(
             )
 
     async def go() -> Any:
-        return await executor.run(
-            wf, values, catalog=cat, concurrency=concurrency, fail_fast=fail_fast or None
-        )
+        try:
+            return await executor.run(
+                wf,
+                given,
+                catalog=cat,
+                concurrency=concurrency,
+                fail_fast=fail_fast or None,
+                store=run_store,
+                resume=resume,
+                force=force,
+                budget=budget,
+                cache_ttl_s=ttl,
+            )
+        finally:
+            await run_store.aclose()
 
     result = guarded(lambda: anyio.run(go), debug=debug)
     if json_out:
@@ -329,6 +388,8 @@ def _print_summary(result: Any) -> None:
     for r in result.nodes.values():
         if r.error:
             console.print(f"[red]{r.node_id}[/red]: {r.error}", markup=True)
+    if result.error:
+        console.print(f"run: {result.error}", markup=False)
     if result.outputs:
         console.print("outputs:")
         for k, v in result.outputs.items():
@@ -342,3 +403,92 @@ def main() -> None:
     except KeyboardInterrupt:
         _err("interrupted")
         sys.exit(_exit.INTERRUPTED)
+
+
+@app.command()
+def runs(
+    store: StoreOpt = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many runs, newest first.")] = 20,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
+) -> None:
+    """List recent runs with their status (a crashed run shows as interrupted), to --resume."""
+    import anyio
+
+    from .store import open_store
+
+    st = guarded(lambda: open_store(store))
+
+    async def go() -> list[tuple[Any, dict[str, int]]]:
+        try:
+            records = await st.list_runs(limit)
+            return [(r, await st.node_counts(r.run_id)) for r in records]
+        finally:
+            await st.aclose()
+
+    rows = guarded(lambda: anyio.run(go))
+    if json_out:
+        from dataclasses import asdict
+
+        out = [{**asdict(r), "nodes": counts} for r, counts in rows]
+        for item in out:
+            item.pop("node_fingerprints", None)
+        typer.echo(json.dumps(out, indent=2, default=str))
+        return
+    if not rows:
+        typer.echo(f"no runs in {st.path}")
+        return
+    from datetime import datetime
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"runs in {st.path}")
+    for col in ("run id", "workflow", "status", "started", "nodes ok/total", "cost $"):
+        table.add_column(col, justify="right" if col in ("cost $", "nodes ok/total") else "left")
+    for r, counts in rows:
+        ok = sum(n for s, n in counts.items() if s in ("succeeded", "unverified", "cached"))
+        total = len(r.node_fingerprints) or sum(counts.values())
+        table.add_row(
+            r.run_id,
+            r.workflow,
+            r.status,
+            datetime.fromtimestamp(r.started_at).strftime("%Y-%m-%d %H:%M:%S"),
+            f"{ok}/{total}",
+            f"{r.cost:.6f}",
+        )
+    Console(soft_wrap=True).print(table)
+    if any(r.status in ("interrupted", "failed", "budget_exhausted") for r, _ in rows):
+        typer.echo("resume one with: dagtier run WORKFLOW.yaml --resume RUN_ID")
+
+
+cache_app = typer.Typer(help="The result cache of nodes with cache: true.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("clear")
+def cache_clear(
+    store: StoreOpt = None,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than", help="Only entries older than this (30s, 12h, 7d).", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Delete cached answers (all, or only old ones)."""
+    import anyio
+
+    from ._durable import parse_duration
+    from .store import open_store
+
+    age = guarded(lambda: parse_duration(older_than, "--older-than")) if older_than else None
+    st = guarded(lambda: open_store(store))
+
+    async def go() -> int:
+        try:
+            return await st.cache_clear(older_than_s=age)
+        finally:
+            await st.aclose()
+
+    n = guarded(lambda: anyio.run(go))
+    typer.echo(f"removed {n} cached answer{'s' if n != 1 else ''} from {st.path}")
