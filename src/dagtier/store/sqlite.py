@@ -690,4 +690,7 @@ def _attempt_from_row(r: tuple[Any, ...], node_text: str | None) -> Attempt:
     )
 
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStore", "process_alive"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SQLiteStore", "SqliteStore", "process_alive"]
+
+SQLiteStore = SqliteStore
+"""Alias: the spelling bench/overhead.py (core branch) imports."""
