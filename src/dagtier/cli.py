@@ -259,16 +259,24 @@ def run(
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks of internal errors.")
     ] = False,
+    log_json: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-json",
+            help="Also write every event (run, node, each model call) as JSON lines to FILE.",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress view.")] = False,
 ) -> None:
     """Run a workflow end to end and print its outputs and per-node cost."""
     import anyio
 
     from . import executor
-    from ._logging import configure_logging
     from .catalog import load_catalog
     from .spec import load_workflow
 
-    configure_logging(level=logging.INFO if verbose else logging.WARNING)
+    log_file = _setup_logging(verbose=verbose, log_json=log_json)
     wf = guarded(lambda: load_workflow(workflow))
     values = guarded(lambda: _parse_inputs(input or [], inputs))
     cat = guarded(lambda: load_catalog(models))
@@ -281,14 +289,38 @@ def run(
                 f"'{cat.local_fallback}' (in-process, free, small)"
             )
 
+    from .report.live import LiveView, live_enabled
+    from .telemetry import LogSubscriber
+
+    console = _console()
+    live = LiveView(console) if live_enabled(console, quiet=quiet or json_out or verbose) else None
+    subscribers: list[Any] = [LogSubscriber()] + ([live] if live is not None else [])
+
     async def go() -> Any:
         return await executor.run(
-            wf, values, catalog=cat, concurrency=concurrency, fail_fast=fail_fast or None
+            wf,
+            values,
+            catalog=cat,
+            concurrency=concurrency,
+            fail_fast=fail_fast or None,
+            subscribers=subscribers,
         )
 
-    result = guarded(lambda: anyio.run(go), debug=debug)
+    def go_live() -> Any:
+        if live is None:
+            return anyio.run(go)
+        with live:
+            return anyio.run(go)
+
+    try:
+        result = guarded(go_live, debug=debug)
+    finally:
+        if log_file is not None:
+            log_file.close()
     if json_out:
-        typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
+        from ._logging import redact_value
+
+        typer.echo(json.dumps(redact_value(result.to_dict()), indent=2, default=str))
     else:
         _print_summary(result)
     if not result.ok:
@@ -303,11 +335,32 @@ def _may_use_tier(wf: Any, nid: str, tier: int) -> bool:
     return bool(lo <= tier <= hi)
 
 
-def _print_summary(result: Any) -> None:
+def _setup_logging(*, verbose: bool, log_json: Path | None) -> Any:
+    """Console logs (WARNING, or INFO with --verbose) plus the JSON lines file, if asked."""
+    from ._logging import configure_logging
+
+    log_file = None
+    if log_json is not None:
+        try:
+            log_file = open(log_json, "a", encoding="utf-8")  # noqa: SIM115 (closed by run)
+        except OSError as exc:
+            _err(f"error[usage]: cannot write the log file {log_json}: {exc.strerror}")
+            raise typer.Exit(_exit.USAGE) from None
+    configure_logging(level=logging.INFO if verbose else logging.WARNING, json_file=log_file)
+    return log_file
+
+
+def _console() -> Any:
+    """stdout for people: rich honours NO_COLOR, FORCE_COLOR and TTY detection."""
     from rich.console import Console
+
+    return Console(soft_wrap=True)
+
+
+def _print_summary(result: Any) -> None:
     from rich.table import Table
 
-    console = Console(stderr=False, soft_wrap=True)
+    console = _console()
     table = Table(title=f"run {result.run_id}: {result.status}")
     for col in ("node", "status", "tier", "model", "attempts", "tokens", "cost $", "secs"):
         table.add_column(
@@ -328,11 +381,14 @@ def _print_summary(result: Any) -> None:
     console.print(f"total cost: ${result.cost:.6f}")
     for r in result.nodes.values():
         if r.error:
-            console.print(f"[red]{r.node_id}[/red]: {r.error}", markup=True)
+            from ._logging import redact_text
+
+            console.print(f"{r.node_id}: {redact_text(r.error)}", markup=False, style="red")
     if result.outputs:
         console.print("outputs:")
         for k, v in result.outputs.items():
             console.print(f"  {k}: {v}", markup=False)
+    console.print(f"full report: dagtier report {result.run_id} --format html", markup=False)
 
 
 def main() -> None:

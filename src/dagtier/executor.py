@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 
 from ._exceptions import DagtierUsageError, SpecError, SpecIssue
-from ._logging import get_logger
+from ._logging import get_logger, redact_text
 from ._types import RunStatus
 from ._yaml import did_you_mean
 from .catalog import Catalog, load_catalog
@@ -290,7 +290,7 @@ class _Run:
                 nid,
                 "failed",
                 attempts=ctx.attempts,
-                error=str(exc.cause),
+                error=redact_text(str(exc.cause)),  # errors are stored: never a key
                 started_at=started,
                 finished_at=time.time(),
                 task_key=key,
