@@ -210,7 +210,8 @@ def static_tier_of(workflow: Workflow, node_id: str) -> int:
     return int(p.max_tier)
 
 
-def _tier_reference(catalog: Catalog, tier: int) -> ModelEntry | None:
+def tier_reference(catalog: Catalog, tier: int) -> ModelEntry | None:
+    """The model whose prices stand for a tier in estimates: the tier's first catalog model."""
     models = catalog.tier_models(tier)  # type: ignore[arg-type]
     return models[0] if models else None
 
@@ -267,7 +268,7 @@ def build_report(
             row.top_tier_cost = (top.cost(final.usage) + final.judge_cost) if paid else 0.0  # type: ignore[union-attr]
         if workflow is not None and nid in workflow.nodes:
             row.static_tier = static_tier_of(workflow, nid)
-            ref = _tier_reference(catalog, row.static_tier)
+            ref = tier_reference(catalog, row.static_tier)
             if paid and ref is not None:
                 row.static_cost = ref.cost(final.usage) + final.judge_cost  # type: ignore[union-attr]
             elif not paid:
