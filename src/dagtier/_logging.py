@@ -173,5 +173,41 @@ def configure_logging(
     )
 
 
+_quiet_default: Any = None
+
+
 def get_logger() -> Any:
-    return structlog.get_logger("dagtier")
+    """dagtier's logger.
+
+    When nobody has configured structlog (a program embedding dagtier that does not use
+    structlog), structlog's own default would print every INFO line to stdout. A library
+    should be quiet unless asked, as stdlib logging is: so the default here logs warnings
+    and errors to stderr only. The CLI and any program that calls ``structlog.configure``
+    (or :func:`configure_logging`) get whatever they configured.
+    """
+    if structlog.is_configured():
+        return structlog.get_logger("dagtier")
+    global _quiet_default
+    if _quiet_default is None:
+        _quiet_default = structlog.wrap_logger(
+            structlog.PrintLogger(sys.stderr),
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info,
+                redact_secrets,
+                structlog.dev.ConsoleRenderer(colors=False),
+            ],
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        )
+    return _quiet_default
+
+
+def info_enabled(log: Any) -> bool:
+    """Whether ``log`` would emit an INFO line: hot paths skip building the line otherwise.
+
+    Loggers without structlog's ``is_enabled_for`` (a stdlib ``BoundLogger`` wrapper class,
+    say) are assumed to be enabled; their own filtering then decides.
+    """
+    check = getattr(log, "is_enabled_for", None)
+    return True if check is None else bool(check(logging.INFO))

@@ -405,7 +405,7 @@ def main() -> None:
 
 # --- reports and estimates (issue 6) ----------------------------------------------------
 
-StoreOpt = Annotated[
+ReportStoreOpt = Annotated[
     Path | None,
     typer.Option(
         "--store",
@@ -491,7 +491,7 @@ def report(
         Path | None,
         typer.Option("--output", "-o", help="Write to FILE instead of stdout.", show_default=False),
     ] = None,
-    store: StoreOpt = None,
+    store: ReportStoreOpt = None,
     models: ModelsOpt = None,
     workflow: Annotated[
         Path | None,

@@ -12,7 +12,7 @@ from collections import Counter
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
-from .._logging import get_logger
+from .._logging import get_logger, info_enabled
 from ..events import (
     AttemptFinished,
     Event,
@@ -42,8 +42,14 @@ class LogSubscriber:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, AttemptFinished):
-            self._attempt(event)
+            # the line has 20-odd fields: build it only when someone will read it
+            if event.attempt.verdict == "error" or info_enabled(get_logger()):
+                self._attempt(event)
+            else:
+                self._last[event.node_id] = event.attempt
         elif isinstance(event, NodeStarted):
+            if not info_enabled(get_logger()):
+                return
             get_logger().info(
                 "node started",
                 run_id=event.run_id,
