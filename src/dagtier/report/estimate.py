@@ -9,9 +9,10 @@ arithmetic and the assumed pass rates.
 
 Scenarios: every node once on tier 1, 2 or 3; each node on its static tier; every node as
 a cascade; every node adaptive; and each node as configured. A cascade's expected cost is
-``sum_t c_t * P(all tiers before t failed)``; adaptive starts at the first tier whose
-(monotone) pass estimate reaches its target, cascades from there and adds its canary share
-of a top-tier call.
+``sum_t c_t * P(all tiers before t failed)``; adaptive, with recorded evidence, starts at
+the first tier whose (monotone) pass rate reaches its target and cascades from there;
+without evidence it cascades from its lowest tier (that is how it gathers evidence); both
+add the canary's share of a top-tier call.
 """
 
 from __future__ import annotations
@@ -108,14 +109,19 @@ def _adaptive(
     hi: int,
     target: float,
     canary: float,
+    evidence: Mapping[int, int],
 ) -> float:
-    # Monotone estimates (a higher tier is never assumed worse), then the first tier
-    # reaching the target; the canary re-runs a share of calls on the top tier.
-    best, mono = 0.0, {}
-    for t in range(lo, hi + 1):
-        best = max(best, p[t])
-        mono[t] = best
-    start = next((t for t in range(lo, hi + 1) if mono[t] >= target), hi)
+    # As the adaptive policy does: without evidence it gathers some by cascading from the
+    # bottom; with evidence it starts at the first tier whose (monotone: a higher tier is
+    # never assumed worse) pass rate reaches the target, else cascades from the bottom.
+    # The canary re-runs a share of calls on the top tier.
+    start = lo
+    if any(evidence.get(t, 0) for t in range(lo, hi + 1)):
+        best, mono = 0.0, {}
+        for t in range(lo, hi + 1):
+            best = max(best, p[t])
+            mono[t] = best
+        start = next((t for t in range(lo, hi + 1) if mono[t] >= target), lo)
     cost = _cascade(call, p, start, hi)
     if start < 3:
         cost += canary * call[3]
@@ -204,10 +210,10 @@ def estimate_workflow(
             c["cascading"] = _cascade(call, p, 1, 3)
         if policy.kind == "adaptive":
             c["adaptive"] = _adaptive(
-                call, p, policy.min_tier, policy.max_tier, policy.target, policy.canary
+                call, p, policy.min_tier, policy.max_tier, policy.target, policy.canary, evidence
             )
         else:
-            c["adaptive"] = _adaptive(call, p, 1, 3, 0.9, 0.01)
+            c["adaptive"] = _adaptive(call, p, 1, 3, 0.9, 0.01, evidence)
         c["as-configured"] = (
             call[int(policy.tier)]
             if policy.kind == "static"
