@@ -176,10 +176,11 @@ class ProgressState:
 
 
 def _ordered(event: RunStarted) -> list[str]:
-    """Nodes in execution order (topological, sorted within a generation)."""
-    from ..graph import build_graph, topological_order
+    """Nodes in execution order (topological, sorted within a generation), from the
+    executor's cached plan: checking a big graph again would cost more than the run."""
+    from ..executor import plan_for
 
-    return topological_order(build_graph(event.workflow))
+    return list(plan_for(event.workflow).order)
 
 
 class LiveView:

@@ -36,6 +36,8 @@ class LogSubscriber:
     """
 
     def __init__(self) -> None:
+        self._log: Any = None
+        self._info = True
         self._workflow: Workflow | None = None
         self._last: dict[str, Attempt] = {}
         self._decision: dict[str, tuple[int, str]] = {}
@@ -43,14 +45,14 @@ class LogSubscriber:
     def __call__(self, event: Event) -> None:
         if isinstance(event, AttemptFinished):
             # the line has 20-odd fields: build it only when someone will read it
-            if event.attempt.verdict == "error" or info_enabled(get_logger()):
+            if self._info or event.attempt.verdict == "error":
                 self._attempt(event)
             else:
                 self._last[event.node_id] = event.attempt
         elif isinstance(event, NodeStarted):
-            if not info_enabled(get_logger()):
+            if not self._info:
                 return
-            get_logger().info(
+            self.log.info(
                 "node started",
                 run_id=event.run_id,
                 node=event.node_id,
@@ -62,8 +64,11 @@ class LogSubscriber:
         elif isinstance(event, NodeFinished):
             self._node_finished(event)
         elif isinstance(event, RunStarted):
+            # a concrete logger for the run: the lazy proxy would re-bind on every line
+            self._log = get_logger().bind()
+            self._info = info_enabled(self._log)
             self._workflow = event.workflow
-            get_logger().info(
+            self.log.info(
                 "run started",
                 run_id=event.run_id,
                 workflow=event.workflow.name,
@@ -74,7 +79,7 @@ class LogSubscriber:
         elif isinstance(event, RunFinished):
             r = event.result
             counts = Counter(n.status for n in r.nodes.values())
-            log = get_logger()
+            log = self.log
             (log.info if r.ok else log.warning)(
                 "run finished",
                 run_id=r.run_id,
@@ -85,6 +90,11 @@ class LogSubscriber:
                 nodes=dict(sorted(counts.items())),
                 error=r.error,
             )
+
+    @property
+    def log(self) -> Any:
+        """The run's logger (a fresh one for events outside a run, e.g. in tests)."""
+        return self._log if self._log is not None else get_logger()
 
     def _task_key(self, node_id: str) -> str | None:
         wf = self._workflow
@@ -131,14 +141,16 @@ class LogSubscriber:
             "decision": decision[1] if decision else None,
             "request_id": att.request_id,
         }
-        log = get_logger()
+        log = self.log
         (log.warning if att.verdict == "error" else log.info)("attempt", **fields)
 
     def _node_finished(self, event: NodeFinished) -> None:
         r = event.result
         self._last.pop(r.node_id, None)
         decision = self._decision.pop(r.node_id, None)
-        log = get_logger()
+        if r.ok and not self._info:
+            return
+        log = self.log
         (log.info if r.ok else log.warning)(
             "node finished",
             run_id=event.run_id,
