@@ -391,6 +391,7 @@ def _print_summary(result: Any) -> None:
     console.print(
         f"full report: dagtier report {result.run_id} --format html -o report.html",
         markup=False,
+        highlight=False,
     )
 
 

@@ -107,6 +107,10 @@ class ProgressState:
             self.run_id, self.workflow = event.run_id, event.workflow.name
             self.started_at = event.at
             self.nodes = {nid: NodeProgress(nid) for nid in _ordered(event)}
+            for nid, node in self.nodes.items():  # a static node's tier is known up front
+                policy = event.workflow.node_policy(nid)
+                if policy.kind == "static":
+                    node.tier = int(policy.tier)
         elif isinstance(event, RunFinished):
             r = event.result
             for res in r.nodes.values():
