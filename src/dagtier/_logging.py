@@ -1,67 +1,223 @@
-"""structlog set-up. Processors are plain functions; secrets are redacted before rendering."""
+"""structlog set-up. Processors are plain functions; secrets are redacted before rendering.
+
+Two outputs share one pipeline: a console line for people (stderr, WARNING and up unless
+``--verbose``) and, with ``--log-json FILE``, every event at INFO and up as one JSON object
+per line. Redaction runs before both, so neither can ever see an API key.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import sys
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
+REDACTED = "[REDACTED]"
+
+# Shapes of provider keys and bearer tokens. Deliberately broad: a false positive costs a
+# log line some characters, a false negative leaks a key that then lives forever in a file.
 _KEY_PATTERN = re.compile(
-    r"\b(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,})"
+    r"(?<![A-Za-z0-9])("
+    r"sk-[A-Za-z0-9_\-]{8,}"  # OpenAI, Anthropic (sk-ant-...), DeepSeek, OpenRouter (sk-or-...)
+    r"|AIza[0-9A-Za-z_\-]{20,}"  # Google
+    r"|xai-[A-Za-z0-9_\-]{16,}"  # xAI
+    r"|gsk_[A-Za-z0-9]{16,}"  # Groq
+    r"|hf_[A-Za-z0-9]{16,}"  # Hugging Face
+    r"|gh[pousr]_[A-Za-z0-9]{20,}"  # GitHub
+    r"|AKIA[0-9A-Z]{16}"  # AWS access key id
+    r"|eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}"  # JWT
+    r")"
 )
-_SECRET_ENV = re.compile(r"(API_KEY|_TOKEN|_SECRET)$")
+# "Authorization: Bearer X", "x-api-key: X", "api_key=X", '"api_key": "X"': the value goes.
+# The separator is required so that prose like "api_key_env" or "API key" stays readable.
+_KEY_ASSIGNMENT = re.compile(
+    r"(?i)((?:\bbearer\s+)|(?:(?:authorization|x-api-key|api[_-]?key|access[_-]?token"
+    r"|secret|password)[\"']?\s*[:=]\s*[\"']?(?:bearer\s+)?))([A-Za-z0-9_\-\.+/=]{12,})"
+)
+_SECRET_ENV = re.compile(r"(API_KEY|_KEY|_TOKEN|_SECRET|_PASSWORD|_PASS)$")
+# Field names whose values are secrets whatever they look like ("api_key", "x-api-key",
+# "access_token"); "api_key_env" or "input_tokens" name no secret and stay.
+_SECRET_FIELD = re.compile(r"(?i)^(?:.*[_-])?(api[_-]?key|authorization|password|secret|token)$")
+_MIN_SECRET_LEN = 8
+
+
+_secret_names: tuple[int, list[str]] = (-1, [])
 
 
 def secret_values() -> list[str]:
-    """Values of environment variables that hold secrets (named like *_API_KEY)."""
-    return [v for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= 8]
+    """Values of environment variables that hold secrets (named like *_API_KEY, *_TOKEN),
+    longest first so a key that contains another is replaced whole.
+
+    Runs for every log line: the names are rescanned only when the environment's size
+    changes (scanning it costs ~300 µs), the values are read fresh every time.
+    """
+    global _secret_names
+    size, names = _secret_names
+    if size != len(os.environ):
+        names = [k for k in os.environ if _SECRET_ENV.search(k)]
+        _secret_names = (len(os.environ), names)
+    values = {v for k in names if len(v := os.environ.get(k, "")) >= _MIN_SECRET_LEN}
+    return sorted(values, key=len, reverse=True)
 
 
-def redact_text(text: str, secrets: list[str] | None = None) -> str:
+def redact_text(text: str, secrets: Iterable[str] | None = None) -> str:
+    """``text`` with every known secret value and every key-shaped string replaced."""
     for value in secrets if secrets is not None else secret_values():
         if value in text:
-            text = text.replace(value, "[REDACTED]")
-    return _KEY_PATTERN.sub("[REDACTED]", text)
+            text = text.replace(value, REDACTED)
+    text = _KEY_PATTERN.sub(REDACTED, text)
+    return _KEY_ASSIGNMENT.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+def redact_value(value: Any, secrets: list[str] | None = None) -> Any:
+    """Redact recursively inside strings, exceptions, dicts, lists and tuples. Other
+    values whose text form could hold a key (objects with a custom repr) become their
+    redacted repr; numbers, booleans and None pass through unchanged."""
+    if secrets is None:
+        secrets = secret_values()
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return redact_text(value, secrets)
+    if isinstance(value, BaseException):
+        return redact_text(f"{type(value).__name__}: {value}", secrets)
+    if isinstance(value, dict):
+        return {
+            k: REDACTED
+            if isinstance(k, str) and _SECRET_FIELD.search(k) and v
+            else redact_value(v, secrets)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact_value(v, secrets) for v in value]
+    return redact_text(repr(value), secrets)
 
 
 def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    """structlog processor: no API key, or anything shaped like one, reaches a log line."""
+    """structlog processor: no API key, or anything shaped like one, reaches a log line.
+
+    Runs after ``format_exc_info`` so that tracebacks are redacted too.
+    """
     secrets = secret_values()
-    for key, value in event_dict.items():
-        if isinstance(value, str):
-            event_dict[key] = redact_text(value, secrets)
-        elif isinstance(value, BaseException):
-            event_dict[key] = redact_text(repr(value), secrets)
+    for key in list(event_dict):
+        value = event_dict[key]
+        if isinstance(key, str) and _SECRET_FIELD.search(key) and key != "event" and value:
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = redact_value(value, secrets)
     return event_dict
 
 
+class _JsonTee:
+    """Processor: writes the event as a JSON line to a file, then passes it on unchanged.
+
+    Sits before the console renderer; the console's own level is applied afterwards by
+    :class:`_ConsoleLevel`, so the file can hold INFO lines that the console does not show.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def __call__(self, _: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+        self.stream.write(json.dumps(event_dict, default=str, ensure_ascii=False) + "\n")
+        self.stream.flush()  # a crash must not lose the lines that explain it
+        return event_dict
+
+
+class _ConsoleLevel:
+    def __init__(self, level: int) -> None:
+        self.level = level
+
+    def __call__(self, _: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+        if logging.getLevelName(method.upper()) < self.level:
+            raise structlog.DropEvent
+        return event_dict
+
+
 def configure_logging(
-    *, level: int = logging.WARNING, stream: TextIO | None = None, json: bool = False
+    *,
+    level: int = logging.WARNING,
+    stream: TextIO | None = None,
+    json: bool = False,
+    json_file: TextIO | None = None,
 ) -> None:
     """Configure dagtier's structlog pipeline (the CLI calls this; libraries embedding
-    dagtier may configure structlog themselves instead)."""
+    dagtier may configure structlog themselves instead).
+
+    Args:
+        level: the console's threshold.
+        stream: where console lines go (default stderr).
+        json: render the console as JSON lines instead of text.
+        json_file: also write every event at INFO and up to this file as JSON lines.
+    """
     renderer: Any = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer(default=str)
+        if json
+        else structlog.dev.ConsoleRenderer(colors=False)
     )
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact_secrets,
+    ]
+    threshold = level
+    if json_file is not None:
+        processors.append(_JsonTee(json_file))
+        threshold = min(level, logging.INFO)
+        if level > threshold:
+            processors.append(_ConsoleLevel(level))
+    processors.append(renderer)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            redact_secrets,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
         logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,  # reconfigured per CLI call (and per test)
     )
+
+
+_quiet_default: Any = None
 
 
 def get_logger() -> Any:
-    return structlog.get_logger("dagtier")
+    """dagtier's logger.
+
+    When nobody has configured structlog (a program embedding dagtier that does not use
+    structlog), structlog's own default would print every INFO line to stdout. A library
+    should be quiet unless asked, as stdlib logging is: so the default here logs warnings
+    and errors to stderr only. The CLI and any program that calls ``structlog.configure``
+    (or :func:`configure_logging`) get whatever they configured.
+    """
+    if structlog.is_configured():
+        return structlog.get_logger("dagtier")
+    global _quiet_default
+    if _quiet_default is None:
+        _quiet_default = structlog.wrap_logger(
+            structlog.PrintLogger(sys.stderr),
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info,
+                redact_secrets,
+                structlog.dev.ConsoleRenderer(colors=False),
+            ],
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        )
+    return _quiet_default
+
+
+def info_enabled(log: Any) -> bool:
+    """Whether ``log`` would emit an INFO line: hot paths skip building the line otherwise.
+
+    Loggers without structlog's ``is_enabled_for`` (a stdlib ``BoundLogger`` wrapper class,
+    say) are assumed to be enabled; their own filtering then decides.
+    """
+    check = getattr(log, "is_enabled_for", None)
+    return True if check is None else bool(check(logging.INFO))

@@ -299,16 +299,24 @@ def run(
             "--cache-ttl", help="Max age of cached answers for cache: true nodes (30s, 12h, 7d)."
         ),
     ] = "7d",
+    log_json: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-json",
+            help="Also write every event (run, node, each model call) as JSON lines to FILE.",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress view.")] = False,
 ) -> None:
     """Run a workflow end to end and print its outputs and per-node cost."""
     import anyio
 
     from . import executor
-    from ._logging import configure_logging
     from .catalog import load_catalog
     from .spec import load_workflow
 
-    configure_logging(level=logging.INFO if verbose else logging.WARNING)
+    log_file = _setup_logging(verbose=verbose, log_json=log_json)
     wf = guarded(lambda: load_workflow(workflow))
     from ._durable import parse_duration
     from .store import open_store
@@ -328,6 +336,13 @@ def run(
                 f"'{cat.local_fallback}' (in-process, free, small)"
             )
 
+    from .report.live import LiveView, live_enabled
+    from .telemetry import LogSubscriber
+
+    console = _console()
+    live = LiveView(console) if live_enabled(console, quiet=quiet or json_out or verbose) else None
+    subscribers: list[Any] = [LogSubscriber()] + ([live] if live is not None else [])
+
     async def go() -> Any:
         try:
             return await executor.run(
@@ -341,13 +356,26 @@ def run(
                 force=force,
                 budget=budget,
                 cache_ttl_s=ttl,
+                subscribers=subscribers,
             )
         finally:
             await run_store.aclose()
 
-    result = guarded(lambda: anyio.run(go), debug=debug)
+    def go_live() -> Any:
+        if live is None:
+            return anyio.run(go)
+        with live:
+            return anyio.run(go)
+
+    try:
+        result = guarded(go_live, debug=debug)
+    finally:
+        if log_file is not None:
+            log_file.close()
     if json_out:
-        typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
+        from ._logging import redact_value
+
+        typer.echo(json.dumps(redact_value(result.to_dict()), indent=2, default=str))
     else:
         _print_summary(result)
     if not result.ok:
@@ -362,11 +390,32 @@ def _may_use_tier(wf: Any, nid: str, tier: int) -> bool:
     return bool(lo <= tier <= hi)
 
 
-def _print_summary(result: Any) -> None:
+def _setup_logging(*, verbose: bool, log_json: Path | None) -> Any:
+    """Console logs (WARNING, or INFO with --verbose) plus the JSON lines file, if asked."""
+    from ._logging import configure_logging
+
+    log_file = None
+    if log_json is not None:
+        try:
+            log_file = open(log_json, "a", encoding="utf-8")  # noqa: SIM115 (closed by run)
+        except OSError as exc:
+            _err(f"error[usage]: cannot write the log file {log_json}: {exc.strerror}")
+            raise typer.Exit(_exit.USAGE) from None
+    configure_logging(level=logging.INFO if verbose else logging.WARNING, json_file=log_file)
+    return log_file
+
+
+def _console() -> Any:
+    """stdout for people: rich honours NO_COLOR, FORCE_COLOR and TTY detection."""
     from rich.console import Console
+
+    return Console(soft_wrap=True)
+
+
+def _print_summary(result: Any) -> None:
     from rich.table import Table
 
-    console = Console(stderr=False, soft_wrap=True)
+    console = _console()
     table = Table(title=f"run {result.run_id}: {result.status}")
     for col in ("node", "status", "tier", "model", "attempts", "tokens", "cost $", "secs"):
         table.add_column(
@@ -387,13 +436,20 @@ def _print_summary(result: Any) -> None:
     console.print(f"total cost: ${result.cost:.6f}")
     for r in result.nodes.values():
         if r.error:
-            console.print(f"[red]{r.node_id}[/red]: {r.error}", markup=True)
+            from ._logging import redact_text
+
+            console.print(f"{r.node_id}: {redact_text(r.error)}", markup=False, style="red")
     if result.error:
         console.print(f"run: {result.error}", markup=False)
     if result.outputs:
         console.print("outputs:")
         for k, v in result.outputs.items():
             console.print(f"  {k}: {v}", markup=False)
+    console.print(
+        f"full report: dagtier report {result.run_id} --format html -o report.html",
+        markup=False,
+        highlight=False,
+    )
 
 
 def main() -> None:
@@ -492,3 +548,235 @@ def cache_clear(
 
     n = guarded(lambda: anyio.run(go))
     typer.echo(f"removed {n} cached answer{'s' if n != 1 else ''} from {st.path}")
+
+
+# --- reports and estimates (issue 6) ----------------------------------------------------
+
+ReportStoreOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--store",
+        help="The run store (SQLite file) to read; default: dagtier's own.",
+        show_default=False,
+    ),
+]
+
+
+def _open_store(path: Path | None) -> Any:
+    """The persistent store at ``path`` (or the default one), through ``dagtier.store``."""
+    try:
+        from .store import open_store  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        raise StoreError("this dagtier has no persistent run store to read runs from") from None
+    return open_store(path)
+
+
+async def _with_store(path: Path | None, fn: Callable[[Any], Any]) -> Any:
+    import inspect
+
+    store = _open_store(path)
+    if inspect.isawaitable(store):
+        store = await store
+    try:
+        return await fn(store)
+    finally:
+        for closer in ("aclose", "close"):
+            close = getattr(store, closer, None)
+            if close is not None:
+                done = close()
+                if inspect.isawaitable(done):
+                    await done
+                break
+
+
+def _workflow_for(source: str | None, override: Path | None) -> Any:
+    """The run's workflow, for policies, static tiers and the critical path: ``--workflow``
+    if given, else the file the run recorded, if it still exists and still loads."""
+    from .spec import load_workflow
+
+    path = override or (Path(source) if source else None)
+    if path is None or not path.is_file():
+        return None
+    if override is not None:
+        return guarded(lambda: load_workflow(path))
+    try:
+        return load_workflow(path)
+    except DagtierError:
+        return None
+
+
+def _write(text: str, output: Path | None) -> None:
+    from ._logging import redact_text
+
+    text = redact_text(text)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        _err(f"wrote {output}")
+
+
+@app.command()
+def report(
+    run_id: Annotated[
+        str | None, typer.Argument(help="The run to report on.", show_default=False)
+    ] = None,
+    last: Annotated[bool, typer.Option("--last", help="Report on the latest run.")] = False,
+    compare: Annotated[
+        tuple[str, str] | None,
+        typer.Option(
+            "--compare",
+            help="Compare two runs node by node: cost and tier changes.",
+            metavar="RUN_A RUN_B",
+            show_default=False,
+        ),
+    ] = None,
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="table, json, csv or html.")
+    ] = "table",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write to FILE instead of stdout.", show_default=False),
+    ] = None,
+    store: ReportStoreOpt = None,
+    models: ModelsOpt = None,
+    workflow: Annotated[
+        Path | None,
+        typer.Option(
+            "--workflow",
+            help="The workflow file, when the run's recorded path moved (for policies, "
+            "static tiers and the critical path).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Per-node cost report of a run: attempts, tiers, escalations, cache hits, savings."""
+    import anyio
+
+    from .catalog import load_catalog
+    from .report import build_report, compare_reports
+    from .report.render import FORMATS
+
+    if format not in FORMATS:
+        _err(f"error[usage]: --format must be one of {', '.join(FORMATS)}, got '{format}'")
+        raise typer.Exit(_exit.USAGE)
+    chosen = sum(x for x in (run_id is not None, last, compare is not None))
+    if chosen != 1:
+        _err(
+            "error[usage]: name exactly one run: RUN_ID, --last, or --compare RUN_A RUN_B\n"
+            "hint: dagtier report --last"
+        )
+        raise typer.Exit(_exit.USAGE)
+    cat = guarded(lambda: load_catalog(models))
+
+    async def load(s: Any, rid: str | None) -> Any:
+        if rid is None:
+            runs = await s.list_runs(1)
+            if not runs:
+                raise StoreError("the store holds no runs yet; run a workflow first")
+            rid = runs[0].run_id
+        loaded = await s.load_run(rid)
+        if loaded is None:
+            recent = ", ".join(r.run_id for r in await s.list_runs(5)) or "(none)"
+            raise StoreError(f"no run '{rid}' in the store (recent runs: {recent})")
+        record, nodes = loaded
+        wf = _workflow_for(record.source, workflow)
+        return build_report(record, nodes, catalog=cat, workflow=wf)
+
+    async def go(s: Any) -> Any:
+        if compare is not None:
+            return compare_reports(await load(s, compare[0]), await load(s, compare[1]))
+        return await load(s, run_id)
+
+    result = guarded(lambda: anyio.run(_with_store, store, go))
+    _render_report(result, format, output)
+
+
+def _render_report(result: Any, format: str, output: Path | None) -> None:
+    from .report import Comparison
+    from .report.render import (
+        print_comparison,
+        print_table,
+        render_comparison_csv,
+        render_json,
+        render_to_text,
+    )
+
+    if isinstance(result, Comparison):
+        if format == "json":
+            _write(render_json(result), output)
+        elif format == "csv":
+            _write(render_comparison_csv(result), output)
+        elif format == "html":
+            _err("error[usage]: --compare renders as table, json or csv")
+            raise typer.Exit(_exit.USAGE)
+        elif output is None:
+            print_comparison(result, _console())
+        else:
+            _write(_record_text(lambda c: print_comparison(result, c)), output)
+        return
+    if format == "table" and output is None:
+        print_table(result, _console())
+    else:
+        _write(render_to_text(result, format), output)  # type: ignore[arg-type]
+
+
+def _record_text(draw: Callable[[Any], None]) -> str:
+    import io
+
+    from rich.console import Console
+
+    console = Console(record=True, width=160, file=io.StringIO(), color_system=None)
+    draw(console)
+    return str(console.export_text())
+
+
+@app.command()
+def estimate(
+    workflow: WorkflowArg,
+    input: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            "-i",
+            help="An input as NAME=VALUE, to size the prompts (VALUE @file reads a file).",
+            show_default=False,
+        ),
+    ] = None,
+    models: ModelsOpt = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            help="Use recorded costs and pass rates from this store where it has them.",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
+) -> None:
+    """Forecast a workflow's cost per node and per policy, before running it (dry run)."""
+    import anyio
+
+    from .catalog import load_catalog
+    from .report.estimate import estimate_workflow, print_estimate
+    from .spec import load_workflow
+
+    wf = guarded(lambda: load_workflow(workflow))
+    values = guarded(lambda: _parse_inputs(input or [], None))
+    cat = guarded(lambda: load_catalog(models))
+    stats: dict[str, Any] = {}
+    if store is not None:
+
+        async def read(s: Any) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for nid, node in wf.nodes.items():
+                key = node.task or f"{wf.name}/{nid}"
+                out[key] = await s.tier_stats(key)
+            return out
+
+        stats = guarded(lambda: anyio.run(_with_store, store, read))
+    est = estimate_workflow(wf, cat, inputs=values, stats=stats)
+    if json_out:
+        typer.echo(json.dumps(est.to_dict(), indent=2))
+    else:
+        print_estimate(est, _console())

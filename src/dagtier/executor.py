@@ -20,7 +20,7 @@ import anyio
 
 from . import _durable
 from ._exceptions import BudgetExhausted, DagtierUsageError, SpecError, SpecIssue
-from ._logging import get_logger
+from ._logging import get_logger, redact_text
 from ._types import RunStatus
 from ._yaml import did_you_mean
 from .budget import CURRENT_NODE, Budget
@@ -309,7 +309,7 @@ class _Run:
                 nid,
                 "failed",
                 attempts=ctx.attempts,
-                error=str(exc.cause),
+                error=redact_text(str(exc.cause)),  # errors are stored: never a key
                 started_at=started,
                 finished_at=time.time(),
                 task_key=key,

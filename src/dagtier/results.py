@@ -42,6 +42,8 @@ class Attempt:
     purpose: str = "answer"
     """``answer`` for the node's own call, ``canary`` for an adaptive quality canary."""
     output: str | None = None
+    response_model: str | None = None
+    """The model id the provider says served the call (may differ from the one asked for)."""
 
     @property
     def total_cost(self) -> float:

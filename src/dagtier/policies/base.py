@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ProviderError
+from .._logging import redact_text
 from .._types import JSON, NodeStatus, Tier
 from ..events import AttemptFinished, EventBus, PolicyDecision
 from ..providers.base import CompletionRequest
@@ -72,9 +73,6 @@ class NodeContext:
     def decide(self, tier: Tier, reason: str) -> None:
         """Record why the policy chose ``tier`` (logged, shown in reports)."""
         self.decision = reason
-        self.log.info(
-            "policy decision", node=self.node_id, task_key=self.task_key, tier=tier, reason=reason
-        )
         if self.events:
             self.events.emit(PolicyDecision(self.run_id, self.node_id, self.task_key, tier, reason))
 
@@ -106,7 +104,7 @@ class NodeContext:
                 exc.provider,
                 latency_s=time.perf_counter() - t0,
                 verdict="error",
-                reason=str(exc),
+                reason=redact_text(str(exc)),
                 purpose=purpose,
             )
             self._record(att)
@@ -121,7 +119,8 @@ class NodeContext:
             cost=call.cost,
             latency_s=comp.latency_s or (time.perf_counter() - t0),
             request_id=comp.request_id,
-            fallbacks=[f"{type(e).__name__}: {e}" for e in call.errors],
+            response_model=comp.model,
+            fallbacks=[redact_text(f"{type(e).__name__}: {e}") for e in call.errors],
             purpose=purpose,
             output=comp.text,
         )
@@ -143,29 +142,9 @@ class NodeContext:
         return att
 
     def _record(self, att: Attempt) -> None:
+        # The attempt's log line is written by the telemetry subscriber on this event: one
+        # canonical line per attempt, carrying the escalation and decision context too.
         self.attempts.append(att)
-        self.log.info(
-            "attempt",
-            run_id=self.run_id,
-            node=self.node_id,
-            task_key=self.task_key,
-            attempt=att.index,
-            purpose=att.purpose,
-            tier=att.tier,
-            model=att.model,
-            provider=att.provider,
-            input_tokens=att.usage.input_tokens,
-            output_tokens=att.usage.output_tokens,
-            cache_read_tokens=att.usage.cache_read_tokens,
-            cache_write_tokens=att.usage.cache_write_tokens,
-            reasoning_tokens=att.usage.reasoning_tokens,
-            cost=round(att.cost, 8),
-            judge_cost=round(att.judge_cost, 8),
-            latency_s=round(att.latency_s, 4),
-            verdict=att.verdict,
-            reason=att.reason,
-            fallbacks=att.fallbacks or None,
-        )
         if self.events:
             self.events.emit(AttemptFinished(self.run_id, self.node_id, self.task_key, att))
 

@@ -132,6 +132,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ) WITHOUT ROWID;
         """,
     ),
+    (3, "ALTER TABLE attempts ADD COLUMN response_model TEXT;"),
 )
 """Ordered schema migrations: (version reached, SQL). Append; never edit a released step."""
 
@@ -461,7 +462,7 @@ class SqliteStore:
             )
             if att_rows:
                 con.executemany(
-                    "INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", att_rows
+                    "INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", att_rows
                 )
             con.execute("UPDATE runs SET cost = cost + ? WHERE run_id = ?", cost_row)
 
@@ -508,8 +509,8 @@ class SqliteStore:
                 )
             for a in con.execute(
                 "SELECT node_id, idx, tier, model, provider, usage, cost, latency_s, verdict, "
-                "reason, checks, judge_cost, judge_usage, request_id, fallbacks, purpose, output "
-                "FROM attempts WHERE run_id = ? ORDER BY node_id, idx",
+                "reason, checks, judge_cost, judge_usage, request_id, fallbacks, purpose, output, "
+                "response_model FROM attempts WHERE run_id = ? ORDER BY node_id, idx",
                 (run_id,),
             ):
                 node = nodes.get(a[0])
@@ -666,6 +667,7 @@ def _attempt_row(run_id: str, node_id: str, a: Attempt, node_text: str | None) -
         _compact([redact_text(f) for f in a.fallbacks]) if a.fallbacks else None,
         a.purpose,
         _SAME if a.output is not None and a.output == node_text else a.output,
+        a.response_model,
     )
 
 
@@ -687,6 +689,7 @@ def _attempt_from_row(r: tuple[Any, ...], node_text: str | None) -> Attempt:
         fallbacks=json.loads(r[14]) if r[14] else [],
         purpose=r[15],
         output=node_text if r[16] == _SAME else r[16],
+        response_model=r[17],
     )
 
 

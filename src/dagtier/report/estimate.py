@@ -1,0 +1,274 @@
+"""``dagtier estimate``: what a workflow will cost before it runs, under several policies.
+
+For each node: tokens in (the prompt's text, the inputs given or an assumed size, the
+expected output of every upstream node it reads) and out (``max_tokens``: the forecast is
+an upper bound on output, as a budget reservation is); each tier's price for one call;
+each tier's chance of passing the node's checks. Where a StatsStore has evidence for the
+node's task key, its recorded mean cost per call and its pass rate replace the token
+arithmetic and the assumed pass rates.
+
+Scenarios: every node once on tier 1, 2 or 3; each node on its static tier; every node as
+a cascade; every node adaptive; and each node as configured. A cascade's expected cost is
+``sum_t c_t * P(all tiers before t failed)``; adaptive, with recorded evidence, starts at
+the first tier whose (monotone) pass rate reaches its target and cascades from there;
+without evidence it cascades from its lowest tier (that is how it gathers evidence); both
+add the canary's share of a top-tier call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .model import static_tier_of, tier_reference
+
+if TYPE_CHECKING:
+    from ..catalog import Catalog
+    from ..spec.models import Workflow
+    from ..store import TierStats
+
+SCENARIOS: tuple[str, ...] = (
+    "all-top-tier",
+    "all-mid-tier",
+    "all-cheap-tier",
+    "static-tiers",
+    "cascading",
+    "adaptive",
+    "as-configured",
+)
+CHARS_PER_TOKEN = 4
+ASSUMED_INPUT_TOKENS = 500
+"""Size assumed for an input whose value is not given."""
+PRIOR_PASS = {1: 0.6, 2: 0.8, 3: 0.95}
+"""Assumed chance that a tier's answer passes a node's checks, before any evidence."""
+JUDGE_OUTPUT_TOKENS = 16
+_EXPR = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+
+
+@dataclass(slots=True)
+class NodeEstimate:
+    node_id: str
+    policy: str
+    input_tokens: int
+    output_tokens: int
+    call_cost: dict[int, float]
+    """One call's expected cost per tier (answer plus judge checks)."""
+    pass_rate: dict[int, float]
+    evidence: dict[int, int]
+    """Recorded observations per tier (0: the figures are assumptions)."""
+    costs: dict[str, float] = field(default_factory=dict)
+    """Expected cost per scenario."""
+
+
+@dataclass(slots=True)
+class Estimate:
+    workflow: str
+    nodes: list[NodeEstimate]
+    assumptions: list[str]
+
+    def total(self, scenario: str) -> float:
+        return sum(n.costs[scenario] for n in self.nodes)
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {
+            "workflow": self.workflow,
+            "totals": {s: self.total(s) for s in SCENARIOS},
+            "nodes": [asdict(n) for n in self.nodes],
+            "assumptions": self.assumptions,
+        }
+
+
+def _text_tokens(source: str | None) -> int:
+    if not source:
+        return 0
+    return len(_EXPR.sub("", source)) // CHARS_PER_TOKEN + 1
+
+
+def _pass_rate(stats: TierStats | None, prior: float) -> float:
+    if stats is None or stats.weight <= 0:
+        return prior
+    return (stats.successes + 1) / (stats.weight + 2)
+
+
+def _cascade(call: Mapping[int, float], p: Mapping[int, float], start: int, top: int) -> float:
+    cost, reach = 0.0, 1.0
+    for t in range(start, top + 1):
+        cost += reach * call[t]
+        reach *= 1.0 - p[t]
+    return cost
+
+
+def _adaptive(
+    call: Mapping[int, float],
+    p: Mapping[int, float],
+    lo: int,
+    hi: int,
+    target: float,
+    canary: float,
+    evidence: Mapping[int, int],
+) -> float:
+    # As the adaptive policy does: without evidence it gathers some by cascading from the
+    # bottom; with evidence it starts at the first tier whose (monotone: a higher tier is
+    # never assumed worse) pass rate reaches the target, else cascades from the bottom.
+    # The canary re-runs a share of calls on the top tier.
+    start = lo
+    if any(evidence.get(t, 0) for t in range(lo, hi + 1)):
+        best, mono = 0.0, {}
+        for t in range(lo, hi + 1):
+            best = max(best, p[t])
+            mono[t] = best
+        start = next((t for t in range(lo, hi + 1) if mono[t] >= target), lo)
+    cost = _cascade(call, p, start, hi)
+    if start < 3:
+        cost += canary * call[3]
+    return cost
+
+
+def estimate_workflow(
+    workflow: Workflow,
+    catalog: Catalog,
+    *,
+    inputs: Mapping[str, Any] | None = None,
+    stats: Mapping[str, Mapping[int, TierStats]] | None = None,
+) -> Estimate:
+    """Forecast ``workflow``'s cost per node and scenario.
+
+    Args:
+        workflow: the workflow to price.
+        catalog: prices (each tier's first catalog model stands for the tier).
+        inputs: input values, when known, to size the prompts.
+        stats: recorded evidence by task key and tier (from a StatsStore).
+    """
+    from ..graph import build_graph, topological_order
+    from ..spec.templates import analyze
+    from ..telemetry.logs import policy_label
+
+    inputs = dict(inputs or {})
+    stats = stats or {}
+    ref = {t: tier_reference(catalog, t) for t in (1, 2, 3)}
+    missing = [t for t, m in ref.items() if m is None]
+    out_tokens: dict[str, int] = {}
+    nodes: list[NodeEstimate] = []
+    for nid in topological_order(build_graph(workflow)):
+        node = workflow.nodes[nid]
+        names: set[str] = set()
+        input_names: set[str] = set()
+        for src in (node.prompt, node.system):
+            if src:
+                refs = analyze(src)
+                names |= refs.names
+                input_names |= refs.inputs
+        tokens_in = _text_tokens(node.prompt) + _text_tokens(node.system)
+        for name in sorted(input_names):
+            value = inputs.get(name)
+            tokens_in += (
+                len(str(value)) // CHARS_PER_TOKEN + 1
+                if value is not None
+                else ASSUMED_INPUT_TOKENS
+            )
+        tokens_in += sum(out_tokens.get(n, 0) for n in names - {"inputs"})
+        tokens_out = int(workflow.node_setting(nid, "max_tokens"))
+        out_tokens[nid] = tokens_out
+        key = node.task or f"{workflow.name}/{nid}"
+        recorded = stats.get(key, {})
+        checks = workflow.node_checks(nid)
+        has_checks = bool(checks) or node.output.format == "json"
+        judges = [c for c in checks if getattr(c, "type", None) == "judge"]
+        call: dict[int, float] = {}
+        p: dict[int, float] = {}
+        evidence: dict[int, int] = {}
+        for t in (1, 2, 3):
+            st = recorded.get(t)
+            evidence[t] = st.observations if st is not None else 0
+            if st is not None and st.observations:
+                call[t] = st.mean_cost
+            else:
+                from ..catalog import Usage
+
+                m = ref[t]
+                cost = m.cost(Usage(tokens_in, tokens_out)) if m is not None else 0.0
+                for j in judges:
+                    jm = ref[int(j.tier)]
+                    if jm is not None:
+                        cost += jm.cost(Usage(tokens_in + tokens_out, JUDGE_OUTPUT_TOKENS))
+                call[t] = cost
+            p[t] = _pass_rate(st, PRIOR_PASS[t] if has_checks else 1.0)
+        est = NodeEstimate(
+            nid, policy_label(workflow, nid), tokens_in, tokens_out, call, p, evidence
+        )
+        policy = workflow.node_policy(nid)
+        c = est.costs
+        c["all-top-tier"], c["all-mid-tier"], c["all-cheap-tier"] = call[3], call[2], call[1]
+        c["static-tiers"] = call[static_tier_of(workflow, nid)]
+        if policy.kind == "cascade":
+            c["cascading"] = _cascade(call, p, policy.start, policy.max)
+        else:
+            c["cascading"] = _cascade(call, p, 1, 3)
+        if policy.kind == "adaptive":
+            c["adaptive"] = _adaptive(
+                call, p, policy.min_tier, policy.max_tier, policy.target, policy.canary, evidence
+            )
+        else:
+            c["adaptive"] = _adaptive(call, p, 1, 3, 0.9, 0.01, evidence)
+        c["as-configured"] = (
+            call[int(policy.tier)]
+            if policy.kind == "static"
+            else c["cascading" if policy.kind == "cascade" else "adaptive"]
+        )
+        nodes.append(est)
+    assumptions = [
+        f"output tokens = max_tokens (an upper bound); {CHARS_PER_TOKEN} characters a token",
+        f"inputs not given are assumed to be {ASSUMED_INPUT_TOKENS} tokens",
+        "without recorded evidence, a tier's answer passes checks with probability "
+        + ", ".join(f"T{t} {v:.0%}" for t, v in PRIOR_PASS.items())
+        + " (1.0 for nodes without checks)",
+        "each tier is priced at its first catalog model: "
+        + ", ".join(f"T{t} {m.name if m else '(none)'}" for t, m in ref.items()),
+        "cascading/adaptive apply to every node (a node's own range and target when it has "
+        "one, else tiers 1-3 and target 0.9 with a 1% canary)",
+    ]
+    if missing:
+        assumptions.append(f"tiers without models cost 0: {missing}")
+    return Estimate(workflow.name, nodes, assumptions)
+
+
+def print_estimate(est: Estimate, console: Any) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title=f"estimated cost of one run of '{est.workflow}' (USD)", title_justify="left"
+    )
+    table.add_column("node")
+    table.add_column("policy")
+    table.add_column("tokens in/out", justify="right")
+    for s in SCENARIOS:
+        table.add_column(s, justify="right")
+    table.add_column("evidence", justify="right")
+    for n in est.nodes:
+        ev = sum(n.evidence.values())
+        table.add_row(
+            n.node_id,
+            n.policy,
+            f"{n.input_tokens:,}/{n.output_tokens:,}",
+            *(f"{n.costs[s]:.6f}" for s in SCENARIOS),
+            f"{ev} runs" if ev else "assumed",
+        )
+    table.add_section()
+    table.add_row("total", "", "", *(f"{est.total(s):.6f}" for s in SCENARIOS), "")
+    console.print(table)
+
+    summary = Table(title="per scenario", title_justify="left")
+    for col in ("scenario", "cost $", "vs all-top-tier"):
+        summary.add_column(col, justify="left" if col == "scenario" else "right")
+    top = est.total("all-top-tier")
+    for s in ("all-top-tier", "all-mid-tier", "static-tiers", "cascading", "adaptive"):
+        total = est.total(s)
+        rel = f"{100 * (total - top) / top:+.1f}%" if top else "-"
+        summary.add_row(s, f"{total:.6f}", rel)
+    console.print(summary)
+    for a in est.assumptions:
+        console.print(f"assumption: {a}", markup=False)

@@ -1,0 +1,261 @@
+"""Renderers: a :class:`RunReport` or :class:`Comparison` in, text out. No computing here.
+
+Every renderer redacts secrets on the way out, as a last line of defence: error messages
+recorded in a run come from providers and may quote what they were sent.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import TYPE_CHECKING, Literal
+
+from .._logging import redact_text, redact_value
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .model import Comparison, RunReport, Savings
+
+Format = Literal["table", "json", "csv", "html"]
+FORMATS: tuple[str, ...] = ("table", "json", "csv", "html")
+
+
+def usd(value: float | None, places: int = 6) -> str:
+    return "-" if value is None else f"${value:,.{places}f}"
+
+
+def savings_lines(s: Savings) -> list[str]:
+    """The savings, each line saying what it is compared against."""
+    lines = [f"actual cost: {usd(s.actual)}"]
+    if s.top_tier_cost is not None:
+        pct = s.pct(s.vs_top_tier, s.top_tier_cost)
+        lines.append(
+            f"vs. every node on tier 3 ({s.top_tier_model}): {usd(s.top_tier_cost)}, "
+            f"saved {usd(s.vs_top_tier)}" + (f" ({pct:.1f}%)" if pct is not None else "")
+        )
+    if s.static_cost is not None:
+        pct = s.pct(s.vs_static, s.static_cost)
+        lines.append(
+            f"vs. the workflow's static tiers: {usd(s.static_cost)}, "
+            f"saved {usd(s.vs_static)}" + (f" ({pct:.1f}%)" if pct is not None else "")
+        )
+    else:
+        lines.append("vs. static tiers: unknown (the workflow file is not available)")
+    lines.append(f"note: {s.note}")
+    return lines
+
+
+def render_json(report: RunReport | Comparison) -> str:
+    return json.dumps(redact_value(report.to_dict()), indent=2, default=str) + "\n"
+
+
+_CSV_COLUMNS = (
+    "run_id",
+    "node",
+    "status",
+    "policy",
+    "final_tier",
+    "final_model",
+    "cache_hit",
+    "attempt",
+    "purpose",
+    "tier",
+    "model",
+    "provider",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "judge_cost_usd",
+    "latency_s",
+    "verdict",
+    "reason",
+    "fallbacks",
+)
+
+
+def render_csv(report: RunReport) -> str:
+    """One row per attempt (nodes that made no call get one row with blank attempt
+    columns): the shape a spreadsheet pivot wants."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(_CSV_COLUMNS)
+    for n in report.nodes:
+        head = [
+            report.run_id,
+            n.node_id,
+            n.status,
+            n.policy or "",
+            n.tier or "",
+            n.model or "",
+            int(n.cache_hit),
+        ]
+        if not n.attempts:
+            w.writerow([*head, *[""] * (len(_CSV_COLUMNS) - len(head))])
+        for a in n.attempts:
+            w.writerow(
+                [
+                    *head,
+                    a.index,
+                    a.purpose,
+                    a.tier,
+                    a.model,
+                    a.provider,
+                    a.input_tokens,
+                    a.output_tokens,
+                    a.cache_read_tokens,
+                    a.cache_write_tokens,
+                    a.reasoning_tokens,
+                    f"{a.cost:.8f}",
+                    f"{a.judge_cost:.8f}",
+                    f"{a.latency_s:.4f}",
+                    a.verdict,
+                    redact_text(a.reason),
+                    a.fallbacks,
+                ]
+            )
+    return buf.getvalue()
+
+
+def print_table(report: RunReport, console: Console) -> None:
+    """The report for a terminal: nodes, attempts, totals, savings."""
+    from rich.table import Table
+
+    t = report.totals
+    nodes = Table(
+        title=f"run {report.run_id} · {report.workflow} · {report.status} · "
+        f"{report.duration_s:.2f}s",
+        title_justify="left",
+    )
+    for col in ("node", "policy", "status", "tier", "model", "tries", "esc", "tokens", "cost $"):
+        nodes.add_column(
+            col, justify="right" if col in ("tries", "esc", "tokens", "cost $") else "left"
+        )
+    nodes.add_column("secs", justify="right")
+    for n in report.nodes:
+        status = n.status + (" (cache)" if n.cache_hit and n.status != "cached" else "")
+        nodes.add_row(
+            n.node_id + (" *" if n.critical else ""),
+            n.policy or "-",
+            status,
+            f"T{n.tier}" if n.tier else "-",
+            n.model or "-",
+            str(len(n.attempts)),
+            str(n.escalations),
+            f"{n.tokens:,}",
+            f"{n.cost:.6f}",
+            f"{n.latency_s:.2f}",
+        )
+    nodes.add_section()
+    nodes.add_row(
+        "total", "", "", "", "", str(t.attempts), str(t.escalations),
+        f"{t.input_tokens + t.output_tokens + t.cache_read_tokens + t.cache_write_tokens + t.reasoning_tokens:,}",
+        f"{t.cost:.6f}", f"{report.duration_s:.2f}",
+    )  # fmt: skip
+    console.print(nodes)
+    if report.critical_path:
+        console.print(
+            f"* critical path: {' → '.join(report.critical_path)} ({report.critical_path_s:.2f}s)",
+            markup=False,
+        )
+
+    attempts = Table(title="attempts", title_justify="left")
+    for col in ("node", "#", "tier", "model", "in", "out", "cache r/w", "reasoning", "cost $"):
+        attempts.add_column(col, justify="left" if col in ("node", "model") else "right")
+    attempts.add_column("secs", justify="right")
+    attempts.add_column("verdict")
+    attempts.add_column("reason", overflow="fold")
+    for n in report.nodes:
+        for a in n.attempts:
+            attempts.add_row(
+                n.node_id,
+                str(a.index) + ("" if a.purpose == "answer" else f" {a.purpose}"),
+                f"T{a.tier}",
+                a.model,
+                f"{a.input_tokens:,}",
+                f"{a.output_tokens:,}",
+                f"{a.cache_read_tokens:,}/{a.cache_write_tokens:,}",
+                f"{a.reasoning_tokens:,}",
+                f"{a.cost + a.judge_cost:.6f}",
+                f"{a.latency_s:.2f}",
+                a.verdict,
+                redact_text(a.reason),
+            )
+    console.print(attempts)
+    by_tier = ", ".join(
+        f"T{tier}: {t.calls_by_tier[tier]} calls {usd(cost)}"
+        for tier, cost in t.cost_by_tier.items()
+    )
+    console.print(
+        f"calls by tier: {by_tier or 'none'}; escalations: {t.escalations}; "
+        f"cache hits: {t.cache_hits}; judge cost: {usd(t.judge_cost)}",
+        markup=False,
+    )
+    for line in savings_lines(report.savings):
+        console.print(line, markup=False)
+    for n in report.nodes:
+        if n.error:
+            console.print(f"{n.node_id}: {redact_text(n.error)}", markup=False, style="red")
+
+
+def print_comparison(cmp: Comparison, console: Console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{cmp.run_a} → {cmp.run_b}", title_justify="left")
+    for col in ("node", "status", "tier", "model", "cost A $", "cost B $", "Δ $"):
+        table.add_column(col, justify="right" if "$" in col else "left")
+    for n in cmp.nodes:
+        status = (
+            n.status_a if n.status_a == n.status_b else f"{n.status_a or '-'}→{n.status_b or '-'}"
+        )
+        model = n.model_a if n.model_a == n.model_b else f"{n.model_a or '-'}→{n.model_b or '-'}"
+        table.add_row(
+            n.node_id,
+            status or "-",
+            n.tier_change,
+            model or "-",
+            f"{n.cost_a:.6f}",
+            f"{n.cost_b:.6f}",
+            f"{n.cost_delta:+.6f}",
+        )
+    table.add_section()
+    table.add_row(
+        "total", "", "", "", f"{cmp.cost_a:.6f}", f"{cmp.cost_b:.6f}", f"{cmp.cost_delta:+.6f}"
+    )
+    console.print(table)
+
+
+def render_comparison_csv(cmp: Comparison) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    cols = ("node", "status_a", "status_b", "tier_a", "tier_b", "model_a", "model_b",
+            "cost_a_usd", "cost_b_usd", "cost_delta_usd")  # fmt: skip
+    w.writerow(cols)
+    for n in cmp.nodes:
+        w.writerow(
+            [n.node_id, n.status_a or "", n.status_b or "", n.tier_a or "", n.tier_b or "",
+             n.model_a or "", n.model_b or "", f"{n.cost_a:.8f}", f"{n.cost_b:.8f}",
+             f"{n.cost_delta:.8f}"]
+        )  # fmt: skip
+    return buf.getvalue()
+
+
+def render_to_text(report: RunReport, fmt: Format, *, width: int = 160) -> str:
+    """Any format as a string (the table through a recording console, without colour)."""
+    if fmt == "json":
+        return render_json(report)
+    if fmt == "csv":
+        return render_csv(report)
+    if fmt == "html":
+        from .html import render_html
+
+        return render_html(report)
+    from rich.console import Console
+
+    console = Console(record=True, width=width, file=io.StringIO(), color_system=None)
+    print_table(report, console)
+    return console.export_text()

@@ -1,0 +1,74 @@
+"""Shared set-up for the report and telemetry tests: a small workflow and a catalog whose
+models are served by an in-process Python function (a test double for the providers: these
+tests are about what is done with the attempts, not about how a model is called)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagtier.catalog import Catalog, catalog_from_dict
+from dagtier.spec import parse_workflow
+
+WORKFLOW = """
+name: review
+inputs: {code: string}
+nodes:
+  summarize:
+    prompt: "Summarize {{ inputs.code }}"
+    policy: {kind: static, tier: 1}
+  critique:
+    prompt: "Critique {{ summarize }}"
+    depends_on: [summarize]
+    policy: {kind: cascade, start: 1, max: 3}
+    checks: [{type: regex, pattern: "GOOD"}]
+  tests:
+    prompt: "Write tests for {{ inputs.code }}"
+    policy: {kind: static, tier: 2}
+  final:
+    prompt: "Merge {{ critique }} and {{ tests }}"
+    depends_on: [critique, tests]
+    policy: {kind: static, tier: 3}
+outputs:
+  answer: "{{ final }}"
+"""
+
+
+def catalog() -> Catalog:
+    def model(name: str, inp: float, out: float) -> dict[str, Any]:
+        return {"provider": "python", "model": name, "price": {"input": inp, "output": out}}
+
+    return catalog_from_dict(
+        {
+            "models": {
+                "cheap": model("cheap-1", 1.0, 2.0),
+                "mid": model("mid-1", 3.0, 6.0),
+                "top": model("top-1", 10.0, 30.0),
+            },
+            "tiers": {1: ["cheap"], 2: ["mid"], 3: ["top"]},
+        }
+    )
+
+
+def workflow(text: str = WORKFLOW) -> Any:
+    return parse_workflow(text, "review.yaml")
+
+
+def answer(model: Any, request: Any) -> str:
+    """Tier 1 writes a poor critique (escalates once), tier 2 a good one."""
+    prompt = request.messages[0].content
+    if prompt.startswith("Critique"):
+        return "GOOD critique" if model.model != "cheap-1" else "meh"
+    return f"{model.model} says: " + prompt[:40]
+
+
+async def run_review(**kwargs: Any) -> Any:
+    from dagtier import PythonProvider, run
+
+    return await run(
+        workflow(),
+        {"code": "def f(): pass"},
+        catalog=catalog(),
+        providers={"python": PythonProvider(kwargs.pop("fn", answer))},
+        seed=1,
+        **kwargs,
+    )
