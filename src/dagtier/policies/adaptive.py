@@ -73,6 +73,11 @@ class Tuning:
     """A tier is ruled out when mean + z * sd stays below the target (~98% one-sided) ..."""
     min_ruled_out_weight: float = 4.0
     """... on at least this much evidence: one early failure must not bury a tier."""
+    explored_weight: float = 12.0
+    z_explored: float = 1.0
+    """A tier with at least ``explored_weight`` of evidence is ruled out on a tighter upper
+    bound (mean + z_explored * sd): early noise is forgiven, but a proven tier that
+    degrades is left after about ten failures, not dozens."""
     explore: float = 0.05
     """Share of runs on a proven tier that first try the tier below it."""
     hopeless_weight: float = 0.25
@@ -94,6 +99,8 @@ class Estimate:
     lower: float
     """Conservative estimate (posterior lower bound), monotone across tiers."""
     upper: float
+    own_mean: float
+    """Posterior mean from this tier's own evidence only."""
 
     @property
     def weight(self) -> float:
@@ -114,9 +121,10 @@ class Choice:
 
 
 def estimates(
-    stats: Mapping[Tier, TierStats], lo: Tier, hi: Tier, tuning: Tuning = TUNING
+    stats: Mapping[Tier, TierStats], lo: Tier, hi: Tier, tuning: Tuning | None = None
 ) -> tuple[Estimate, ...]:
     """Per tier in [lo, hi]: posterior mean and bounds, lower bounds and means monotone."""
+    tuning = tuning or TUNING
     out: list[Estimate] = []
     prev_lower = prev_mean = 0.0
     a0 = tuning.prior
@@ -130,13 +138,14 @@ def estimates(
         mean = a / (a + b)
         sd = math.sqrt(mean * (1 - mean) / (a + b + 1))
         own_lower = max(0.0, mean - tuning.z_proven * sd)
-        upper = min(1.0, mean + tuning.z_ruled_out * sd)
+        z = tuning.z_explored if a + b - 2 * a0 >= tuning.explored_weight else tuning.z_ruled_out
+        upper = min(1.0, mean + z * sd)
         # a higher tier is at least as good as the one below, unless its own evidence says
         # otherwise: lift it, but never above what its own upper bound allows
         lower = max(own_lower, min(prev_lower, upper))
-        mean = max(mean, min(prev_mean, upper))
-        out.append(Estimate(tier, s, f, mean, lower, upper))
-        prev_lower, prev_mean = lower, mean
+        lifted = max(mean, min(prev_mean, upper))
+        out.append(Estimate(tier, s, f, lifted, lower, upper, mean))
+        prev_lower, prev_mean = lower, lifted
     return tuple(out)
 
 
@@ -145,9 +154,10 @@ def choose(
     lo: Tier,
     hi: Tier,
     target: float,
-    tuning: Tuning = TUNING,
+    tuning: Tuning | None = None,
 ) -> Choice:
     """The tier to start on, and why (the estimates compared, for the log)."""
+    tuning = tuning or TUNING
     ests = estimates(stats, lo, hi, tuning)
     compared = ", ".join(e.describe() for e in ests)
     for e in ests:
@@ -160,7 +170,7 @@ def choose(
                 ests,
             )
     for e in ests:
-        if e.upper >= target or e.weight < tuning.min_ruled_out_weight:
+        if e.weight < tuning.min_ruled_out_weight or e.upper >= target:
             return Choice(
                 e.tier,
                 False,

@@ -211,7 +211,7 @@ def parse_verdict(text: str) -> ParsedVerdict:
         else:
             words = {w.upper().startswith("PASS") for w in _BARE.findall(text)}
             if len(words) == 1:
-                passed = words.pop()
+                passed, rest = words.pop(), _BARE.sub(" ", text)
     score = None
     sm = _SCORE.search(text)
     if sm:
