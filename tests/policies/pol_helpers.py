@@ -24,7 +24,11 @@ def catalog() -> Catalog:
     return catalog_from_dict(
         {
             "models": {
-                f"m{t}": {"provider": "python", "model": f"model-{t}", "price": {"input": p, "output": p}}
+                f"m{t}": {
+                    "provider": "python",
+                    "model": f"model-{t}",
+                    "price": {"input": p, "output": p},
+                }
                 for t, p in PRICES.items()
             },
             "tiers": {1: ["m1"], 2: ["m2"], 3: ["m3"]},

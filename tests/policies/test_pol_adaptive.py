@@ -32,7 +32,9 @@ def profile(rng: random.Random) -> tuple[dict[int, float], int]:
     """Per-tier success probabilities: tiers below the first good one are clearly below the
     0.9 target (0.2-0.7), the rest clearly above it (0.98-1.0); monotone, as real ladders."""
     first = rng.choice([1, 2, 3])
-    return {t: rng.uniform(0.98, 1.0) if t >= first else rng.uniform(0.2, 0.7) for t in (1, 2, 3)}, first
+    return {
+        t: rng.uniform(0.98, 1.0) if t >= first else rng.uniform(0.2, 0.7) for t in (1, 2, 3)
+    }, first
 
 
 async def picks(store: MemoryStore, key: str) -> int:
@@ -51,7 +53,7 @@ async def test_settles_on_the_cheapest_tier_meeting_the_target(seed: int) -> Non
         p, first = profile(rng)
         models = bernoulli(p, random.Random(rng.random()))
         wf = workflow(adaptive_node(f"key{k}"))
-        for i in range(50):
+        for _ in range(50):
             await run(wf, models, store=store, seed=rng.getrandbits(32))
         right += await picks(store, f"key{k}") == first
     assert right / keys >= 0.9
@@ -72,7 +74,7 @@ async def test_re_promotes_within_20_runs_after_the_cheap_tier_drops(seed: int) 
             await run(wf, models, store=store, seed=rng.getrandbits(32))
         assert await picks(store, key) == 1
         p[1] = 0.3
-        for n in range(1, 21):
+        for _ in range(20):
             await run(wf, models, store=store, seed=rng.getrandbits(32))
             if await picks(store, key) >= 2:
                 break
@@ -103,12 +105,15 @@ async def test_every_decision_names_the_estimates_compared() -> None:
     the per-tier estimates."""
     events: list[object] = []
     store = MemoryStore()
-    from dagtier.executor import run as execute
     from pol_helpers import gateway
+
+    from dagtier.executor import run as execute
 
     models = Models(lambda t, req: "good")
     wf = workflow(adaptive_node("k"))
-    r = await execute(wf, {}, gateway=gateway(models), store=store, subscribers=[events.append], seed=1)
+    r = await execute(
+        wf, {}, gateway=gateway(models), store=store, subscribers=[events.append], seed=1
+    )
     decision = r["n"].decision
     assert decision is not None and decision.startswith("no tier proven to reach target 0.9 yet")
     assert "t1 " in decision and "t3 " in decision and "(n=0.0)" in decision
@@ -130,14 +135,19 @@ async def test_proven_tier_is_chosen_directly() -> None:
     r = await run(workflow(adaptive_node("k")), models, store=store, seed=3)
     assert models.tiers_called() in ([2], [1])  # [1] only on an exploration draw
     if models.tiers_called() == [2]:
-        assert r["n"].decision is not None and r["n"].decision.startswith("tier 2 is the cheapest proven")
+        assert r["n"].decision is not None and r["n"].decision.startswith(
+            "tier 2 is the cheapest proven"
+        )
 
 
 def test_estimates_are_monotone_across_tiers() -> None:
     """A higher tier without evidence is assumed as good as a proven lower one; with its
     own evidence against that, it is not lifted."""
     good = TierStats("k", 1, successes=60, failures=0, observations=60)
-    assert choose({1: good}, 1, 3, 0.9).estimates[2].lower == choose({1: good}, 1, 3, 0.9).estimates[0].lower
+    assert (
+        choose({1: good}, 1, 3, 0.9).estimates[2].lower
+        == choose({1: good}, 1, 3, 0.9).estimates[0].lower
+    )
     bad3 = TierStats("k", 3, successes=0, failures=30, observations=30)
     ests = choose({1: good, 3: bad3}, 1, 3, 0.9).estimates
     assert ests[2].lower < 0.2 < ests[1].lower
@@ -155,7 +165,9 @@ async def test_canary_runs_the_top_tier_and_counts_its_cost() -> None:
     the node's, and the comparison is in the decision."""
     store = MemoryStore()
     models = Models(lambda t, req: "good")
-    r = await run(workflow(adaptive_node("k", "{kind: adaptive, canary: 1.0}")), models, store=store, seed=1)
+    r = await run(
+        workflow(adaptive_node("k", "{kind: adaptive, canary: 1.0}")), models, store=store, seed=1
+    )
     node = r["n"]
     assert [(a.tier, a.purpose) for a in node.attempts] == [(1, "answer"), (3, "canary")]
     assert node.tier == 1 and node.output == "good"
@@ -199,7 +211,9 @@ async def test_hopeless_input_counts_less_against_cheaper_tiers() -> None:
     r = await run(workflow(adaptive_node("k")), models, store=store, seed=1)
     assert r["n"].status == "failed" and len(r["n"].attempts) == 3
     stats = await store.tier_stats("k")
-    assert stats[1].failures == TUNING.hopeless_weight and stats[2].failures == TUNING.hopeless_weight
+    assert (
+        stats[1].failures == TUNING.hopeless_weight and stats[2].failures == TUNING.hopeless_weight
+    )
     assert stats[3].failures == 1
 
 

@@ -17,7 +17,9 @@ def good_from(tier: int) -> Models:
     """Tiers below ``tier`` answer 'bad', the judge says FAIL to 'bad' answers."""
 
     def judge(prompt: str) -> str:
-        return "VERDICT: FAIL | REASON: bad answer" if "<answer>\nbad" in prompt else "VERDICT: PASS"
+        return (
+            "VERDICT: FAIL | REASON: bad answer" if "<answer>\nbad" in prompt else "VERDICT: PASS"
+        )
 
     return Models(lambda t, req: "good" if t >= tier else "bad", judge=judge)
 
@@ -29,7 +31,14 @@ async def test_escalates_one_tier_at_a_time_and_records_every_attempt() -> None:
     r = await run(workflow("policy: {kind: cascade}\n" + JUDGED), models)
     node = r["n"]
     assert node.status == "succeeded" and node.tier == 3 and node.output == "good"
-    assert models.calls == [(1, "answer"), (1, "judge"), (2, "answer"), (1, "judge"), (3, "answer"), (1, "judge")]
+    assert models.calls == [
+        (1, "answer"),
+        (1, "judge"),
+        (2, "answer"),
+        (1, "judge"),
+        (3, "answer"),
+        (1, "judge"),
+    ]
     assert [(a.index, a.tier, a.model, a.verdict) for a in node.attempts] == [
         (0, 1, "m1", "fail"),
         (1, 2, "m2", "fail"),
@@ -40,7 +49,10 @@ async def test_escalates_one_tier_at_a_time_and_records_every_attempt() -> None:
         assert a.usage.total > 0 and a.latency_s >= 0
         assert a.cost == pytest.approx(a.usage.total * PRICES[a.tier] / 1e6)
         # the judge runs on tier 1 and is charged at tier-1 prices
-        assert a.judge_cost == pytest.approx(a.judge_usage.total * PRICES[1] / 1e6) and a.judge_cost > 0
+        assert (
+            a.judge_cost == pytest.approx(a.judge_usage.total * PRICES[1] / 1e6)
+            and a.judge_cost > 0
+        )
     assert node.cost == pytest.approx(sum(a.cost + a.judge_cost for a in node.attempts))
     assert node.decision is not None and "escalating to tier 2" in node.decision
     assert "escalating to tier 3" in node.decision
@@ -74,7 +86,9 @@ async def test_respects_max_tier_and_fails_by_default() -> None:
 async def test_accept_unverified_keeps_the_last_answer_and_says_so() -> None:
     """on_exhausted: accept_unverified returns the max tier's answer as 'unverified'."""
     models = good_from(4)
-    r = await run(workflow("policy: {kind: cascade, on_exhausted: accept_unverified}\n" + JUDGED), models)
+    r = await run(
+        workflow("policy: {kind: cascade, on_exhausted: accept_unverified}\n" + JUDGED), models
+    )
     node = r["n"]
     assert node.status == "unverified" and node.tier == 3 and node.output == "bad"
     assert node.error is not None and "accepted unverified" in node.error
@@ -84,7 +98,10 @@ async def test_accept_unverified_keeps_the_last_answer_and_says_so() -> None:
 async def test_deterministic_failure_escalates() -> None:
     """An answer that fails a validator (not only the judge) escalates."""
     models = Models(lambda t, req: "{}" if t == 1 else '{"a": 1}')
-    r = await run(workflow("policy: {kind: cascade}\n", output="{schema: {type: object, required: [a]}}"), models)
+    r = await run(
+        workflow("policy: {kind: cascade}\n", output="{schema: {type: object, required: [a]}}"),
+        models,
+    )
     assert models.tiers_called() == [1, 2] and r["n"].output == {"a": 1}
 
 

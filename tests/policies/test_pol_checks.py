@@ -18,7 +18,9 @@ pytestmark = pytest.mark.anyio
 
 
 def static(checks: str = "", **kw: str) -> str:
-    return "policy: {kind: static, tier: 1}\n" + (f"checks:\n{textwrap.indent(checks, '  ')}" if checks else "")
+    return "policy: {kind: static, tier: 1}\n" + (
+        f"checks:\n{textwrap.indent(checks, '  ')}" if checks else ""
+    )
 
 
 def const(text: str) -> Models:
@@ -75,7 +77,9 @@ async def test_check_with_its_own_schema_on_a_text_node() -> None:
     checks = "- {type: json_schema, schema: {type: array, maxItems: 2}}\n"
     bad = await run(workflow(static(checks)), const("[1, 2, 3]"))
     good = await run(workflow(static(checks)), const("[1, 2]"))
-    assert bad["n"].status == "failed" and "schema violation at (root)" in bad["n"].attempts[0].reason
+    assert (
+        bad["n"].status == "failed" and "schema violation at (root)" in bad["n"].attempts[0].reason
+    )
     assert good["n"].status == "succeeded" and good["n"].output == "[1, 2]"
 
 
@@ -85,10 +89,20 @@ async def test_check_with_its_own_schema_on_a_text_node() -> None:
         ("{type: regex, pattern: '^yes'}", "yes it is", True, ""),
         ("{type: regex, pattern: '^yes'}", "no", False, "regex: does not match /^yes/"),
         ("{type: regex, pattern: 'TODO', must_match: false}", "done", True, ""),
-        ("{type: regex, pattern: 'TODO', must_match: false}", "a TODO", False, "regex: matches forbidden /TODO/"),
+        (
+            "{type: regex, pattern: 'TODO', must_match: false}",
+            "a TODO",
+            False,
+            "regex: matches forbidden /TODO/",
+        ),
         ("{type: length, min: 3, max: 5}", "abcd", True, ""),
         ("{type: length, min: 3}", "ab", False, "length: 2 characters, fewer than the minimum 3"),
-        ("{type: length, max: 5}", "abcdefg", False, "length: 7 characters, more than the maximum 5"),
+        (
+            "{type: length, max: 5}",
+            "abcdefg",
+            False,
+            "length: 7 characters, more than the maximum 5",
+        ),
         ("{type: json}", "[1]", True, ""),
         ("{type: json}", "nope", False, "json: not valid JSON: Expecting value at line 1 column 1"),
     ],
@@ -102,9 +116,7 @@ async def test_deterministic_validators(check: str, answer: str, ok: bool, reaso
 
 async def test_cheapest_checks_run_first_and_judge_only_after_they_pass() -> None:
     """Validators run cheapest first whatever the written order; a failure stops before the judge."""
-    checks = (
-        "- {type: judge}\n- {type: json}\n- {type: regex, pattern: '^\\['}\n- {type: length, max: 100}\n"
-    )
+    checks = "- {type: judge}\n- {type: json}\n- {type: regex, pattern: '^\\['}\n- {type: length, max: 100}\n"
     models = const("not json")
     r = await run(workflow(static(checks)), models)
     att = r["n"].attempts[0]
@@ -162,10 +174,14 @@ def user_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
         ("is_async", "ok", True, "checked async"),
     ],
 )
-async def test_python_callable(user_checks: str, fn: str, answer: str, ok: bool, reason: str) -> None:
+async def test_python_callable(
+    user_checks: str, fn: str, answer: str, ok: bool, reason: str
+) -> None:
     """A user callable's verdict and reason are recorded; one that raises fails the answer,
     naming the callable, and does not crash the run."""
-    r = await run(workflow(static(f"- {{type: python, function: '{user_checks}:{fn}'}}\n")), const(answer))
+    r = await run(
+        workflow(static(f"- {{type: python, function: '{user_checks}:{fn}'}}\n")), const(answer)
+    )
     att = r["n"].attempts[0]
     assert att.verdict == ("pass" if ok else "fail")
     if ok:
@@ -184,7 +200,10 @@ async def test_python_callable_gets_the_parsed_object_of_a_json_node(user_checks
 @pytest.mark.parametrize(
     ("function", "problem"),
     [
-        ("no_such_module_xyz:check", "cannot import module 'no_such_module_xyz' (ModuleNotFoundError"),
+        (
+            "no_such_module_xyz:check",
+            "cannot import module 'no_such_module_xyz' (ModuleNotFoundError",
+        ),
         ("{m}:missing", "module '{m}' has no attribute 'missing' (it defines: NOT_CALLABLE, boom,"),
         ("{m}:NOT_CALLABLE", "'NOT_CALLABLE' is a int, not a function"),
     ],
@@ -201,7 +220,9 @@ async def test_unusable_callable_fails_the_node_before_any_model_call(
         r = await run(wf, models)
         assert r["n"].status == "failed"
         assert r["n"].error is not None
-        assert r["n"].error.startswith(f"python check '{function}': " + problem.format(m=user_checks))
+        assert r["n"].error.startswith(
+            f"python check '{function}': " + problem.format(m=user_checks)
+        )
         assert models.calls == [] and r["n"].attempts == []
 
 
@@ -211,7 +232,9 @@ async def test_unusable_callable_fails_the_node_before_any_model_call(
 async def test_judge_is_charged_to_the_node_and_shown_apart() -> None:
     """The judge's call goes through the gateway on tier 1; its tokens and cost are on the
     attempt as judge_cost/judge_usage and in the node's total."""
-    models = Models(lambda t, req: "Paris", judge=lambda p: "VERDICT: PASS | SCORE: 0.9 | REASON: correct")
+    models = Models(
+        lambda t, req: "Paris", judge=lambda p: "VERDICT: PASS | SCORE: 0.9 | REASON: correct"
+    )
     r = await run(workflow(static("- {type: judge}\n")), models)
     att = r["n"].attempts[0]
     assert models.calls == [(1, "answer"), (1, "judge")]
@@ -238,9 +261,14 @@ async def test_judge_sees_task_and_answer_in_default_and_custom_prompts() -> Non
 async def test_judge_min_score() -> None:
     """With min_score, a PASS whose score is below it, or missing, fails."""
     check = "- {type: judge, min_score: 0.8}\n"
-    low = await run(workflow(static(check)), Models(lambda t, r: "x", judge=lambda p: "PASS score: 0.5 reason: meh"))
+    low = await run(
+        workflow(static(check)),
+        Models(lambda t, r: "x", judge=lambda p: "PASS score: 0.5 reason: meh"),
+    )
     none = await run(workflow(static(check)), Models(lambda t, r: "x", judge=lambda p: "PASS"))
-    ok = await run(workflow(static(check)), Models(lambda t, r: "x", judge=lambda p: "PASS score=0.85"))
+    ok = await run(
+        workflow(static(check)), Models(lambda t, r: "x", judge=lambda p: "PASS score=0.85")
+    )
     assert low["n"].attempts[0].reason == "judge: score 0.5 is below min_score 0.8: meh"
     assert none["n"].attempts[0].reason == "judge: the judge gave no score, and min_score is 0.8"
     assert ok["n"].status == "succeeded"
@@ -248,7 +276,10 @@ async def test_judge_min_score() -> None:
 
 async def test_unparseable_judge_answer_fails() -> None:
     """A judge answer that says neither PASS nor FAIL is a FAIL that says so."""
-    r = await run(workflow(static("- {type: judge}\n")), Models(lambda t, r: "x", judge=lambda p: "Hmm, hard to say."))
+    r = await run(
+        workflow(static("- {type: judge}\n")),
+        Models(lambda t, r: "x", judge=lambda p: "Hmm, hard to say."),
+    )
     assert r["n"].status == "failed"
     assert r["n"].attempts[0].reason == "judge: unparseable verdict: 'Hmm, hard to say'"
 
@@ -264,7 +295,9 @@ async def test_provider_supplied_judge_replaces_the_model_judge() -> None:
         return JudgeVerdict(ok, "recorded quality", None, 0.002, Usage(10, 2))
 
     def answer(tier: int, req: object) -> Completion:
-        return Completion("x", "m", Usage(5, 5), meta={"quality": 0.0 if tier == 1 else 1.0, "judge": recorded})
+        return Completion(
+            "x", "m", Usage(5, 5), meta={"quality": 0.0 if tier == 1 else 1.0, "judge": recorded}
+        )
 
     models = Models(answer, judge=lambda p: pytest.fail("the model judge must not be called"))
     r = await run(workflow("policy: {kind: cascade}\nchecks:\n  - {type: judge}\n"), models)

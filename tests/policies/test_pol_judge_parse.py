@@ -16,9 +16,19 @@ from dagtier.policies.judge import ParsedVerdict, apply_min_score, parse_verdict
         ("**FAIL**: misses the date", False, "misses the date", None),
         ("Verdict: pass", True, "", None),
         ("verdict = FAIL\nreason: wrong total", False, "wrong total", None),
-        ("VERDICT: PASS | SCORE: 0.8 | REASON: complete and correct", True, "complete and correct", 0.8),
+        (
+            "VERDICT: PASS | SCORE: 0.8 | REASON: complete and correct",
+            True,
+            "complete and correct",
+            0.8,
+        ),
         ("The answer lists all items.\nVerdict: PASSED", True, "The answer lists all items", None),
-        ("I first thought it fails, but on reflection... Verdict: PASS", True, "I first thought it fails, but on reflection", None),
+        (
+            "I first thought it fails, but on reflection... Verdict: PASS",
+            True,
+            "I first thought it fails, but on reflection",
+            None,
+        ),
         ('{"verdict": "FAIL", "reason": "no JSON", "score": 0.1}', False, "no JSON", 0.1),
         ('```json\n{"verdict": "pass", "reason": "ok"}\n```', True, "ok", None),
         ('{"pass": true, "explanation": "fine"}', True, "fine", None),
@@ -35,7 +45,13 @@ def test_parse_table(text: str, passed: bool, reason: str, score: float | None) 
 
 @pytest.mark.parametrize(
     "text",
-    ["", "Hmm, hard to say.", "It could PASS or FAIL depending on taste", "passable", '{"verdict": "maybe"}'],
+    [
+        "",
+        "Hmm, hard to say.",
+        "It could PASS or FAIL depending on taste",
+        "passable",
+        '{"verdict": "maybe"}',
+    ],
 )
 def test_unparseable_is_fail_with_reason(text: str) -> None:
     """An answer that is empty, ambiguous or off-format yields no verdict, hence FAIL."""
