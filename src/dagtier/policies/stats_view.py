@@ -107,7 +107,8 @@ async def collect(
         grouped.setdefault(st.task_key, {})[st.tier] = st
     settings = _settings_by_key(workflow) if workflow is not None else {}
     out: list[KeyStats] = []
-    for key in sorted(k for k in grouped if not k.endswith(JUDGE_SUFFIX)):
+    # keys with a '#' are derived evidence (KEY#judge, ...) shown beside their task key
+    for key in sorted(k for k in grouped if "#" not in k):
         if task is not None and key != task:
             continue
         if workflow is not None and key not in settings:
