@@ -79,7 +79,11 @@ class Tuning:
     bound (mean + z_explored * sd): early noise is forgiven, but a proven tier that
     degrades is left after about ten failures, not dozens."""
     explore: float = 0.05
-    """Share of runs on a proven tier that first try the tier below it."""
+    """Share of runs on a proven tier that first try the tier below it ..."""
+    explore_plausible: float = 0.25
+    """... or this share, once the tier below is plausible again (its upper bound reaches
+    the target): a cheaper tier that recovered is demoted to in a few hundred runs, not
+    thousands, while the start stays on the proven tier most of the time."""
     hopeless_weight: float = 0.25
     """Weight of a cheaper tier's failure on an input that even the top tier failed."""
     comparable_chars: int = 100
@@ -199,7 +203,12 @@ async def run_adaptive(ctx: NodeContext) -> Outcome:
         return await cascade_from(ctx, lo, hi, policy.on_exhausted)
     choice = choose(await ctx.stats.tier_stats(ctx.task_key), lo, hi, policy.target)
     start, reason = choice.tier, choice.reason
-    if choice.proven and start > lo and ctx.rng.random() < TUNING.explore:
+    if choice.proven and start > lo:
+        below = choice.estimates[start - 1 - lo]
+        rate = TUNING.explore_plausible if below.upper >= policy.target else TUNING.explore
+    else:
+        rate = 0.0
+    if rate and ctx.rng.random() < rate:
         start = start - 1  # type: ignore[assignment]
         reason += f"; exploring: tier {start} first this run, to see if it got good enough"
     ctx.decide(start, reason)
