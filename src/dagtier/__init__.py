@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .catalog import Catalog, ModelEntry, Price, Usage, catalog_from_dict, load_catalog
     from .events import EventBus
     from .executor import run
+    from .policies import record_outcome
     from .providers import Completion, CompletionRequest, Provider, PythonProvider
     from .results import Attempt, CheckResult, NodeResult, RunResult
     from .spec import Workflow, json_schema, load_workflow, parse_workflow
@@ -68,6 +69,7 @@ _LAZY: dict[str, str] = {
     "load_workflow": "spec",
     "parse_workflow": "spec",
     "MemoryStore": "store",
+    "record_outcome": "policies",
 }
 
 
@@ -132,5 +134,6 @@ __all__ = (
     "load_catalog",
     "load_workflow",
     "parse_workflow",
+    "record_outcome",
     "run",
 )

@@ -452,6 +452,81 @@ def _print_summary(result: Any) -> None:
     )
 
 
+@app.command()
+def stats(
+    workflow: Annotated[
+        str | None,
+        typer.Option(
+            "--workflow",
+            "-w",
+            help="Only this workflow: a YAML file (its nodes' task keys and adaptive "
+            "settings) or a workflow name.",
+            show_default=False,
+        ),
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", "-t", help="Only this task key.", show_default=False)
+    ] = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            help="The store (SQLite file; env: DAGTIER_STORE; default: dagtier.db in the "
+            "user data directory).",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
+) -> None:
+    """Per task key and tier: observations, successes, estimated success rate, mean cost and
+    latency, and the tier the adaptive policy would pick now."""
+    import anyio
+
+    from .policies.stats_view import collect, render
+
+    wf = None
+    name = None
+    if workflow is not None:
+        if workflow.endswith((".yaml", ".yml")) or Path(workflow).is_file():
+            from .spec import load_workflow
+
+            wf = guarded(lambda: load_workflow(Path(workflow)))
+        else:
+            name = workflow
+
+    async def go() -> Any:
+        st = _open_store(store)
+        try:
+            return await collect(st, workflow=wf, workflow_name=name, task=task)
+        finally:
+            aclose = getattr(st, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    keys = guarded(lambda: anyio.run(go))
+    if json_out:
+        typer.echo(json.dumps([k.to_dict() for k in keys], indent=2))
+        return
+    if not keys:
+        typer.echo("no statistics yet" + (" for that filter" if workflow or task else ""))
+        return
+    from rich.console import Console
+
+    Console(soft_wrap=False, width=200).print(render(keys))
+
+
+def _open_store(path: Path | None) -> Any:
+    """The SQLite store at ``path`` (default: $DAGTIER_STORE, else the user data directory)."""
+    from . import store as store_mod
+
+    # open_store comes with the SQLite store (issue 5); looked up at run time so this
+    # command does not depend on the order the branches are merged in
+    opener = getattr(store_mod, "open_store", None)
+    if opener is None:
+        raise StoreError("this build of dagtier has no persistent store (open_store is missing)")
+    return opener(path)
+
+
 def main() -> None:
     """Entry point of the ``dagtier`` console script."""
     try:

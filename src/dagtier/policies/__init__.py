@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .adaptive import run_adaptive
+from .adaptive import record_outcome, run_adaptive
 from .base import AttemptFailed, NodeContext, Outcome, Policy
 from .cascade import run_cascade
 from .static import run_static
@@ -13,4 +13,4 @@ POLICIES: dict[str, Policy] = {
     "adaptive": run_adaptive,
 }
 
-__all__ = ["POLICIES", "AttemptFailed", "NodeContext", "Outcome", "Policy"]
+__all__ = ["POLICIES", "AttemptFailed", "NodeContext", "Outcome", "Policy", "record_outcome"]

@@ -1,16 +1,405 @@
-"""``adaptive``: learn per task key which tier is cheapest at the target success rate.
+"""``adaptive``: learn per task key which is the cheapest tier that meets the target.
 
-Until the policies issue lands this behaves as a cascade over [min_tier, max_tier], which
-is also how it gathers its evidence.
+Evidence
+    For each (task key, tier) the store keeps decayed successes and failures. A success is
+    an answer that passed its checks, or an outcome the application reports later with
+    :func:`record_outcome`, which weighs :data:`OUTCOME_WEIGHT` times a check. Old evidence
+    fades by half every ``half_life`` newer observations of the same (task key, tier), so
+    a model that got worse is noticed.
+
+Decision (:func:`choose`)
+    Each tier's success rate is a Beta posterior (Jeffreys prior) over its evidence. The
+    node starts on the cheapest tier whose *lower* bound reaches the target ("proven").
+    Lower bounds are kept monotone across tiers: a higher tier is assumed at least as good
+    as the one below it unless its own evidence (its upper bound) says otherwise. When no
+    tier is proven yet, the node runs as a cascade from the cheapest tier not yet ruled
+    out (upper bound below target, on enough evidence) — that is how evidence is gathered.
+    When every tier is ruled out (the target is out of reach), it cascades from the bottom:
+    with a judge, a cascade is the cheapest way to the best answer there is.
+
+    Whatever the start, an answer that fails its checks escalates one tier at a time, as
+    in a cascade. A small share of runs (:attr:`Tuning.explore`) starts one tier below a
+    proven tier, so a cheaper tier that became good enough is demoted to again; the share
+    ``canary`` of runs also runs the top tier as a quality canary (below).
+
+What counts, and how much
+    * AutoMix's lesson: when even the top tier fails an input, the input is hopeless, not
+      hard; the cheaper tiers' failures on it count only :attr:`Tuning.hopeless_weight`.
+    * The canary's answer is compared with the accepted one. When the canary passed its
+      checks and the two answers are comparable (JSON nodes, or short answers such as
+      labels) and differ, the accepted answer's pass is counted as a failure instead: the
+      judge let a wrong answer through, the silent drop the canary exists to catch.
+    * RouterBench's lesson: a judge wrong too often makes a cascade worthless. Reported
+      outcomes are compared with the judge's verdict and kept as the judge's agreement
+      under the task key ``KEY#judge`` (shown by ``dagtier stats``).
+
+Every decision is logged with the estimates it compared (``ctx.decide``).
 """
 
 from __future__ import annotations
 
-from .base import NodeContext, Outcome
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import DagtierUsageError
+from .._types import TIERS, Tier
+from ..results import Attempt
+from .base import AttemptFailed, NodeContext, Outcome
 from .cascade import cascade_from
+from .checks import callable_problem
+
+if TYPE_CHECKING:
+    from ..spec.models import AdaptivePolicy
+    from ..store import RunStore, TierStats
+
+OUTCOME_WEIGHT = 3.0
+"""A reported real outcome counts as this many judge verdicts."""
+JUDGE_SUFFIX = "#judge"
+"""Task key suffix under which the judge's agreement with reported outcomes is kept."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """The adaptive policy's constants. Tuned on synthetic tasks (tests/policies) so that it
+    settles within 50 runs and re-promotes within 20 after a drop, across seeds."""
+
+    prior: float = 0.5
+    """Jeffreys prior Beta(0.5, 0.5): little pull towards 1/2 on a few observations."""
+    z_proven: float = 1.28
+    """A tier is proven when mean - z * sd of its posterior reaches the target (~90% one-sided)."""
+    z_ruled_out: float = 2.0
+    """A tier is ruled out when mean + z * sd stays below the target (~98% one-sided) ..."""
+    min_ruled_out_weight: float = 4.0
+    """... on at least this much evidence: one early failure must not bury a tier."""
+    explored_weight: float = 12.0
+    z_explored: float = 1.0
+    """A tier with at least ``explored_weight`` of evidence is ruled out on a tighter upper
+    bound (mean + z_explored * sd): early noise is forgiven, but a proven tier that
+    degrades is left after about ten failures, not dozens."""
+    explore: float = 0.05
+    """Share of runs on a proven tier that first try the tier below it ..."""
+    explore_plausible: float = 0.25
+    """... or this share, once the tier below is plausible again (its upper bound reaches
+    the target): a cheaper tier that recovered is demoted to in a few hundred runs, not
+    thousands, while the start stays on the proven tier most of the time."""
+    hopeless_weight: float = 0.25
+    """Weight of a cheaper tier's failure on an input that even the top tier failed."""
+    comparable_chars: int = 100
+    """Text answers up to this long are compared with the canary's (labels, numbers)."""
+
+
+TUNING = Tuning()
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    tier: Tier
+    successes: float
+    failures: float
+    mean: float
+    """Posterior mean, monotone across tiers."""
+    lower: float
+    """Conservative estimate (posterior lower bound), monotone across tiers."""
+    upper: float
+    own_mean: float
+    """Posterior mean from this tier's own evidence only."""
+
+    @property
+    def weight(self) -> float:
+        return self.successes + self.failures
+
+    def describe(self) -> str:
+        return f"t{self.tier} {self.lower:.2f}..{self.upper:.2f} (n={self.weight:.1f})"
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    tier: Tier
+    """Where the node starts."""
+    proven: bool
+    """The start tier's lower bound reaches the target."""
+    reason: str
+    estimates: tuple[Estimate, ...]
+
+
+def estimates(
+    stats: Mapping[Tier, TierStats], lo: Tier, hi: Tier, tuning: Tuning | None = None
+) -> tuple[Estimate, ...]:
+    """Per tier in [lo, hi]: posterior mean and bounds, lower bounds and means monotone."""
+    tuning = tuning or TUNING
+    out: list[Estimate] = []
+    prev_lower = prev_mean = 0.0
+    a0 = tuning.prior
+    for tier in TIERS:
+        if tier < lo or tier > hi:
+            continue
+        st = stats.get(tier)
+        s = st.successes if st is not None else 0.0
+        f = st.failures if st is not None else 0.0
+        a, b = s + a0, f + a0
+        mean = a / (a + b)
+        sd = math.sqrt(mean * (1 - mean) / (a + b + 1))
+        own_lower = max(0.0, mean - tuning.z_proven * sd)
+        z = tuning.z_explored if a + b - 2 * a0 >= tuning.explored_weight else tuning.z_ruled_out
+        upper = min(1.0, mean + z * sd)
+        # a higher tier is at least as good as the one below, unless its own evidence says
+        # otherwise: lift it, but never above what its own upper bound allows
+        lower = max(own_lower, min(prev_lower, upper))
+        lifted = max(mean, min(prev_mean, upper))
+        out.append(Estimate(tier, s, f, lifted, lower, upper, mean))
+        prev_lower, prev_mean = lower, lifted
+    return tuple(out)
+
+
+def choose(
+    stats: Mapping[Tier, TierStats],
+    lo: Tier,
+    hi: Tier,
+    target: float,
+    tuning: Tuning | None = None,
+) -> Choice:
+    """The tier to start on, and why (the estimates compared, for the log)."""
+    tuning = tuning or TUNING
+    ests = estimates(stats, lo, hi, tuning)
+    compared = ", ".join(e.describe() for e in ests)
+    for e in ests:
+        if e.lower >= target:
+            return Choice(
+                e.tier,
+                True,
+                f"tier {e.tier} is the cheapest proven to reach target {target:g} "
+                f"(lower bound {e.lower:.3f}; estimates {compared})",
+                ests,
+            )
+    for e in ests:
+        if e.weight < tuning.min_ruled_out_weight or e.upper >= target:
+            return Choice(
+                e.tier,
+                False,
+                f"no tier proven to reach target {target:g} yet; tier {e.tier} is the cheapest "
+                f"not ruled out: cascade from it to gather evidence (estimates {compared})",
+                ests,
+            )
+    return Choice(
+        lo,
+        False,
+        f"no tier can reach target {target:g} (estimates {compared}): "
+        f"cascade from tier {lo} for the best answer at the least cost",
+        ests,
+    )
 
 
 async def run_adaptive(ctx: NodeContext) -> Outcome:
     policy = ctx.workflow.node_policy(ctx.node_id)
     assert policy.kind == "adaptive"
-    return await cascade_from(ctx, policy.min_tier, policy.max_tier, policy.on_exhausted)
+    problem = callable_problem(ctx)
+    if problem:
+        return Outcome("failed", None, problem)
+    lo, hi = policy.min_tier, policy.max_tier
+    if ctx.stats is None:
+        ctx.decide(lo, f"no statistics store: cascade from tier {lo}")
+        return await cascade_from(ctx, lo, hi, policy.on_exhausted)
+    choice = choose(await ctx.stats.tier_stats(ctx.task_key), lo, hi, policy.target)
+    start, reason = choice.tier, choice.reason
+    if choice.proven and start > lo:
+        below = choice.estimates[start - 1 - lo]
+        rate = TUNING.explore_plausible if below.upper >= policy.target else TUNING.explore
+    else:
+        rate = 0.0
+    if rate and ctx.rng.random() < rate:
+        start = start - 1  # type: ignore[assignment]
+        reason += f"; exploring: tier {start} first this run, to see if it got good enough"
+    ctx.decide(start, reason)
+    first = len(ctx.attempts)
+    try:
+        outcome = await cascade_from(
+            ctx, start, hi, policy.on_exhausted, record_evidence=False, half_life=policy.half_life
+        )
+    except AttemptFailed:
+        await _record_evidence(ctx, policy, first, None, None)
+        raise
+    answer = outcome.attempt
+    canary: Attempt | None = None
+    if (
+        outcome.status == "succeeded"
+        and answer is not None
+        and answer.tier < hi
+        and policy.canary > 0
+        and ctx.rng.random() < policy.canary
+    ):
+        canary = await _run_canary(ctx, answer, hi)
+    await _record_evidence(ctx, policy, first, answer, canary)
+    return outcome
+
+
+async def _run_canary(ctx: NodeContext, answer: Attempt, top: Tier) -> Attempt | None:
+    try:
+        canary = await ctx.attempt(top, purpose="canary", record_evidence=False)
+    except AttemptFailed as exc:
+        # the answer stands; a canary that cannot reach the top tier is only logged
+        ctx.log.warning("canary could not run", node=ctx.node_id, error=str(exc.cause))
+        return None
+    same = _agree(ctx, answer, canary)
+    agreement = {True: "answers agree", False: "answers differ", None: "answers not comparable"}
+    ctx.decide(
+        top,
+        f"quality canary: tier {top} also ran ({canary.verdict}) beside tier {answer.tier} "
+        f"({answer.verdict}): {agreement[same]}",
+    )
+    return canary
+
+
+def _agree(ctx: NodeContext, a: Attempt, b: Attempt) -> bool | None:
+    if ctx.node.output.format == "json":
+        if a.index not in ctx.parsed or b.index not in ctx.parsed:
+            return None
+        return bool(ctx.parsed[a.index] == ctx.parsed[b.index])
+    x, y = a.output or "", b.output or ""
+    limit = TUNING.comparable_chars
+    if len(x) > limit or len(y) > limit:
+        return None
+    return _norm(x) == _norm(y)
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.casefold().split()).strip(" .!\"'`*")
+
+
+async def _record_evidence(
+    ctx: NodeContext,
+    policy: AdaptivePolicy,
+    first: int,
+    answer: Attempt | None,
+    canary: Attempt | None,
+) -> None:
+    """Fold this node's checked attempts into the store, weighted as the module says."""
+    stats = ctx.stats
+    assert stats is not None
+    tried = [
+        a
+        for a in ctx.attempts[first:]
+        if a.purpose == "answer" and a.verdict in ("pass", "fail", "unchecked")
+    ]
+    top = policy.max_tier
+    hopeless = any(a.tier == top and a.verdict == "fail" for a in tried)
+    caught = (
+        canary is not None
+        and answer is not None
+        and canary.verdict != "fail"
+        and _agree(ctx, answer, canary) is False
+    )
+    for a in tried:
+        success = a.verdict != "fail"
+        weight = 1.0
+        if a is answer and caught:
+            success = False
+        elif not success and hopeless and a.tier < top:
+            weight = TUNING.hopeless_weight
+        await stats.record_observation(
+            ctx.task_key,
+            a.tier,
+            success=success,
+            weight=weight,
+            cost=a.total_cost,
+            latency_s=a.latency_s,
+            half_life=policy.half_life,
+        )
+    if canary is not None and canary.verdict in ("pass", "fail", "unchecked"):
+        await stats.record_observation(
+            ctx.task_key,
+            canary.tier,
+            success=canary.verdict != "fail",
+            cost=canary.total_cost,
+            latency_s=canary.latency_s,
+            half_life=policy.half_life,
+        )
+
+
+# --- outcomes reported by the application ---------------------------------------------------
+
+
+async def record_outcome(
+    run_id: str,
+    node_id: str,
+    success: bool,
+    *,
+    store: Any,
+    weight: float = OUTCOME_WEIGHT,
+    half_life: float | None = 50.0,
+) -> None:
+    """Report how a node's answer really fared (a user accepted it, a test passed, a
+    ticket was reopened). It counts ``weight`` times a quality check in the adaptive
+    policy's evidence for the node's task key and the tier that answered.
+
+    When the answer had passed an LLM judge, whether the judge agreed with this outcome is
+    kept too (task key ``KEY#judge``), so a judge that is often wrong shows in
+    ``dagtier stats``.
+
+    Args:
+        run_id: the run, as in ``RunResult.run_id``.
+        node_id: the node whose answer the outcome is about.
+        success: whether the answer turned out right.
+        store: the store the run was recorded in; must implement both ``RunStore`` (to
+            find the node's task key and tier) and ``StatsStore``.
+        weight: how many checks the outcome is worth (default :data:`OUTCOME_WEIGHT`).
+        half_life: the evidence half-life (use the node's ``policy.half_life``).
+
+    Raises:
+        DagtierUsageError: the store is not both kinds of store, or the run or node is
+            unknown, or the node has no answer to judge.
+    """
+    from ..store import RunStore, StatsStore
+
+    if not isinstance(store, RunStore) or not isinstance(store, StatsStore):
+        raise DagtierUsageError(
+            f"record_outcome() needs the store the run was recorded in (a RunStore and a "
+            f"StatsStore, e.g. dagtier.MemoryStore or the SQLite store), got {type(store).__name__}"
+        )
+    if not weight > 0:
+        raise DagtierUsageError(f"record_outcome(weight=...) must be > 0, got {weight!r}")
+    loaded = await _load(store, run_id)
+    _, nodes = loaded
+    result = nodes.get(node_id)
+    if result is None:
+        raise DagtierUsageError(
+            f"run '{run_id}' has no finished node '{node_id}'; its nodes: "
+            + (", ".join(sorted(nodes)) or "(none)")
+        )
+    if result.tier is None or result.task_key is None:
+        raise DagtierUsageError(
+            f"node '{node_id}' of run '{run_id}' ended {result.status} without an answer; "
+            "there is no answer whose outcome could be recorded"
+        )
+    tier: Tier = result.tier
+    await store.record_observation(
+        result.task_key, tier, success=success, weight=weight, half_life=half_life
+    )
+    judged = _judge_verdict(result.attempts, tier, result.text)
+    if judged is not None:
+        await store.record_observation(
+            result.task_key + JUDGE_SUFFIX, tier, success=judged == success, half_life=half_life
+        )
+
+
+async def _load(store: RunStore, run_id: str) -> tuple[Any, dict[str, Any]]:
+    loaded = await store.load_run(run_id)
+    if loaded is None:
+        recent = [r.run_id for r in await store.list_runs(5)]
+        raise DagtierUsageError(
+            f"no run '{run_id}' in the store"
+            + (f"; recent runs: {', '.join(recent)}" if recent else " (the store has no runs)")
+        )
+    return loaded
+
+
+def _judge_verdict(attempts: list[Attempt], tier: int, text: str | None) -> bool | None:
+    """What the judge said about the accepted answer (None: no judge looked at it)."""
+    for a in reversed(attempts):
+        if a.purpose == "answer" and a.tier == tier and a.output == text:
+            for c in a.checks:
+                if c.check == "judge":
+                    return c.passed
+            return None
+    return None

@@ -71,8 +71,10 @@ class NodeContext:
         return self.workflow.node_checks(self.node_id)
 
     def decide(self, tier: Tier, reason: str) -> None:
-        """Record why the policy chose ``tier`` (logged, shown in reports)."""
-        self.decision = reason
+        """Record why the policy chose ``tier`` (logged, shown in reports). Successive
+        decisions of one node (a choice, then escalations) are kept in order, joined by
+        ``"; "``."""
+        self.decision = reason if self.decision is None else f"{self.decision}; {reason}"
         if self.events:
             self.events.emit(PolicyDecision(self.run_id, self.node_id, self.task_key, tier, reason))
 
@@ -91,6 +93,7 @@ class NodeContext:
             AttemptFailed: no model of the tier answered.
         """
         from .checks import run_checks
+        from .judge import JudgeUnavailable
 
         index = len(self.attempts)
         t0 = time.perf_counter()
@@ -124,7 +127,14 @@ class NodeContext:
             purpose=purpose,
             output=comp.text,
         )
-        checked = await run_checks(self, comp.text, tier, comp.meta)
+        try:
+            checked = await run_checks(self, comp.text, tier, comp.meta)
+        except JudgeUnavailable as exc:
+            # the answer is paid for but cannot be judged: an availability failure, which
+            # fails the node like any provider error instead of escalating
+            att.verdict, att.reason = "error", str(exc)
+            self._record(att)
+            raise AttemptFailed(att, exc.cause) from exc
         att.verdict, att.reason, att.checks = checked.verdict, checked.reason, checked.results
         att.judge_cost, att.judge_usage = checked.judge_cost, checked.judge_usage
         if checked.parsed is not None:

@@ -1,24 +1,41 @@
-"""Quality checks: deterministic validators first (cheapest first), then an optional judge.
+"""Quality checks on an answer: deterministic validators first, cheapest first, then the
+judge, only when every validator passed (a judge call costs money; a regex does not).
 
-Implicit checks come before the node's own: every answer must be non-empty, and a JSON
-node's answer must parse as JSON (and match its output schema when it has one).
+Order: non-empty, length, regex, JSON, JSON Schema, user callables, judge. Implicit checks
+join in their place: every answer must be non-empty, and a JSON node's answer must parse
+as JSON and match the node's output schema when it has one. The first failing check
+decides; each check that ran is recorded on the attempt with its verdict and reason.
+
+A node's checks are sorted once per workflow and cached, so a node without checks pays
+one dictionary lookup and a ``strip()``.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._types import JSON, Tier, Verdict
 from ..catalog import Usage
 from ..results import CheckResult
+from . import validators as v
+from .validators import CallableError, parse_json_output, schema_errors
 
 if TYPE_CHECKING:
+    from ..spec.models import JudgeCheck, Workflow
     from .base import NodeContext
 
-_FENCE = re.compile(r"^\s*```(?:json|JSON)?\s*\n?(.*?)\n?```\s*$", re.DOTALL)
+__all__ = [
+    "CheckPlan",
+    "Checked",
+    "callable_problem",
+    "check_plan",
+    "parse_json_output",
+    "run_checks",
+    "schema_errors",
+]
+
+_RANK = {"non_empty": 0, "length": 1, "regex": 2, "json": 3, "json_schema": 4, "python": 5}
 
 
 @dataclass(slots=True)
@@ -31,54 +48,201 @@ class Checked:
     judge_usage: Usage = field(default_factory=Usage)
 
 
-def parse_json_output(text: str) -> JSON:
-    """Parse a model's JSON answer, tolerating a Markdown code fence around it.
+@dataclass(frozen=True, slots=True)
+class CheckPlan:
+    """A node's checks in the order they run."""
 
-    Raises:
-        ValueError: not JSON, with the parser's reason.
-    """
-    m = _FENCE.match(text)
-    body = m.group(1) if m else text
-    try:
-        return json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+    json_output: bool
+    output_schema: dict[str, Any] | None
+    deterministic: tuple[Any, ...]
+    """The node's own validators (not python, not judge), cheapest first, duplicates of
+    the implicit checks removed."""
+    python: tuple[str, ...]
+    judges: tuple[JudgeCheck, ...]
+
+    @property
+    def bare(self) -> bool:
+        """Text output and no checks: only the implicit non-empty check runs."""
+        return not (self.json_output or self.deterministic or self.python or self.judges)
 
 
-def schema_errors(value: JSON, schema: dict[str, Any]) -> str | None:
-    from jsonschema import Draft202012Validator
+_PLANS: dict[tuple[int, str], tuple[Workflow, CheckPlan]] = {}
 
-    errors = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.path))
-    if not errors:
-        return None
-    e = errors[0]
-    where = "/".join(str(p) for p in e.path) or "(root)"
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"schema violation at {where}: {e.message}{more}"
+
+def check_plan(workflow: Workflow, node_id: str) -> CheckPlan:
+    cached = _PLANS.get((id(workflow), node_id))
+    if cached is not None and cached[0] is workflow:
+        return cached[1]
+    plan = _build_plan(workflow, node_id)
+    if len(_PLANS) > 4096:
+        _PLANS.clear()
+    _PLANS[(id(workflow), node_id)] = (workflow, plan)
+    return plan
+
+
+def _build_plan(workflow: Workflow, node_id: str) -> CheckPlan:
+    node = workflow.nodes[node_id]
+    out = node.output
+    is_json = out.format == "json"
+    det: list[Any] = []
+    python: list[str] = []
+    judges: list[JudgeCheck] = []
+    for check in workflow.node_checks(node_id):
+        kind = check.type
+        if kind == "judge":
+            judges.append(check)
+        elif kind == "python":
+            python.append(check.function)
+        elif kind == "non_empty" or (kind == "json" and is_json):
+            continue  # implied
+        elif kind == "json_schema" and check.schema_ is None and (is_json or out.schema_ is None):
+            # the node's own schema is checked implicitly; with no schema at all it is JSON only
+            if not is_json:
+                det.append(_JSON_ONLY)
+            continue
+        else:
+            det.append(check)
+    det.sort(key=lambda c: _RANK[c.type])
+    return CheckPlan(is_json, out.schema_, tuple(det), tuple(python), tuple(judges))
+
+
+class _JsonOnly:
+    type = "json"
+
+
+_JSON_ONLY = _JsonOnly()
+
+
+def callable_problem(ctx: NodeContext) -> str | None:
+    """Resolve the node's user callables before any model is paid; the reason the node
+    cannot run, or None. Cached, so only the first node using a callable pays the import."""
+    plan = check_plan(ctx.workflow, ctx.node_id)
+    for spec in plan.python:
+        try:
+            v.load_callable(spec)
+        except CallableError as exc:
+            return str(exc)
+    return None
 
 
 async def run_checks(ctx: NodeContext, text: str, tier: Tier, meta: dict[str, Any]) -> Checked:
-    results: list[CheckResult] = []
-    out = ctx.node.output
-    if not text.strip():
-        results.append(CheckResult("non_empty", False, "empty answer"))
-        return Checked("fail", "empty answer", results)
-    parsed: JSON = None
-    if out.format == "json":
-        try:
-            parsed = parse_json_output(text)
-        except ValueError as exc:
-            results.append(CheckResult("json", False, str(exc)))
-            return Checked("fail", str(exc), results)
-        if out.schema_ is not None:
-            err = schema_errors(parsed, out.schema_)
-            if err:
-                results.append(CheckResult("json_schema", False, err))
-                return Checked("fail", err, results, parsed)
-    if not ctx.checks:
-        return Checked("unchecked" if out.format == "text" else "pass", "", results, parsed)
-    from . import validators
+    """Check one answer.
 
-    return await validators.run_configured(ctx, text, parsed, tier, meta, results)
+    Raises:
+        JudgeUnavailable: the judge's tier could not be reached (the caller turns it into a
+            provider failure of the attempt: availability never escalates).
+    """
+    plan = check_plan(ctx.workflow, ctx.node_id)
+    if plan.bare:
+        if text.strip():
+            return Checked("unchecked", "")
+        return Checked("fail", "non_empty: empty answer", [v.non_empty(text)])
+    results: list[CheckResult] = []
+    parsed: JSON = None
+
+    def failed(r: CheckResult) -> Checked:
+        return Checked("fail", f"{r.check}: {r.reason}", results, parsed)
+
+    r = v.non_empty(text)
+    results.append(r)
+    if not r.passed:
+        return failed(r)
+    # length and regex are cheaper than parsing JSON: they go first
+    det = plan.deterministic
+    i = 0
+    while i < len(det) and _RANK[det[i].type] < _RANK["json"]:
+        c = det[i]
+        r = (
+            v.length(text, c.min, c.max)
+            if c.type == "length"
+            else v.regex(text, c.pattern, c.must_match)
+        )
+        results.append(r)
+        if not r.passed:
+            return failed(r)
+        i += 1
+    if plan.json_output:
+        r, parsed = v.valid_json(text)
+        results.append(r)
+        if not r.passed:
+            return failed(r)
+        if plan.output_schema is not None:
+            r = v.json_schema(parsed, plan.output_schema)
+            results.append(r)
+            if not r.passed:
+                return failed(r)
+    value: JSON = parsed
+    have_value = plan.json_output
+    for c in det[i:]:
+        if not have_value:  # a text node with its own JSON checks: parse once, here
+            r, value = v.valid_json(text)
+            results.append(r)
+            if not r.passed:
+                return failed(r)
+            have_value = True
+        if c.type == "json_schema":
+            schema = c.schema_ or plan.output_schema
+            assert schema is not None  # a schema-less json_schema check became a json check
+            r = v.json_schema(value, schema)
+            results.append(r)
+            if not r.passed:
+                return failed(r)
+    answer: JSON = parsed if plan.json_output else text
+    if plan.python:
+        context = {
+            "text": text,
+            "node_id": ctx.node_id,
+            "task_key": ctx.task_key,
+            "tier": tier,
+            "meta": meta,
+        }
+        for spec in plan.python:
+            try:
+                uc = v.load_callable(spec)
+            except CallableError as exc:
+                r = CheckResult("python", False, str(exc))
+            else:
+                r = await v.call_user_check(uc, answer, context)
+            results.append(r)
+            if not r.passed:
+                if ctx.log is not None:
+                    ctx.log.info("python check failed", check=spec, reason=r.reason)
+                return failed(r)
+    checked = Checked("pass", "", results, parsed)
+    for jc in plan.judges:
+        await _run_judge(ctx, jc, text, tier, meta, checked)
+        if checked.verdict == "fail":
+            break
+    return checked
+
+
+async def _run_judge(
+    ctx: NodeContext, check: JudgeCheck, text: str, tier: Tier, meta: dict[str, Any], out: Checked
+) -> None:
+    from .judge import JudgeRequest, judge
+
+    req = ctx.request
+    task = "\n".join(m.content for m in req.messages)
+    if req.system:
+        task = f"{req.system}\n\n{task}"
+    jreq = JudgeRequest(
+        check, task, text, ctx.node_id, ctx.task_key, tier, meta, ctx.gateway, req.metadata
+    )
+    try:
+        verdict = await judge(jreq)
+    except Exception as exc:
+        from .judge import JudgeUnavailable
+
+        if isinstance(exc, JudgeUnavailable):
+            raise
+        # a provider-supplied judge with a bug: a failing verdict that names it, not a crash
+        r = CheckResult("judge", False, f"the judge raised {type(exc).__name__}: {exc}")
+        out.results.append(r)
+        out.verdict, out.reason = "fail", f"judge: {r.reason}"
+        return
+    out.judge_cost += verdict.cost
+    out.judge_usage = out.judge_usage + verdict.usage
+    r = CheckResult("judge", verdict.passed, verdict.reason, verdict.score)
+    out.results.append(r)
+    if not verdict.passed:
+        out.verdict, out.reason = "fail", f"judge: {verdict.reason}"

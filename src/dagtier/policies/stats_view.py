@@ -1,0 +1,163 @@
+"""What ``dagtier stats`` shows: per task key and tier, the evidence, the estimates the
+adaptive policy compares, mean cost and latency, and the tier it would pick now.
+
+Plain data first (:func:`collect`), rendered last (:func:`render`), so the JSON output and
+the table cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .._types import TIERS, Tier
+from .adaptive import JUDGE_SUFFIX, choose
+
+if TYPE_CHECKING:
+    from ..spec.models import Workflow
+    from ..store import StatsStore, TierStats
+
+
+@dataclass(slots=True)
+class TierRow:
+    tier: int
+    observations: int
+    successes: float
+    """Decayed weight of successes (reported outcomes count several times)."""
+    failures: float
+    estimate: float
+    """Estimated success rate (posterior mean, monotone across tiers)."""
+    lower: float
+    """The conservative estimate adaptive compares with its target."""
+    mean_cost: float
+    mean_latency_s: float
+
+
+@dataclass(slots=True)
+class KeyStats:
+    task_key: str
+    target: float
+    pick: int
+    pick_reason: str
+    tiers: list[TierRow] = field(default_factory=list)
+    judge: list[TierRow] = field(default_factory=list)
+    """The judge's agreement with reported outcomes, per answering tier."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    target: float = 0.9
+    lo: Tier = 1
+    hi: Tier = 3
+
+
+def _settings_by_key(workflow: Workflow) -> dict[str, _Settings]:
+    out: dict[str, _Settings] = {}
+    for nid, node in workflow.nodes.items():
+        key = node.task or f"{workflow.name}/{nid}"
+        p = workflow.node_policy(nid)
+        if p.kind == "adaptive":
+            out[key] = _Settings(p.target, p.min_tier, p.max_tier)
+        else:
+            out.setdefault(key, _Settings())
+    return out
+
+
+def _rows(
+    by_tier: dict[Tier, TierStats], lo: Tier, hi: Tier, *, monotone: bool = True
+) -> list[TierRow]:
+    from .adaptive import estimates
+
+    est = {e.tier: e for e in estimates(by_tier, lo, hi)}
+    rows = []
+    for t in TIERS:
+        st = by_tier.get(t)
+        if st is None or t not in est:
+            continue
+        e = est[t]
+        rows.append(
+            TierRow(
+                t,
+                st.observations,
+                st.successes,
+                st.failures,
+                e.mean if monotone else e.own_mean,
+                e.lower,
+                st.mean_cost,
+                st.mean_latency_s,
+            )
+        )
+    return rows
+
+
+async def collect(
+    store: StatsStore,
+    *,
+    workflow: Workflow | None = None,
+    workflow_name: str | None = None,
+    task: str | None = None,
+) -> list[KeyStats]:
+    """Statistics per task key, filtered to a workflow (its nodes' task keys, with their
+    adaptive settings), a workflow name (keys ``NAME/node``) and/or one task key."""
+    grouped: dict[str, dict[Tier, TierStats]] = {}
+    for st in await store.all_stats():
+        grouped.setdefault(st.task_key, {})[st.tier] = st
+    settings = _settings_by_key(workflow) if workflow is not None else {}
+    out: list[KeyStats] = []
+    # keys with a '#' are derived evidence (KEY#judge, ...) shown beside their task key
+    for key in sorted(k for k in grouped if "#" not in k):
+        if task is not None and key != task:
+            continue
+        if workflow is not None and key not in settings:
+            continue
+        if workflow_name is not None and not key.startswith(workflow_name + "/"):
+            continue
+        s = settings.get(key, _Settings())
+        choice = choose(grouped[key], s.lo, s.hi, s.target)
+        ks = KeyStats(key, s.target, choice.tier, choice.reason)
+        ks.tiers = _rows(grouped[key], s.lo, s.hi)
+        judged = grouped.get(key + JUDGE_SUFFIX)
+        if judged:
+            ks.judge = _rows(judged, 1, 3, monotone=False)
+        out.append(ks)
+    return out
+
+
+def render(keys: list[KeyStats]) -> Any:
+    """A rich renderable: one table, a row per (task key, tier)."""
+    from rich.table import Table
+
+    table = Table(title="adaptive routing statistics (decayed evidence)")
+    for col, right in (
+        ("task key", False),
+        ("tier", True),
+        ("obs", True),
+        ("successes", True),
+        ("est. success", True),
+        ("lower bound", True),
+        ("mean cost $", True),
+        ("mean secs", True),
+        ("judge agrees", True),
+        ("adaptive picks", False),
+    ):
+        table.add_column(col, justify="right" if right else "left")
+    for ks in keys:
+        judge = {r.tier: r for r in ks.judge}
+        for i, r in enumerate(ks.tiers):
+            j = judge.get(r.tier)
+            table.add_row(
+                ks.task_key if i == 0 else "",
+                str(r.tier),
+                str(r.observations),
+                f"{r.successes:.1f}",
+                f"{r.estimate:.3f}",
+                f"{r.lower:.3f}",
+                f"{r.mean_cost:.6f}",
+                f"{r.mean_latency_s:.2f}",
+                f"{j.estimate:.2f} (n={j.observations})" if j else "-",
+                (f"tier {ks.pick} (target {ks.target:g})" if i == 0 else ""),
+            )
+    return table

@@ -1,0 +1,88 @@
+"""``dagtier stats``: evidence per task key and tier, and the tier adaptive would pick."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from pol_helpers import Models, run, workflow
+
+import dagtier.store as store_mod
+from dagtier import MemoryStore
+from dagtier.policies.stats_view import collect
+
+pytestmark = pytest.mark.anyio
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+async def _fill(store: object) -> None:
+    for _ in range(30):
+        await store.record_observation("wf/n", 1, success=False, cost=0.001, latency_s=0.5)  # type: ignore[attr-defined]
+        await store.record_observation("wf/n", 2, success=True, cost=0.01, latency_s=1.5)  # type: ignore[attr-defined]
+    await store.record_observation("other", 1, success=True)  # type: ignore[attr-defined]
+
+
+async def test_collect_reports_evidence_estimates_and_the_pick() -> None:
+    """Per tier: observations, successes, estimate, mean cost and latency; the pick is the
+    cheapest proven tier."""
+    store = MemoryStore()
+    await _fill(store)
+    keys = await collect(store, workflow_name="wf")
+    assert [k.task_key for k in keys] == ["wf/n"]
+    (k,) = keys
+    assert k.pick == 2 and k.target == 0.9
+    t1, t2 = k.tiers
+    assert (t1.tier, t1.observations, t1.successes) == (1, 30, 0)
+    assert (t2.tier, t2.observations) == (2, 30) and t2.successes > 20
+    assert t2.estimate > 0.95 and t1.estimate < 0.1
+    assert t1.mean_cost == pytest.approx(0.001) and t2.mean_latency_s == pytest.approx(1.5)
+    assert [x.task_key for x in await collect(store, task="other")] == ["other"]
+
+
+async def test_collect_uses_the_workflow_file_settings() -> None:
+    """Given a workflow, only its task keys are shown, judged against its nodes' targets."""
+    store = MemoryStore()
+    await _fill(store)
+    wf = workflow("policy: {kind: adaptive, target: 0.5, max_tier: 2}\n", name="wf")
+    (k,) = await collect(store, workflow=wf)
+    assert k.task_key == "wf/n" and k.target == 0.5
+
+
+async def test_judge_agreement_is_shown_beside_the_tier() -> None:
+    """Outcomes reported for judged answers show how often the judge agreed."""
+    import dagtier
+
+    store = MemoryStore()
+    models = Models(lambda t, req: "x", judge=lambda p: "PASS")
+    r = await run(
+        workflow("task: k\npolicy: {kind: adaptive}\nchecks:\n  - {type: judge}\n"),
+        models,
+        store=store,
+    )
+    await dagtier.record_outcome(r.run_id, "n", True, store=store)
+    (k,) = await collect(store)
+    assert [(j.tier, j.observations) for j in k.judge] == [(1, 1)]
+
+
+@pytest.mark.skipif(not hasattr(store_mod, "open_store"), reason="needs the SQLite store (issue 5)")
+async def test_cli_reads_a_real_store_file(tmp_path: Path) -> None:
+    """`dagtier stats --store FILE` prints the table and JSON from a real SQLite file."""
+    path = tmp_path / "stats.db"
+    st = store_mod.open_store(path)  # type: ignore[attr-defined]
+    await _fill(st)
+    await st.aclose()
+    env = {**os.environ, "PYTHONPATH": SRC}
+    cmd = [sys.executable, "-m", "dagtier", "stats", "--store", str(path)]
+    out = await anyio.run_process([*cmd, "--json"], env=env, check=False)
+    assert out.returncode == 0, out.stderr.decode()
+    data = json.loads(out.stdout)
+    assert [(d["task_key"], d["pick"]) for d in data] == [("other", 1), ("wf/n", 2)]
+    table = await anyio.run_process([*cmd, "--task", "wf/n"], env=env, check=False)
+    assert table.returncode == 0, table.stderr.decode()
+    text = table.stdout.decode()
+    assert "wf/n" in text and "tier 2 (target 0.9)" in text
