@@ -495,7 +495,9 @@ def stats(
             name = workflow
 
     async def go() -> Any:
-        st = _open_store(store)
+        from .store import open_store
+
+        st = open_store(store)
         try:
             return await collect(st, workflow=wf, workflow_name=name, task=task)
         finally:
@@ -513,18 +515,6 @@ def stats(
     from rich.console import Console
 
     Console(soft_wrap=False, width=200).print(render(keys))
-
-
-def _open_store(path: Path | None) -> Any:
-    """The SQLite store at ``path`` (default: $DAGTIER_STORE, else the user data directory)."""
-    from . import store as store_mod
-
-    # open_store comes with the SQLite store (issue 5); looked up at run time so this
-    # command does not depend on the order the branches are merged in
-    opener = getattr(store_mod, "open_store", None)
-    if opener is None:
-        raise StoreError("this build of dagtier has no persistent store (open_store is missing)")
-    return opener(path)
 
 
 def main() -> None:
@@ -637,31 +627,14 @@ ReportStoreOpt = Annotated[
 ]
 
 
-def _open_store(path: Path | None) -> Any:
-    """The persistent store at ``path`` (or the default one), through ``dagtier.store``."""
-    try:
-        from .store import open_store  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        raise StoreError("this dagtier has no persistent run store to read runs from") from None
-    return open_store(path)
-
-
 async def _with_store(path: Path | None, fn: Callable[[Any], Any]) -> Any:
-    import inspect
+    from .store import open_store
 
-    store = _open_store(path)
-    if inspect.isawaitable(store):
-        store = await store
+    store = open_store(path)
     try:
         return await fn(store)
     finally:
-        for closer in ("aclose", "close"):
-            close = getattr(store, closer, None)
-            if close is not None:
-                done = close()
-                if inspect.isawaitable(done):
-                    await done
-                break
+        await store.aclose()
 
 
 def _workflow_for(source: str | None, override: Path | None) -> Any:
