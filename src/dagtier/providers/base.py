@@ -51,6 +51,9 @@ class Completion:
     request_id: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     """Provider-specific extras (the replay provider puts the recorded quality here)."""
+    cost_usd: float | None = None
+    """The call's cost in USD as the provider itself reports it, when it does (the replay
+    provider charges recorded costs). The gateway uses it over the catalog's token prices."""
 
 
 @runtime_checkable

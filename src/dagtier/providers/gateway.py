@@ -99,7 +99,11 @@ class Gateway:
                 error: ProviderError | None = None
                 try:
                     completion = await provider.complete(entry, request)
-                    settle_with = entry.cost(completion.usage)
+                    # a cost the provider reports itself (replay) beats the token prices
+                    cost = completion.cost_usd
+                    if cost is None:
+                        cost = entry.cost(completion.usage)
+                    settle_with = cost
                 except ProviderError as exc:
                     if exc.status_code is not None:
                         settle_with = 0.0  # refused with an error status: not billed
@@ -108,7 +112,7 @@ class Gateway:
                     if self.budget is not None:
                         self.budget.settle(token, settle_with)
                 if error is None:
-                    return CallResult(completion, entry, entry.cost(completion.usage), errors)
+                    return CallResult(completion, entry, settle_with, errors)
                 errors.append(error)
                 if not error.retryable or attempt == self.retry.max_attempts:
                     break

@@ -1,0 +1,417 @@
+"""Replay: stream recorded queries through the real executor under each policy.
+
+Each query is one run of a one-node workflow whose prompt is the query id and whose task
+key is the query's task. The executor, the policies, the checks and the statistics store
+are dagtier's own; only the provider (recorded outcomes) and the judge (recorded quality
+seen through configurable errors) are simulated. An adaptive policy starts from an empty
+store for each replay and learns online from the stream, as it would in production.
+
+The per-query path is kept lean: workflows, catalog, gateway and provider are built once
+per replay and reused by every run.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._exceptions import SpecError, SpecIssue
+from .._types import Tier
+from ..catalog import Catalog, ModelEntry, Price
+from ..providers.gateway import Gateway
+from ..providers.registry import ProviderRegistry
+from ..spec.models import Workflow
+from ..store import MemoryStore, TierStats
+from ._data import Outcomes
+from ._judge import ReplayJudge
+from ._metrics import aiq, pgr
+from ._provider import ReplayProvider
+
+DEFAULT_POLICIES = ("static:1", "static:2", "static:3", "cascade", "adaptive")
+NODE = "answer"
+
+Progress = Callable[[int], None]
+"""Called with the number of queries replayed since the last call."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySpec:
+    """A policy as named on the command line: ``static:N``, ``cascade[:START]``,
+    ``adaptive[:TARGET]``."""
+
+    label: str
+    policy: dict[str, Any]
+    judged: bool
+
+
+def parse_policy(text: str, n_tiers: int) -> PolicySpec:
+    """Raises SpecError with the valid forms when ``text`` is not one."""
+    name, _, arg = text.strip().partition(":")
+    forms = f"static:N (N = 1..{n_tiers}), cascade[:START], adaptive[:TARGET]"
+
+    def bad(msg: str) -> SpecError:
+        return SpecError(
+            source="--policy",
+            issues=[SpecIssue(text, msg, "bad-policy", hint=f"valid forms: {forms}")],
+        )
+
+    def tier_arg(default: int) -> int:
+        if not arg:
+            return default
+        if not arg.isdigit() or not 1 <= int(arg) <= n_tiers:
+            raise bad(f"tier must be 1..{n_tiers}, got '{arg}'")
+        return int(arg)
+
+    if name == "static":
+        if not arg:
+            raise bad("static needs a tier: static:1")
+        return PolicySpec(text, {"kind": "static", "tier": tier_arg(1)}, judged=False)
+    exhausted = "accept_unverified"  # the top tier's answer is the user's answer either way
+    if name == "cascade":
+        start = tier_arg(1)
+        policy = {"kind": "cascade", "start": start, "max": n_tiers, "on_exhausted": exhausted}
+        return PolicySpec(text, policy, judged=True)
+    if name == "adaptive":
+        policy = {"kind": "adaptive", "max_tier": n_tiers, "on_exhausted": exhausted}
+        if arg:
+            try:
+                policy["target"] = float(arg)
+            except ValueError:
+                raise bad(f"target must be a number in (0, 1], got '{arg}'") from None
+        return PolicySpec(text, policy, judged=True)
+    raise bad(f"unknown policy '{name}'")
+
+
+@dataclass(slots=True)
+class PolicyStats:
+    """What one policy did over the replayed stream."""
+
+    label: str
+    queries: int = 0
+    quality: float = 0.0
+    """Sum of the final answers' recorded quality (mean: :attr:`mean_quality`)."""
+    cost: float = 0.0
+    """Sum of every call's cost, judge included."""
+    judge_cost: float = 0.0
+    escalated: int = 0
+    """Queries that made more than one answer attempt."""
+    failed: int = 0
+    """Queries that ended without an answer (counted at quality 0)."""
+    calls: dict[int, int] = field(default_factory=lambda: {1: 0, 2: 0, 3: 0})
+    seconds: float = 0.0
+    # filled in by the report
+    quality_pct: float | None = None
+    cost_pct: float | None = None
+    pgr: float | None = None
+
+    @property
+    def mean_quality(self) -> float:
+        return self.quality / self.queries if self.queries else 0.0
+
+    @property
+    def mean_cost(self) -> float:
+        return self.cost / self.queries if self.queries else 0.0
+
+    @property
+    def mean_judge_cost(self) -> float:
+        return self.judge_cost / self.queries if self.queries else 0.0
+
+    @property
+    def escalation_rate(self) -> float:
+        return self.escalated / self.queries if self.queries else 0.0
+
+    def call_shares(self) -> dict[int, float]:
+        total = sum(self.calls.values())
+        return {t: (n / total if total else 0.0) for t, n in self.calls.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.label,
+            "queries": self.queries,
+            "mean_quality": self.mean_quality,
+            "quality_pct_of_top": self.quality_pct,
+            "mean_cost": self.mean_cost,
+            "cost_pct_of_top": self.cost_pct,
+            "escalation_rate": self.escalation_rate,
+            "call_share_by_tier": {str(t): s for t, s in self.call_shares().items()},
+            "mean_judge_cost": self.mean_judge_cost,
+            "failed": self.failed,
+            "pgr": self.pgr,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass(slots=True)
+class Reference:
+    """A per-query choice computed straight from the data (tiers alone, the oracle)."""
+
+    label: str
+    mean_quality: float
+    mean_cost: float
+
+
+@dataclass(slots=True)
+class ReplayReport:
+    source: str
+    tiers: list[str]
+    queries: int
+    skipped: int
+    """Queries without an outcome for every tier's model (not replayed)."""
+    seed: int
+    judge: ReplayJudge
+    policies: list[PolicyStats]
+    tier_refs: list[Reference]
+    oracle: Reference
+    aiq_policies: float | None = None
+    aiq_tiers: float | None = None
+    seconds: float = 0.0
+
+    @property
+    def top(self) -> Reference:
+        return self.tier_refs[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "tiers": self.tiers,
+            "queries": self.queries,
+            "skipped": self.skipped,
+            "seed": self.seed,
+            "judge": {
+                "false_accept": self.judge.false_accept,
+                "false_reject": self.judge.false_reject,
+                "cost": self.judge.cost,
+            },
+            "tiers_alone": [
+                {
+                    "tier": i + 1,
+                    "model": r.label,
+                    "mean_quality": r.mean_quality,
+                    "mean_cost": r.mean_cost,
+                }
+                for i, r in enumerate(self.tier_refs)
+            ],
+            "oracle": {
+                "mean_quality": self.oracle.mean_quality,
+                "mean_cost": self.oracle.mean_cost,
+            },
+            "policies": [p.to_dict() for p in self.policies],
+            "aiq_policies": self.aiq_policies,
+            "aiq_tiers_alone": self.aiq_tiers,
+            "seconds": self.seconds,
+        }
+
+
+class _StatsOnly:
+    """A StatsStore and nothing else: replayed runs are not worth keeping, only learning."""
+
+    __slots__ = ("_mem",)
+
+    def __init__(self) -> None:
+        self._mem = MemoryStore()
+
+    async def tier_stats(self, task_key: str) -> dict[Tier, TierStats]:
+        return await self._mem.tier_stats(task_key)
+
+    async def record_observation(
+        self,
+        task_key: str,
+        tier: Tier,
+        *,
+        success: bool,
+        weight: float = 1.0,
+        cost: float = 0.0,
+        latency_s: float = 0.0,
+        half_life: float | None = None,
+    ) -> None:
+        await self._mem.record_observation(
+            task_key,
+            tier,
+            success=success,
+            weight=weight,
+            cost=cost,
+            latency_s=latency_s,
+            half_life=half_life,
+        )
+
+    async def all_stats(self) -> list[TierStats]:
+        return await self._mem.all_stats()
+
+
+def replay_catalog(models: Sequence[str]) -> Catalog:
+    """One replay model per tier. Priced at zero: the provider reports each call's cost."""
+    free = Price(input=0, output=0)
+    entries = {m: ModelEntry(provider="replay", model=m, price=free) for m in models}
+    tiers: dict[Tier, list[str]] = {1: [], 2: [], 3: []}
+    for i, m in enumerate(models):
+        tiers[i + 1] = [m]  # type: ignore[index]
+    return Catalog(entries, tiers, source="replay catalog")
+
+
+def _workflow(spec: PolicySpec, task: str) -> Workflow:
+    node: dict[str, Any] = {"prompt": "{{ inputs.query_id }}", "task": task, "policy": spec.policy}
+    if spec.judged:
+        node["checks"] = [{"type": "judge"}]
+    return Workflow.model_validate(
+        {"name": "replay", "inputs": {"query_id": "string"}, "nodes": {NODE: node}}
+    )
+
+
+def references(
+    outcomes: Outcomes, tiers: Sequence[str], queries: Sequence[str]
+) -> tuple[list[Reference], Reference]:
+    """Each tier alone, and the oracle (per query the cheapest model with the best quality)."""
+    table = outcomes.table
+    n = len(queries) or 1
+    refs = []
+    for m in tiers:
+        refs.append(
+            Reference(
+                m,
+                sum(table[q][m][0] for q in queries) / n,
+                sum(table[q][m][1] for q in queries) / n,
+            )
+        )
+    oq = oc = 0.0
+    for q in queries:
+        row = table[q]
+        best = max(row[m][0] for m in tiers)
+        oq += best
+        oc += min(row[m][1] for m in tiers if row[m][0] == best)
+    return refs, Reference("oracle", oq / n, oc / n)
+
+
+async def replay(
+    outcomes: Outcomes,
+    tiers: Sequence[str],
+    policies: Sequence[str] = DEFAULT_POLICIES,
+    *,
+    false_accept: float = 0.1,
+    false_reject: float = 0.1,
+    judge_cost: float | None = None,
+    seed: int = 0,
+    limit: int | None = None,
+    progress: Progress | None = None,
+) -> ReplayReport:
+    """Replay recorded outcomes under each policy and measure quality and cost.
+
+    Configure logging at WARNING first (the CLI does): at INFO every attempt is logged.
+
+    Args:
+        outcomes: from :func:`load_outcomes`.
+        tiers: the ladder's model names, cheapest first (2 or 3).
+        policies: ``static:N``, ``cascade[:START]``, ``adaptive[:TARGET]``.
+        false_accept, false_reject: the judge's error rates.
+        judge_cost: USD per judgement; default: tier 1's mean cost on the replayed queries.
+        seed: the stream's shuffle and the judge's mistakes.
+        limit: replay only the first N queries of the shuffled stream.
+        progress: called with the number of queries done since its last call.
+
+    Raises:
+        SpecError: an unknown model or policy, or no query with outcomes for every tier.
+    """
+    from .. import executor
+
+    tiers = list(tiers)
+    if not 2 <= len(tiers) <= 3:
+        raise SpecError(
+            source="--tiers",
+            issues=[
+                SpecIssue(
+                    "",
+                    f"expected 2 or 3 models (tiers 1..3), got {len(tiers)}",
+                    "bad-tiers",
+                    hint="--tiers CHEAP,MID,FRONTIER",
+                )
+            ],
+        )
+    outcomes.check_models(tiers)
+    specs = [parse_policy(p, len(tiers)) for p in policies]
+    queries = outcomes.complete_queries(tiers)
+    skipped = len(outcomes.tasks) - len(queries)
+    if not queries:
+        raise SpecError(
+            source=outcomes.source,
+            issues=[
+                SpecIssue("", "no query has an outcome for every model of --tiers", "no-queries")
+            ],
+        )
+    random.Random(seed).shuffle(queries)
+    if limit is not None:
+        queries = queries[:limit]
+    tier_refs, oracle = references(outcomes, tiers, queries)
+    cost = tier_refs[0].mean_cost if judge_cost is None else judge_cost
+    judge = ReplayJudge(false_accept, false_reject, cost, seed)
+    provider = ReplayProvider(outcomes, judge)
+    gateway = Gateway(replay_catalog(tiers), ProviderRegistry({"replay": provider}))
+    tasks = outcomes.tasks
+    table = outcomes.table
+    started = time.perf_counter()
+    results = []
+    for spec in specs:
+        workflows: dict[str, Workflow] = {}
+        store = _StatsOnly()
+        st = PolicyStats(spec.label)
+        t0 = time.perf_counter()
+        pending = 0
+        for i, q in enumerate(queries):
+            task = tasks[q]
+            wf = workflows.get(task)
+            if wf is None:
+                wf = workflows[task] = _workflow(spec, task)
+            res = await executor.run(
+                wf, {"query_id": q}, gateway=gateway, store=store, run_id=q, seed=seed + i
+            )
+            node = res.nodes[NODE]
+            st.queries += 1
+            answers = 0
+            for att in node.attempts:
+                st.cost += att.cost + att.judge_cost
+                st.judge_cost += att.judge_cost
+                st.calls[att.tier] += 1
+                if att.purpose == "answer":
+                    answers += 1
+            if answers > 1:
+                st.escalated += 1
+            if node.ok and node.model is not None:
+                st.quality += table[q][node.model][0]
+            else:
+                st.failed += 1
+            pending += 1
+            if progress is not None and pending >= 200:
+                progress(pending)
+                pending = 0
+        if progress is not None and pending:
+            progress(pending)
+        st.seconds = time.perf_counter() - t0
+        results.append(st)
+    report = ReplayReport(
+        outcomes.source,
+        tiers,
+        len(queries),
+        skipped,
+        seed,
+        judge,
+        results,
+        tier_refs,
+        oracle,
+        seconds=time.perf_counter() - started,
+    )
+    _score(report)
+    return report
+
+
+def _score(report: ReplayReport) -> None:
+    top, bottom = report.top, report.tier_refs[0]
+    for st in report.policies:
+        st.quality_pct = st.mean_quality / top.mean_quality if top.mean_quality else None
+        st.cost_pct = st.mean_cost / top.mean_cost if top.mean_cost else None
+        st.pgr = pgr(st.mean_quality, bottom.mean_quality, top.mean_quality)
+    tier_pts = [(r.mean_cost, r.mean_quality) for r in report.tier_refs]
+    pol_pts = [(p.mean_cost, p.mean_quality) for p in report.policies]
+    lo, hi = bottom.mean_cost, top.mean_cost
+    report.aiq_tiers = aiq(tier_pts, lo, hi)
+    report.aiq_policies = aiq(pol_pts + tier_pts, lo, hi) if pol_pts else None
