@@ -828,3 +828,96 @@ def estimate(
         typer.echo(json.dumps(est.to_dict(), indent=2))
     else:
         print_estimate(est, _console())
+
+
+@app.command()
+def replay(
+    file: Annotated[
+        Path, typer.Argument(help="Outcomes CSV(.gz): query_id, task, model, quality, cost_usd.")
+    ],
+    tiers: Annotated[
+        str,
+        typer.Option(
+            "--tiers",
+            help="The ladder: 2 or 3 model names from the file, cheapest first.",
+            show_default=False,
+        ),
+    ],
+    policy: Annotated[
+        str,
+        typer.Option(
+            "--policy",
+            help="Comma-separated: static:N, cascade[:START], adaptive[:TARGET].",
+        ),
+    ] = "static:1,static:2,static:3,cascade,adaptive",
+    judge_far: Annotated[
+        float, typer.Option("--judge-far", help="The judge's false-accept rate.")
+    ] = 0.1,
+    judge_frr: Annotated[
+        float, typer.Option("--judge-frr", help="The judge's false-reject rate.")
+    ] = 0.1,
+    judge_cost: Annotated[
+        float | None,
+        typer.Option(
+            "--judge-cost",
+            help="USD per judge call (default: tier 1's mean cost in the file).",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Shuffle and judge errors.")] = 0,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", help="Replay only N queries.", show_default=False),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks of internal errors.")
+    ] = False,
+) -> None:
+    """Replay recorded per-query outcomes of real models under routing policies, and compare
+    their quality and cost (the real executor and policies; recorded answers and costs)."""
+    from .replay._cli import run_replay
+
+    if tiers.count(",") < 1:
+        _err("error[usage]: --tiers takes 2 or 3 comma-separated model names, cheapest first")
+        raise typer.Exit(_exit.USAGE)
+    guarded(
+        lambda: run_replay(
+            file,
+            tiers=tiers,
+            policies=policy,
+            far=judge_far,
+            frr=judge_frr,
+            judge_cost=judge_cost,
+            seed=seed,
+            limit=limit,
+            json_out=json_out,
+        ),
+        debug=debug,
+    )
+
+
+@app.command("export-outcomes")
+def export_outcomes(
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            help="The run store (default: $DAGTIER_STORE or the user data dir).",
+            show_default=False,
+        ),
+    ] = None,
+    plain: Annotated[
+        bool, typer.Option("--plain", help="Write plain CSV instead of gzip.")
+    ] = False,
+) -> None:
+    """Write dagtier's own history as per-query outcomes (gzipped CSV on stdout), the format
+    `dagtier replay` reads: replay other policies on your own traffic before switching."""
+    from .replay._cli import run_export
+
+    if not plain and sys.stdout.isatty():
+        _err("error[usage]: refusing to write gzip to a terminal; redirect: > outcomes.csv.gz")
+        raise typer.Exit(_exit.USAGE)
+    n = guarded(lambda: run_export(store, sys.stdout.buffer, compress=not plain))
+    sys.stdout.flush()
+    _err(f"exported {n} outcome rows")
