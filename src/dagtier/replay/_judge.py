@@ -28,8 +28,7 @@ class ReplayJudge:
     """Judges a replayed answer from its recorded quality.
 
     Plugged in through ``Completion.meta["judge"]`` by the replay provider: the node's
-    ``judge`` check calls it instead of calling a model (see
-    :func:`dagtier.policies.validators.run_configured`).
+    ``judge`` check calls it instead of calling a model (see :mod:`dagtier.policies.judge`).
 
     Args:
         false_accept: probability that a wrong answer is passed.
@@ -71,11 +70,20 @@ class ReplayJudge:
         u = self.uniform(query_id, model)
         return (u >= self.false_reject) if right else (u < self.false_accept)
 
-    def __call__(self, check: Any, text: str, meta: Mapping[str, Any]) -> tuple[CheckResult, float]:
-        """The judge-check seam: the verdict on one answer and what judging it cost."""
+    def verdict(self, check: Any, meta: Mapping[str, Any]) -> tuple[CheckResult, float]:
+        """The verdict on one replayed answer (from its ``Completion.meta``) and its cost."""
         quality = float(meta["quality"])
         passed = self.judge(
             str(meta["query_id"]), str(meta["model"]), quality, getattr(check, "min_score", None)
         )
         reason = "" if passed else f"replay judge: FAIL (recorded quality {quality:g})"
         return CheckResult("judge", passed, reason, score=1.0 if passed else 0.0), self.cost
+
+    def __call__(self, req: Any) -> Any:
+        """The judge seam of :mod:`dagtier.policies.judge`: ``Completion.meta["judge"]`` is
+        called with a ``JudgeRequest`` and returns a ``JudgeVerdict``."""
+        import importlib
+
+        verdict_type = importlib.import_module("dagtier.policies.judge").JudgeVerdict
+        result, cost = self.verdict(req.check, req.meta)
+        return verdict_type(result.passed, result.reason, result.score, cost)
