@@ -38,6 +38,7 @@ Every decision is logged with the estimates it compared (``ctx.decide``).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,6 +59,10 @@ OUTCOME_WEIGHT = 3.0
 """A reported real outcome counts as this many judge verdicts."""
 JUDGE_SUFFIX = "#judge"
 """Task key suffix under which the judge's agreement with reported outcomes is kept."""
+YIELD_HALF_LIFE_FACTOR = 4.0
+ESCALATION_SUFFIX = "#escalated"
+"""Task key suffix under which each tier's yield on escalated inputs is kept: did an
+answer it gave after a cheaper tier's answer failed pass its checks?"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +93,17 @@ class Tuning:
     """Weight of a cheaper tier's failure on an input that even the top tier failed."""
     comparable_chars: int = 100
     """Text answers up to this long are compared with the canary's (labels, numbers)."""
+    min_escalation_yield: float = 0.5
+    """Escalating to a tier pays only while it passes at least this share of the answers
+    that reach it by escalation; below that, most of what it is paid for is hopeless
+    inputs (AutoMix) and the node stops one tier lower (nodes that accept unverified)."""
+    z_yield: float = 0.0
+    """A tier's escalation yield is ruled out when mean + z * sd stays below the minimum ..."""
+    min_yield_weight: float = 8.0
+    """... on at least this much evidence."""
+    explore_ceiling: float = 0.1
+    """Share of runs that escalate past a ceiling anyway, so that a tier that got better
+    for this task is let back in."""
 
 
 TUNING = Tuning()
@@ -191,6 +207,49 @@ def choose(
     )
 
 
+def ceiling(
+    escalated: Mapping[Tier, TierStats],
+    stats: Mapping[Tier, TierStats],
+    start: Tier,
+    hi: Tier,
+    tuning: Tuning = TUNING,
+) -> tuple[Tier, str]:
+    """The highest tier worth escalating to from ``start``, and why (empty: ``hi``).
+
+    A tier's yield is the share of answers it gave after a cheaper tier's answer failed
+    that passed their checks. Escalating to the top tier must yield at least
+    :attr:`Tuning.min_escalation_yield`; a cheaper tier need yield only in proportion to
+    its mean cost relative to the top tier's (a tier at a tenth of the price may fix a
+    tenth as often and still be worth it). A tier ruled out below its bar caps the
+    cascade one tier below it."""
+    a0 = tuning.prior
+    top_cost = stats[hi].mean_cost if hi in stats else 0.0
+    for tier in TIERS:
+        if tier <= start or tier > hi:
+            continue
+        st = escalated.get(tier)
+        if st is None or st.weight < tuning.min_yield_weight:
+            continue
+        own = stats.get(tier)
+        if tier == hi:
+            bar = tuning.min_escalation_yield
+        elif own is not None and top_cost > 0:
+            bar = tuning.min_escalation_yield * min(1.0, own.mean_cost / top_cost)
+        else:
+            continue  # no price to compare yet
+        a, b = st.successes + a0, st.failures + a0
+        mean = a / (a + b)
+        upper = mean + tuning.z_yield * math.sqrt(mean * (1 - mean) / (a + b + 1))
+        if upper < bar:
+            below: Tier = tier - 1  # type: ignore[assignment]
+            return below, (
+                f"stop at tier {below}: escalated answers pass at tier {tier} only "
+                f"{mean:.2f} of the time (n={st.weight:.1f}, upper {upper:.2f} < bar "
+                f"{bar:.2f} for its price): the rest is paying for hopeless inputs"
+            )
+    return hi, ""
+
+
 async def run_adaptive(ctx: NodeContext) -> Outcome:
     policy = ctx.workflow.node_policy(ctx.node_id)
     assert policy.kind == "adaptive"
@@ -201,7 +260,8 @@ async def run_adaptive(ctx: NodeContext) -> Outcome:
     if ctx.stats is None:
         ctx.decide(lo, f"no statistics store: cascade from tier {lo}")
         return await cascade_from(ctx, lo, hi, policy.on_exhausted)
-    choice = choose(await ctx.stats.tier_stats(ctx.task_key), lo, hi, policy.target)
+    stats = await ctx.stats.tier_stats(ctx.task_key)
+    choice = choose(stats, lo, hi, policy.target)
     start, reason = choice.tier, choice.reason
     if choice.proven and start > lo:
         below = choice.estimates[start - 1 - lo]
@@ -211,11 +271,23 @@ async def run_adaptive(ctx: NodeContext) -> Outcome:
     if rate and ctx.rng.random() < rate:
         start = start - 1  # type: ignore[assignment]
         reason += f"; exploring: tier {start} first this run, to see if it got good enough"
+    top = hi
+    if policy.on_exhausted == "accept_unverified" and start < hi:
+        # a node that fails at its max tier must have tried it; one that accepts the last
+        # answer anyway need not pay for a tier that rarely fixes what reaches it
+        top, why = ceiling(
+            await ctx.stats.tier_stats(ctx.task_key + ESCALATION_SUFFIX), stats, start, hi
+        )
+        if top < hi:
+            if ctx.rng.random() < TUNING.explore_ceiling:
+                top = hi
+                why += f"; exploring: may escalate to tier {hi} this run"
+            reason += "; " + why
     ctx.decide(start, reason)
     first = len(ctx.attempts)
     try:
         outcome = await cascade_from(
-            ctx, start, hi, policy.on_exhausted, record_evidence=False, half_life=policy.half_life
+            ctx, start, top, policy.on_exhausted, record_evidence=False, half_life=policy.half_life
         )
     except AttemptFailed:
         await _record_evidence(ctx, policy, first, None, None)
@@ -290,6 +362,16 @@ async def _record_evidence(
         and canary.verdict != "fail"
         and _agree(ctx, answer, canary) is False
     )
+    for prev, a in itertools.pairwise(tried):
+        if prev.verdict == "fail" and a.verdict in ("pass", "fail"):
+            await stats.record_observation(
+                ctx.task_key + ESCALATION_SUFFIX,
+                a.tier,
+                success=a.verdict == "pass",
+                # yields are small-sample rates near the bar: they fade four times slower
+                # than the tier evidence, so a ceiling does not flap on a short bad streak
+                half_life=policy.half_life * YIELD_HALF_LIFE_FACTOR,
+            )
     for a in tried:
         success = a.verdict != "fail"
         weight = 1.0
