@@ -15,10 +15,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import DagtierUsageError
 from ..results import CheckResult
+
+if TYPE_CHECKING:
+    from ..policies.judge import JudgeRequest, JudgeVerdict
 
 _SCALE = float(1 << 64)
 
@@ -79,11 +82,10 @@ class ReplayJudge:
         reason = "" if passed else f"replay judge: FAIL (recorded quality {quality:g})"
         return CheckResult("judge", passed, reason, score=1.0 if passed else 0.0), self.cost
 
-    def __call__(self, req: Any) -> Any:
+    def __call__(self, req: JudgeRequest) -> JudgeVerdict:
         """The judge seam of :mod:`dagtier.policies.judge`: ``Completion.meta["judge"]`` is
         called with a ``JudgeRequest`` and returns a ``JudgeVerdict``."""
-        import importlib
+        from ..policies.judge import JudgeVerdict
 
-        verdict_type = importlib.import_module("dagtier.policies.judge").JudgeVerdict
         result, cost = self.verdict(req.check, req.meta)
-        return verdict_type(result.passed, result.reason, result.score, cost)
+        return JudgeVerdict(result.passed, result.reason, result.score, cost)
