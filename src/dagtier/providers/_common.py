@@ -1,0 +1,87 @@
+"""Small helpers the HTTP providers share: reading keys, timing, usage normalisation."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .._exceptions import AuthError
+from ..catalog import Usage
+
+PLACEHOLDER_KEY = "dagtier-no-key"
+"""Sent when a catalog entry has no ``api_key_env`` (local servers): the SDKs insist on a key."""
+
+
+def read_api_key(provider: str, model: str, api_key_env: str | None) -> str:
+    """The key from the environment variable the catalog names, or a placeholder if none.
+
+    Raises:
+        AuthError: the catalog names a variable and it is unset or empty (not retryable).
+    """
+    if api_key_env is None:
+        return PLACEHOLDER_KEY
+    value = os.environ.get(api_key_env, "")
+    if not value:
+        raise AuthError(
+            f"${api_key_env} is not set", provider=provider, model=model, retryable=False
+        )
+    return value
+
+
+def key_secrets(api_key_env: str | None) -> tuple[str, ...]:
+    """The secret values to scrub from any message about this provider."""
+    if api_key_env is None:
+        return ()
+    value = os.environ.get(api_key_env, "")
+    return (value,) if value else ()
+
+
+def _get(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and value > 0 else 0
+
+
+def openai_usage(usage: Any) -> Usage:
+    """Normalise a Chat Completions ``usage`` block (object or dict) to disjoint kinds.
+
+    ``prompt_tokens`` includes cached (read) and cache-write tokens; ``completion_tokens``
+    includes reasoning tokens. dagtier's :class:`Usage` counts each token once.
+    """
+    prompt = _int(_get(usage, "prompt_tokens"))
+    completion = _int(_get(usage, "completion_tokens"))
+    pdet = _get(usage, "prompt_tokens_details")
+    cdet = _get(usage, "completion_tokens_details")
+    cached = min(_int(_get(pdet, "cached_tokens")), prompt)
+    written = min(_int(_get(pdet, "cache_write_tokens")), prompt - cached)
+    reasoning = min(_int(_get(cdet, "reasoning_tokens")), completion)
+    return Usage(
+        input_tokens=prompt - cached - written,
+        output_tokens=completion - reasoning,
+        cache_read_tokens=cached,
+        cache_write_tokens=written,
+        reasoning_tokens=reasoning,
+    )
+
+
+def anthropic_usage(usage: Any) -> Usage:
+    """Normalise a Messages API ``usage`` block to disjoint kinds.
+
+    Anthropic's ``input_tokens`` already excludes cache reads and writes; ``output_tokens``
+    includes thinking, reported separately in ``output_tokens_details.thinking_tokens``.
+    """
+    output = _int(_get(usage, "output_tokens"))
+    thinking = min(_int(_get(_get(usage, "output_tokens_details"), "thinking_tokens")), output)
+    return Usage(
+        input_tokens=_int(_get(usage, "input_tokens")),
+        output_tokens=output - thinking,
+        cache_read_tokens=_int(_get(usage, "cache_read_input_tokens")),
+        cache_write_tokens=_int(_get(usage, "cache_creation_input_tokens")),
+        reasoning_tokens=thinking,
+    )

@@ -1,0 +1,156 @@
+"""Anthropic's Messages API through the official ``anthropic`` SDK (imported on first use).
+
+The client is built with ``max_retries=0``: the gateway is the only retry layer, so the SDK's
+own retries do not multiply with ours. ``base_url`` comes from the catalog entry, which is
+how tests (and Anthropic-compatible servers such as llama.cpp's ``/v1/messages``) are reached.
+
+Structured output: Anthropic's ``output_config.format`` (a JSON Schema). Servers that only
+speak the Messages API shape (llama.cpp) ignore that field but honour a top-level
+``json_schema`` field, so for a ``base_url`` that is not Anthropic's the provider sends both
+(``structured_output="auto"``); pass ``"output_config"`` or ``"json_schema"`` to force one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlparse
+
+from .._exceptions import ContentFiltered, ProviderError, ProviderResponseError
+from ..catalog import ModelEntry
+from ._common import anthropic_usage, key_secrets, read_api_key
+from ._errors import translate
+from .base import Completion, CompletionRequest
+
+if TYPE_CHECKING:
+    from anthropic import AsyncAnthropic
+
+StructuredMode = Literal["auto", "output_config", "json_schema"]
+
+
+class AnthropicProvider:
+    """Calls the Messages API. One instance per (base_url, key variable); reuses one client."""
+
+    name = "anthropic"
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        api_key_env: str | None = "ANTHROPIC_API_KEY",
+        structured_output: StructuredMode = "auto",
+        default_timeout_s: float = 600.0,
+    ) -> None:
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self.structured_output = structured_output
+        self.default_timeout_s = default_timeout_s
+        self._client: AsyncAnthropic | None = None
+        self._client_key: str | None = None
+
+    def __repr__(self) -> str:
+        # The key variable's name only, never its value.
+        return f"AnthropicProvider(base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
+
+    def _get_client(self, model: ModelEntry) -> AsyncAnthropic:
+        key = read_api_key(self.name, model.model, self.api_key_env)
+        if self._client is None or self._client_key != key:
+            from anthropic import AsyncAnthropic
+
+            self._client = AsyncAnthropic(
+                api_key=key,
+                base_url=self.base_url,
+                max_retries=0,
+                timeout=self.default_timeout_s,
+            )
+            self._client_key = key
+        return self._client
+
+    def _is_anthropic_host(self) -> bool:
+        if self.base_url is None:
+            return True
+        host = urlparse(self.base_url).hostname or ""
+        return host == "anthropic.com" or host.endswith(".anthropic.com")
+
+    def build_params(self, model: ModelEntry, request: CompletionRequest) -> dict[str, Any]:
+        """The keyword arguments for ``messages.create`` (public for tests and debugging)."""
+        params: dict[str, Any] = {
+            "model": model.model,
+            "max_tokens": request.max_tokens,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        }
+        if request.system:
+            params["system"] = request.system
+        extra: dict[str, Any] = {}
+        if request.temperature is not None:
+            # Not a named argument of anthropic 2.x's create(); the API still accepts it.
+            extra["temperature"] = request.temperature
+        if request.json_schema is not None:
+            schema = dict(request.json_schema)
+            mode = self.structured_output
+            if mode in ("auto", "output_config"):
+                params["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+            if mode == "json_schema" or (mode == "auto" and not self._is_anthropic_host()):
+                extra["json_schema"] = schema
+        if extra:
+            params["extra_body"] = extra
+        if request.timeout_s is not None:
+            params["timeout"] = request.timeout_s
+        return params
+
+    async def complete(self, model: ModelEntry, request: CompletionRequest) -> Completion:
+        """Send one request. Raises a :class:`~dagtier.ProviderError` subclass on failure."""
+        secrets = key_secrets(self.api_key_env)
+        start = time.perf_counter()
+        error: ProviderError | None = None
+        try:
+            client = self._get_client(model)
+            message = await client.messages.create(**self.build_params(model, request))
+        except ProviderError as exc:
+            error = exc
+        except Exception as exc:
+            error = translate(exc, provider=self.name, model=model.model, secrets=secrets)
+            if not hasattr(exc, "status_code"):
+                error.__cause__ = exc  # connection/decoding details help; no body to leak
+        if error is not None:
+            # Raised outside the except block: no implicit __context__ holding the SDK error.
+            raise error
+        latency = time.perf_counter() - start
+        request_id = getattr(message, "_request_id", None)
+        blocks = list(message.content or [])
+        parts = [getattr(b, "text", "") for b in blocks if getattr(b, "type", "") == "text"]
+        tool_inputs = [getattr(b, "input", None) for b in blocks if b.type == "tool_use"]
+        text = "".join(p for p in parts if p)
+        if not text and tool_inputs:
+            text = json.dumps(tool_inputs[0])
+        stop = getattr(message, "stop_reason", None)
+        if stop == "refusal":
+            raise ContentFiltered(
+                "the model refused to answer (stop_reason=refusal)",
+                provider=self.name,
+                model=model.model,
+                request_id=request_id,
+                retryable=False,
+            )
+        if not text.strip():
+            raise ProviderResponseError(
+                f"empty completion (stop_reason={stop})",
+                provider=self.name,
+                model=model.model,
+                status_code=200,
+                request_id=request_id,
+            )
+        return Completion(
+            text=text,
+            model=str(getattr(message, "model", None) or model.model),
+            usage=anthropic_usage(getattr(message, "usage", None)),
+            latency_s=latency,
+            request_id=request_id,
+            meta={"finish_reason": stop, "response_id": getattr(message, "id", None)},
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
