@@ -1,14 +1,22 @@
-"""Providers: one module per provider behind one small async interface."""
+"""Providers: one module per provider behind one small async interface.
+
+The SDK-backed providers (``anthropic``, ``openai``, ``local``) are not imported here: the
+registry imports each on first use, so ``import dagtier`` stays fast.
+"""
 
 from __future__ import annotations
 
+from ._resilience import BreakerPolicy, Clock, RetryPolicy, SystemClock
 from .base import Completion, CompletionRequest, Message, Provider
-from .gateway import CallResult, Gateway, RetryPolicy
+from .gateway import Budget, CallResult, Gateway, check_priced
 from .python import PythonProvider
 from .registry import ProviderRegistry
 
 __all__ = [
+    "BreakerPolicy",
+    "Budget",
     "CallResult",
+    "Clock",
     "Completion",
     "CompletionRequest",
     "Gateway",
@@ -17,4 +25,6 @@ __all__ = [
     "ProviderRegistry",
     "PythonProvider",
     "RetryPolicy",
+    "SystemClock",
+    "check_priced",
 ]

@@ -1,12 +1,28 @@
-"""Calling a tier: retries, fallback across the tier's models, cost.
+"""Calling a tier: retries, fallback across the tier's models, circuit breakers, limits, cost.
 
-Availability failures (rate limits, 5xx, timeouts) are retried and then fall back to the
-next model of the same tier. They never escalate the tier: escalation is for quality and
-belongs to the policies.
+Availability failures (rate limits, 5xx, timeouts, dropped connections, unusable 200s) are
+retried with capped exponential backoff and jitter, honouring the current error's
+Retry-After; then the next model of the same tier is tried, in catalog order. They never
+escalate the tier: escalation is for quality and belongs to the policies. A 400 or 401 is
+not retried (it would hide a bug and waste money); it falls back to the next model, since
+another provider may well accept the request.
+
+For each model the gateway keeps, per (provider, base_url, model):
+
+- a circuit breaker (:class:`BreakerPolicy`): an open circuit skips the model; when every
+  model of a tier is skipped that way they are called anyway, so a breaker never leaves a
+  tier (say, one with a single model) unusable for good;
+- limits from the catalog entry: concurrent calls, requests/minute, tokens/minute.
+
+An optional :class:`Budget` reserves the worst case of each attempt (prompt characters / 4
+input tokens plus ``max_tokens`` output tokens, at the model's prices) before the call and
+settles the actual cost after it, so concurrent calls cannot overshoot a budget.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -14,11 +30,31 @@ from typing import Any, Protocol, runtime_checkable
 
 import anyio
 
-from .._exceptions import ModelUnavailable, ProviderError
+from .._exceptions import (
+    CatalogError,
+    ModelUnavailable,
+    ProviderError,
+    ProviderStatusError,
+    ProviderTimeout,
+)
 from .._types import Tier
 from ..catalog import Catalog, ModelEntry, Usage
+from ._resilience import (
+    BreakerPolicy,
+    CircuitBreaker,
+    Clock,
+    ModelLimits,
+    RetryPolicy,
+    SystemClock,
+    counts_as_failure,
+    estimate_tokens,
+)
 from .base import Completion, CompletionRequest
 from .registry import ProviderRegistry
+
+log = logging.getLogger("dagtier.providers")
+
+ModelKey = tuple[str, str | None, str]
 
 
 @dataclass(slots=True)
@@ -28,34 +64,69 @@ class CallResult:
     cost: float
     errors: list[ProviderError] = field(default_factory=list)
     """Failed tries before the one that served (retries and fallbacks), oldest first."""
+    skipped: list[str] = field(default_factory=list)
+    """Catalog names of models skipped because their circuit was open."""
+    local_fallback: bool = False
+    """The tier had no usable model of its own and the embedded local model served."""
 
+    @property
+    def attempts(self) -> int:
+        """Provider calls made, the successful one included."""
+        return len(self.errors) + 1
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    max_attempts: int = 3
-    """Tries per model, the first included."""
-    base_delay_s: float = 0.5
-    max_delay_s: float = 8.0
-    max_retry_after_s: float = 60.0
-
-    def delay(self, attempt: int, error: ProviderError, rng: random.Random) -> float:
-        """Seconds to wait before retry number ``attempt`` (1-based) after ``error``."""
-        ra: float | None = error.retry_after
-        if ra is not None and 0 <= ra <= self.max_retry_after_s:
-            return float(ra)
-        backoff = min(self.max_delay_s, self.base_delay_s * 2.0 ** (attempt - 1))
-        return backoff * (0.5 + rng.random() / 2)
+    @property
+    def fell_back(self) -> bool:
+        """Served by another model than the tier's first usable one."""
+        return any(e.model != self.model.model for e in self.errors) or bool(self.skipped)
 
 
 @runtime_checkable
 class Budget(Protocol):
-    """A spending limit reserved against before each provider call (the same hook as on
-    the providers branch: ``reserve`` raises when the amount does not fit and no call is
-    made; ``settle`` follows every successful ``reserve`` with the actual cost)."""
+    """A spending limit the gateway reserves against before each provider call.
+
+    ``reserve`` raises (e.g. :class:`~dagtier.BudgetExhausted`) when the amount does not fit;
+    the gateway lets that error propagate and makes no call. ``settle`` is always called
+    once per successful ``reserve``, with the actual cost (0 when the provider refused the
+    call with an error status, the reserved amount when the outcome is unknown: a timeout,
+    a dropped connection, a cancellation). Either method may be sync or async.
+    """
 
     def reserve(self, amount: float) -> Any: ...
 
     def settle(self, token: Any, actual: float) -> Any: ...
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def check_priced(entry: ModelEntry) -> None:
+    """Fail loudly, before any call, for a model whose cost dagtier cannot compute.
+
+    Raises:
+        CatalogError: the entry has no price, or a hosted paid API (anthropic or openai with
+            no ``base_url``) is priced at zero, which is always a catalog mistake.
+    """
+    price = getattr(entry, "price", None)
+    if price is None:
+        raise CatalogError(
+            f"model '{entry.name or entry.model}' has no price",
+            hint="give it price: {input: ..., output: ...} in USD per million tokens",
+        )
+    if (
+        entry.provider in ("anthropic", "openai")
+        and entry.base_url is None
+        and price.input == 0
+        and price.output == 0
+    ):
+        raise CatalogError(
+            f"model '{entry.name or entry.model}' calls {entry.provider}'s paid API but is "
+            "priced at 0: its cost would be reported as free",
+            hint="set its price from the provider's pricing page, or set base_url if it is "
+            "a free self-hosted endpoint",
+        )
 
 
 class Gateway:
@@ -68,59 +139,233 @@ class Gateway:
         *,
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
-        sleep: Callable[[float], Awaitable[None]] | None = None,
+        sleep: Callable[[float], Awaitable[object]] | None = None,
+        clock: Clock | None = None,
+        breaker: BreakerPolicy | None = None,
         budget: Budget | None = None,
     ) -> None:
+        """
+        Args:
+            catalog: tiers and models.
+            registry: builds providers; default builds the built-in ones.
+            retry: retry policy per model.
+            rng: the random source for jitter (inject a seeded one in tests).
+            sleep: kept for compatibility; ``clock`` supersedes it.
+            clock: reads the time and waits (backoff, breakers, rate limits).
+            breaker: circuit breaker policy, one breaker per model.
+            budget: optional spending limit, reserved around each provider call.
+        """
         self.catalog = catalog
         self.registry = registry or ProviderRegistry()
         self.retry = retry or RetryPolicy()
-        self._rng = rng or random.Random()
-        self._sleep = sleep or anyio.sleep
+        self.breaker_policy = breaker or BreakerPolicy()
         self.budget = budget
+        self._rng = rng or random.Random()
+        if clock is None:
+            clock = SystemClock() if sleep is None else _SleepClock(sleep)
+        self.clock = clock
+        self._breakers: dict[ModelKey, CircuitBreaker] = {}
+        self._limits: dict[ModelKey, ModelLimits] = {}
+        self._announced_local: set[Tier] = set()
+
+    @staticmethod
+    def _key(entry: ModelEntry) -> ModelKey:
+        return (entry.provider, entry.base_url, entry.model)
+
+    def breaker_for(self, entry: ModelEntry) -> CircuitBreaker:
+        key = self._key(entry)
+        br = self._breakers.get(key)
+        if br is None:
+            br = self._breakers[key] = CircuitBreaker(self.breaker_policy)
+        return br
+
+    def limits_for(self, entry: ModelEntry) -> ModelLimits:
+        key = self._key(entry)
+        lim = self._limits.get(key)
+        if lim is None:
+            lim = self._limits[key] = ModelLimits(
+                self.clock,
+                max_concurrency=entry.max_concurrency,
+                requests_per_minute=entry.requests_per_minute,
+                tokens_per_minute=entry.tokens_per_minute,
+            )
+        return lim
 
     async def call(self, tier: Tier, request: CompletionRequest) -> CallResult:
         """Call ``tier``'s models in catalog order until one answers.
 
+        Cancellation: a cancelled call leaves no reservation open on the budget and no
+        breaker probe claimed; a local-model generation in a worker thread runs on to its
+        ``max_tokens`` in the background.
+
         Raises:
+            CatalogError: a model of the tier is not priced (before any call).
             ModelUnavailable: no model of the tier answered; ``__cause__`` is the last error.
+            Whatever ``budget.reserve`` raises when the budget is exhausted.
         """
         models = self.catalog.usable_models(tier)
-        errors: list[ProviderError] = []
         for entry in models:
-            provider = self.registry.get(entry)
-            for attempt in range(1, self.retry.max_attempts + 1):
-                token: Any = None
-                reserved = 0.0
-                if self.budget is not None:
-                    est = Usage(-(-request.prompt_chars // 4), request.max_tokens)
-                    reserved = entry.cost(est)
-                    token = self.budget.reserve(reserved)
-                settle_with = reserved  # unknown outcome (cancelled): assume the worst
-                error: ProviderError | None = None
-                try:
-                    completion = await provider.complete(entry, request)
-                    # a cost the provider reports itself (replay) beats the token prices
-                    cost = completion.cost_usd
-                    if cost is None:
-                        cost = entry.cost(completion.usage)
-                    settle_with = cost
-                except ProviderError as exc:
-                    if exc.status_code is not None:
-                        settle_with = 0.0  # refused with an error status: not billed
-                    error = exc
-                finally:
-                    if self.budget is not None:
-                        self.budget.settle(token, settle_with)
-                if error is None:
-                    return CallResult(completion, entry, settle_with, errors)
-                errors.append(error)
-                if not error.retryable or attempt == self.retry.max_attempts:
-                    break
-                await self._sleep(self.retry.delay(attempt, error, self._rng))
+            check_priced(entry)
+        local = self.catalog.uses_local_fallback(tier)
+        if local and tier not in self._announced_local:
+            self._announced_local.add(tier)
+            log.warning(
+                "tier %s: none of its models is usable (no API key set); using the embedded "
+                "local model %s",
+                tier,
+                models[0].name if models else "-",
+            )
+        errors: list[ProviderError] = []
+        skipped: list[ModelEntry] = []
+        for entry in models:
+            br = self.breaker_for(entry)
+            if not br.allow(self.clock.monotonic()):
+                skipped.append(entry)
+                log.info("skipping %s: circuit open", entry.name)
+                continue
+            served = await self._try_model(entry, request, errors, br, probe=br.state != "closed")
+            if served is not None:
+                return self._result(served, entry, errors, skipped, local)
+        for entry in skipped:
+            # Every other model failed too: an open circuit must not make the tier unusable.
+            log.info("calling %s although its circuit is open: no other model answered", entry.name)
+            served = await self._try_model(entry, request, errors, None, probe=False)
+            if served is not None:
+                return self._result(served, entry, errors, skipped, local)
         last = errors[-1] if errors else None
-        why = str(last) if last else "no usable model (no API key set and no local model)"
+        if last is None:
+            why = "no usable model (no API key set and no local model)"
+        else:
+            why = f"{len(errors)} failed tries over {len(models)} model(s); last: {last}"
         raise ModelUnavailable(
             f"no model of tier {tier} answered: {why}",
             provider=last.provider if last else "-",
             model=last.model if last else "-",
         ) from last
+
+    def _result(
+        self,
+        served: tuple[Completion, float],
+        entry: ModelEntry,
+        errors: list[ProviderError],
+        skipped: list[ModelEntry],
+        local: bool,
+    ) -> CallResult:
+        completion, cost = served
+        return CallResult(
+            completion,
+            entry,
+            cost,
+            errors,
+            skipped=[e.name for e in skipped],
+            local_fallback=local,
+        )
+
+    async def _try_model(
+        self,
+        entry: ModelEntry,
+        request: CompletionRequest,
+        errors: list[ProviderError],
+        breaker: CircuitBreaker | None,
+        *,
+        probe: bool,
+    ) -> tuple[Completion, float] | None:
+        """Up to ``max_attempts`` tries of one model; None when it did not answer."""
+        outcome_recorded = False
+        try:
+            for attempt in range(1, self.retry.max_attempts + 1):
+                try:
+                    served = await self._attempt(entry, request)
+                except ProviderError as exc:
+                    errors.append(exc)
+                    if breaker is not None:
+                        breaker.record(not counts_as_failure(exc), self.clock.monotonic())
+                        outcome_recorded = True
+                    log.info(
+                        "%s attempt %d failed: %s (retryable=%s)",
+                        entry.name, attempt, exc, exc.retryable,
+                    )
+                    if not exc.retryable or attempt == self.retry.max_attempts:
+                        return None
+                    if self.retry.gives_up_on(exc):
+                        return None  # the server asks for a longer wait than we accept
+                    if probe or (breaker is not None and breaker.state == "open"):
+                        return None  # a failed probe, or the circuit opened: fall back now
+                    await self.clock.sleep(self.retry.delay(attempt, exc, self._rng))
+                    continue
+                if breaker is not None:
+                    breaker.record(True, self.clock.monotonic())
+                    outcome_recorded = True
+                return served
+            return None
+        finally:
+            if breaker is not None and probe and not outcome_recorded:
+                breaker.release_probe()
+
+    async def _attempt(
+        self, entry: ModelEntry, request: CompletionRequest
+    ) -> tuple[Completion, float]:
+        """One provider call under the model's limits, the budget and the attempt timeout."""
+        provider = self.registry.get(entry)
+        est_in, est_out = estimate_tokens(request.prompt_chars, request.max_tokens)
+        est_tokens = est_in + est_out
+        limits = self.limits_for(entry)
+        timeout = request.timeout_s
+        if timeout is None:
+            timeout = self.retry.attempt_timeout_s
+        async with limits.acquire(est_tokens):
+            token: Any = None
+            reserved = 0.0
+            if self.budget is not None:
+                reserved = entry.cost(Usage(input_tokens=est_in, output_tokens=est_out))
+                token = await _maybe_await(self.budget.reserve(reserved))
+            settle_with = reserved  # unknown outcome (cancelled): assume the worst
+            actual_tokens = est_tokens
+            try:
+                try:
+                    if timeout is None:
+                        completion = await provider.complete(entry, request)
+                    else:
+                        with anyio.fail_after(timeout):
+                            completion = await provider.complete(entry, request)
+                except TimeoutError:
+                    raise ProviderTimeout(
+                        f"no answer within the {timeout:g}s attempt timeout",
+                        provider=entry.provider,
+                        model=entry.model,
+                    ) from None
+                except ProviderStatusError:
+                    settle_with, actual_tokens = 0.0, 0  # refused: not billed
+                    raise
+                cost = entry.cost(completion.usage)
+                settle_with, actual_tokens = cost, completion.usage.total
+                return completion, cost
+            finally:
+                limits.settle_tokens(est_tokens, actual_tokens)
+                if self.budget is not None:
+                    with anyio.CancelScope(shield=True):
+                        await _maybe_await(self.budget.settle(token, settle_with))
+
+
+class _SleepClock:
+    """A clock from a bare ``sleep`` function (the pre-clock Gateway signature)."""
+
+    def __init__(self, sleep: Callable[[float], Awaitable[object]]) -> None:
+        self._sleep = sleep
+        self._system = SystemClock()
+
+    def monotonic(self) -> float:
+        return self._system.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await self._sleep(seconds)
+
+
+__all__ = [
+    "BreakerPolicy",
+    "Budget",
+    "CallResult",
+    "Gateway",
+    "RetryPolicy",
+    "check_priced",
+]
