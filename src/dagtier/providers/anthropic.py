@@ -4,18 +4,18 @@ The client is built with ``max_retries=0``: the gateway is the only retry layer,
 own retries do not multiply with ours. ``base_url`` comes from the catalog entry, which is
 how tests (and Anthropic-compatible servers such as llama.cpp's ``/v1/messages``) are reached.
 
-Structured output: Anthropic's ``output_config.format`` (a JSON Schema). Servers that only
-speak the Messages API shape (llama.cpp) ignore that field but honour a top-level
-``json_schema`` field, so for a ``base_url`` that is not Anthropic's the provider sends both
-(``structured_output="auto"``); pass ``"output_config"`` or ``"json_schema"`` to force one.
+Structured output: Anthropic's ``output_config.format`` (a JSON Schema), the mechanism the
+SDK supports. Anthropic-compatible servers may ignore it: llama.cpp's ``/v1/messages``
+converts the request to Chat Completions and drops ``output_config`` (and tools do not
+constrain a model whose chat template has no tool format), so for structured output from a
+llama.cpp server use its ``/v1/chat/completions`` through the ``openai`` provider.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlparse
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ContentFiltered, ProviderError, ProviderResponseError
 from ..catalog import ModelEntry
@@ -25,8 +25,6 @@ from .base import Completion, CompletionRequest
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
-
-StructuredMode = Literal["auto", "output_config", "json_schema"]
 
 
 class AnthropicProvider:
@@ -39,12 +37,10 @@ class AnthropicProvider:
         *,
         base_url: str | None = None,
         api_key_env: str | None = "ANTHROPIC_API_KEY",
-        structured_output: StructuredMode = "auto",
         default_timeout_s: float = 600.0,
     ) -> None:
         self.base_url = base_url
         self.api_key_env = api_key_env
-        self.structured_output = structured_output
         self.default_timeout_s = default_timeout_s
         self._client: AsyncAnthropic | None = None
         self._client_key: str | None = None
@@ -67,12 +63,6 @@ class AnthropicProvider:
             self._client_key = key
         return self._client
 
-    def _is_anthropic_host(self) -> bool:
-        if self.base_url is None:
-            return True
-        host = urlparse(self.base_url).hostname or ""
-        return host == "anthropic.com" or host.endswith(".anthropic.com")
-
     def build_params(self, model: ModelEntry, request: CompletionRequest) -> dict[str, Any]:
         """The keyword arguments for ``messages.create`` (public for tests and debugging)."""
         params: dict[str, Any] = {
@@ -88,11 +78,7 @@ class AnthropicProvider:
             extra["temperature"] = request.temperature
         if request.json_schema is not None:
             schema = dict(request.json_schema)
-            mode = self.structured_output
-            if mode in ("auto", "output_config"):
-                params["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
-            if mode == "json_schema" or (mode == "auto" and not self._is_anthropic_host()):
-                extra["json_schema"] = schema
+            params["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
         if extra:
             params["extra_body"] = extra
         if request.timeout_s is not None:

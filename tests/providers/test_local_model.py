@@ -1,0 +1,161 @@
+"""The real embedded model: in-process, and over loopback HTTP through the real SDKs.
+
+Tests assert structure (valid JSON that matches the schema), never wording.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import jsonschema
+import pytest
+
+from dagtier.catalog import ModelEntry, default_catalog
+from dagtier.providers import CompletionRequest, Gateway, ProviderRegistry
+from dagtier.providers.anthropic import AnthropicProvider
+from dagtier.providers.local import LocalModelServer, LocalProvider, local_model_status
+from dagtier.providers.openai import OpenAIProvider
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.slow,
+    pytest.mark.skipif(not local_model_status()[0], reason=local_model_status()[1]),
+]
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}
+TEXTS = [
+    "Alice Martin is 31 years old and lives in Lyon.",
+    "Our new colleague, Bob Chen (age 45), starts on Monday.",
+]
+
+
+def _request(text: str) -> CompletionRequest:
+    return CompletionRequest.from_prompt(
+        f"Extract the person's name and age as JSON.\n\nText: {text}",
+        system="You extract fields from text.",
+        json_schema=SCHEMA,
+        max_tokens=64,
+        temperature=0.0,
+    )
+
+
+@pytest.fixture(scope="module")
+def llama_http() -> Iterator[LocalModelServer]:
+    with LocalModelServer(n_ctx=2048) as server:
+        yield server
+
+
+def _entry(provider: str, base_url: str) -> ModelEntry:
+    return ModelEntry(
+        name=f"smollm2-over-{provider}",
+        provider=provider,  # type: ignore[arg-type]
+        model="smollm2-135m-instruct",
+        base_url=base_url,
+        api_key_env="DAGTIER_TEST_LLAMA_KEY",
+        price={"input": 0, "output": 0},  # type: ignore[arg-type]
+    )
+
+
+async def test_openai_sdk_gets_schema_valid_json_from_the_real_model_over_loopback(
+    llama_http: LocalModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Structured output through the real openai SDK and HTTP validates against its schema."""
+    monkeypatch.setenv("DAGTIER_TEST_LLAMA_KEY", llama_http.api_key)
+    entry = _entry("openai", llama_http.openai_base_url)
+    provider = OpenAIProvider(base_url=entry.base_url, api_key_env="DAGTIER_TEST_LLAMA_KEY")
+    for text in TEXTS:
+        c = await provider.complete(entry, _request(text))
+        jsonschema.validate(json.loads(c.text), SCHEMA)
+        assert c.usage.input_tokens + c.usage.cache_read_tokens > 0
+        assert c.usage.output_tokens > 0
+        assert c.model == "smollm2-135m-instruct"
+    await provider.aclose()
+
+
+async def test_anthropic_sdk_talks_to_the_real_model_over_loopback(
+    llama_http: LocalModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real anthropic SDK gets a completion with usage from llama.cpp's /v1/messages.
+
+    llama.cpp's Messages route drops ``output_config``, so only the free-text path is
+    asserted here; structured output from llama.cpp goes through Chat Completions.
+    """
+    monkeypatch.setenv("DAGTIER_TEST_LLAMA_KEY", llama_http.api_key)
+    entry = _entry("anthropic", llama_http.base_url)
+    provider = AnthropicProvider(base_url=entry.base_url, api_key_env="DAGTIER_TEST_LLAMA_KEY")
+    c = await provider.complete(
+        entry,
+        CompletionRequest.from_prompt(
+            "Name three colours.", system="Answer briefly.", max_tokens=24, temperature=0.0
+        ),
+    )
+    await provider.aclose()
+    assert c.text.strip()
+    assert c.usage.input_tokens + c.usage.cache_read_tokens > 0
+    assert 0 < c.usage.output_tokens <= 24
+    assert c.meta["finish_reason"] in ("end_turn", "max_tokens")
+
+
+async def test_wrong_key_on_loopback_is_an_auth_error(
+    llama_http: LocalModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loopback server rejects a wrong key with 401, mapped to AuthError, not retried."""
+    from dagtier._exceptions import AuthError
+
+    monkeypatch.setenv("DAGTIER_TEST_LLAMA_KEY", "sk-wrong-key-0123456789")
+    entry = _entry("openai", llama_http.openai_base_url)
+    provider = OpenAIProvider(base_url=entry.base_url, api_key_env="DAGTIER_TEST_LLAMA_KEY")
+    with pytest.raises(AuthError) as info:
+        await provider.complete(entry, _request(TEXTS[0]))
+    await provider.aclose()
+    assert not info.value.retryable
+    assert "sk-wrong-key-0123456789" not in str(info.value)
+
+
+async def test_local_provider_in_process_extracts_schema_valid_json() -> None:
+    """The embedded model answers in-process, free, marked local, with valid JSON."""
+    catalog = default_catalog()
+    entry = catalog.model("local-smollm2")
+    provider = LocalProvider(n_ctx=2048)
+    gateway = Gateway(catalog, ProviderRegistry({"local": provider}))
+    start = time.perf_counter()
+    for text in TEXTS:
+        c = await provider.complete(entry, _request(text))
+        jsonschema.validate(json.loads(c.text), SCHEMA)
+        assert c.meta["local"] is True
+        assert entry.cost(c.usage) == 0.0
+    elapsed = time.perf_counter() - start
+    assert elapsed < 30
+    # Free-text generation works too, and a long one reports its speed.
+    long = await provider.complete(
+        entry, CompletionRequest.from_prompt("Write a short story about a cat.", max_tokens=64)
+    )
+    assert long.text.strip() and long.usage.output_tokens > 0
+    print(f"\nlocal model: {long.meta['tokens_per_s']:.0f} tokens/s over "
+          f"{long.usage.output_tokens} tokens")
+    await gateway.registry.aclose()
+    await provider.aclose()
+
+
+async def test_local_provider_maps_context_overflow_and_bad_schema() -> None:
+    """A prompt over the context window and an invalid schema are non-retryable errors."""
+    from dagtier._exceptions import BadRequest, ContextTooLong
+
+    entry = default_catalog().model("local-smollm2")
+    provider = LocalProvider(n_ctx=256)
+    with pytest.raises(ContextTooLong) as info:
+        await provider.complete(entry, CompletionRequest.from_prompt("word " * 600))
+    assert not info.value.retryable
+    bad = CompletionRequest.from_prompt(
+        "hi", json_schema={"type": "object", "properties": {"a": {"type": "nonsense"}}}
+    )
+    with pytest.raises(BadRequest):
+        await provider.complete(entry, bad)
+    await provider.aclose()
