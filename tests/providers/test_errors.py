@@ -59,8 +59,20 @@ def test_retry_after_is_read_from_seconds_milliseconds_and_http_dates(
 
 @pytest.mark.parametrize(
     ("status", "retryable"),
-    [(400, False), (401, False), (403, False), (404, False), (408, True), (409, True),
-     (422, False), (429, True), (500, True), (502, True), (503, True), (529, True)],
+    [
+        (400, False),
+        (401, False),
+        (403, False),
+        (404, False),
+        (408, True),
+        (409, True),
+        (422, False),
+        (429, True),
+        (500, True),
+        (502, True),
+        (503, True),
+        (529, True),
+    ],
 )
 def test_status_codes_decide_retryable(status: int, retryable: bool) -> None:
     """408, 409, 429 and >= 500 are retryable; other statuses are not."""

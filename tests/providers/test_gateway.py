@@ -7,7 +7,7 @@ from typing import Any
 import anyio
 import pytest
 from _fault_server import FaultServer
-from conftest import FakeClock, make_catalog
+from _helpers import FakeClock, make_catalog
 
 from dagtier._exceptions import (
     AuthError,
@@ -83,11 +83,13 @@ async def test_primary_down_every_call_falls_back_within_the_tier(
 ) -> None:
     """When the primary fails every try, the next model of the same tier serves."""
     fault_server.fail_rate("a-primary", 1.0)
-    catalog = make_catalog(
-        fault_server.base_url, {1: ["a-primary", "o-backup"], 2: ["a-strong"]}
+    catalog = make_catalog(fault_server.base_url, {1: ["a-primary", "o-backup"], 2: ["a-strong"]})
+    gateway = Gateway(
+        catalog,
+        clock=clock,
+        retry=RetryPolicy(attempt_timeout_s=0.4),
+        breaker=BreakerPolicy(min_calls=1000),
     )
-    gateway = Gateway(catalog, clock=clock, retry=RetryPolicy(attempt_timeout_s=0.4),
-                      breaker=BreakerPolicy(min_calls=1000))
     fault_server.slow_s = 1.0
     for _ in range(5):
         r = await gateway.call(1, _req())
@@ -122,9 +124,7 @@ async def test_observed_delays_honour_retry_after_on_every_attempt(
     fault_server: FaultServer, fake_keys: dict[str, str], clock: FakeClock
 ) -> None:
     """Each retry waits for the Retry-After of the error at hand, else backs off with jitter."""
-    fault_server.script(
-        "o-model", ["429:ra=7", "429:ra-ms=1500", "503", "429:date=20", "ok"]
-    )
+    fault_server.script("o-model", ["429:ra=7", "429:ra-ms=1500", "503", "429:date=20", "ok"])
     catalog = make_catalog(fault_server.base_url, {1: ["o-model"]})
     gateway = Gateway(catalog, clock=clock, retry=RetryPolicy(max_attempts=5))
     r = await gateway.call(1, _req())
@@ -226,8 +226,12 @@ def _python_catalog(**limits: Any) -> Any:
     return catalog_from_dict(
         {
             "models": {
-                "py": {"provider": "python", "model": "py-model",
-                       "price": {"input": 1.0, "output": 2.0}, **limits},
+                "py": {
+                    "provider": "python",
+                    "model": "py-model",
+                    "price": {"input": 1.0, "output": 2.0},
+                    **limits,
+                },
             },
             "tiers": {1: ["py"]},
         }
@@ -360,8 +364,12 @@ async def test_unpriced_paid_model_fails_loudly_before_any_call(
     catalog = catalog_from_dict(
         {
             "models": {
-                "free?": {"provider": "openai", "model": "o-x", "api_key_env": "TEST_OPENAI_KEY",
-                          "price": {"input": 0, "output": 0}},
+                "free?": {
+                    "provider": "openai",
+                    "model": "o-x",
+                    "api_key_env": "TEST_OPENAI_KEY",
+                    "price": {"input": 0, "output": 0},
+                },
             },
             "tiers": {1: ["free?"]},
         }

@@ -8,7 +8,7 @@ import traceback
 
 import pytest
 from _fault_server import FaultServer
-from conftest import FakeClock, make_catalog
+from _helpers import FakeClock, make_catalog
 
 from dagtier._exceptions import (
     AuthError,
@@ -185,11 +185,21 @@ async def test_golden_cost_from_a_realistic_usage_block(
     assert result.cost == pytest.approx(expected_usd, rel=1e-12, abs=0)
     u = result.completion.usage
     if anthropic:
-        assert (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
-                u.reasoning_tokens) == (1200, 300, 10000, 2000, 200)
+        assert (
+            u.input_tokens,
+            u.output_tokens,
+            u.cache_read_tokens,
+            u.cache_write_tokens,
+            u.reasoning_tokens,
+        ) == (1200, 300, 10000, 2000, 200)
     else:
-        assert (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
-                u.reasoning_tokens) == (4000, 500, 8000, 0, 400)
+        assert (
+            u.input_tokens,
+            u.output_tokens,
+            u.cache_read_tokens,
+            u.cache_write_tokens,
+            u.reasoning_tokens,
+        ) == (4000, 500, 8000, 0, 400)
 
 
 # ---------------------------------------------------------------- secrets

@@ -138,8 +138,10 @@ async def test_local_provider_in_process_extracts_schema_valid_json() -> None:
         entry, CompletionRequest.from_prompt("Write a short story about a cat.", max_tokens=64)
     )
     assert long.text.strip() and long.usage.output_tokens > 0
-    print(f"\nlocal model: {long.meta['tokens_per_s']:.0f} tokens/s over "
-          f"{long.usage.output_tokens} tokens")
+    print(
+        f"\nlocal model: {long.meta['tokens_per_s']:.0f} tokens/s over "
+        f"{long.usage.output_tokens} tokens"
+    )
     await gateway.registry.aclose()
     await provider.aclose()
 

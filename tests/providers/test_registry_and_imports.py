@@ -43,8 +43,9 @@ def test_registry_builds_one_provider_per_endpoint_and_key() -> None:
     py = PythonProvider(lambda e, r: "x")
     assert ProviderRegistry({"openai": py}).get(mini) is py
     with pytest.raises(CatalogError, match="needs an object passed"):
-        ProviderRegistry().get(ModelEntry(provider="python", model="f",
-                                          price={"input": 0, "output": 0}))  # type: ignore[arg-type]
+        ProviderRegistry().get(
+            ModelEntry(provider="python", model="f", price={"input": 0, "output": 0})
+        )  # type: ignore[arg-type]
 
 
 async def test_a_missing_key_is_a_non_retryable_auth_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -71,8 +72,14 @@ def test_the_documented_catalog_entries_are_valid() -> None:
     for block in blocks:
         f = parse_catalog_file(block, str(doc))
         catalog = default_catalog().with_overrides(f, str(doc))
-        assert {"ollama-qwen", "vllm-qwen", "llamacpp", "openrouter-gpt-4o-mini",
-                "gemini-2.5-flash", "litellm-haiku"} <= set(catalog.models)
+        assert {
+            "ollama-qwen",
+            "vllm-qwen",
+            "llamacpp",
+            "openrouter-gpt-4o-mini",
+            "gemini-2.5-flash",
+            "litellm-haiku",
+        } <= set(catalog.models)
         reg = ProviderRegistry()
         for name in f.models:
             entry = catalog.model(name)

@@ -283,7 +283,10 @@ class Gateway:
                         outcome_recorded = True
                     log.info(
                         "%s attempt %d failed: %s (retryable=%s)",
-                        entry.name, attempt, exc, exc.retryable,
+                        entry.name,
+                        attempt,
+                        exc,
+                        exc.retryable,
                     )
                     if not exc.retryable or attempt == self.retry.max_attempts:
                         return None
