@@ -402,7 +402,7 @@ async def test_local_fallback_is_announced(
         return Completion("{}", entry.model, Usage(5, 5), meta={"local": True})
 
     gateway = Gateway(catalog, ProviderRegistry({"local": PythonProvider(fake_local)}))
-    with caplog.at_level("WARNING", logger="dagtier.providers"):
+    with caplog.at_level("INFO", logger="dagtier.providers"):
         r1 = await gateway.call(1, _req())
         r2 = await gateway.call(1, _req())
     assert r1.local_fallback and r2.local_fallback

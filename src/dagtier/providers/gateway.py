@@ -209,7 +209,8 @@ class Gateway:
         local = self.catalog.uses_local_fallback(tier)
         if local and tier not in self._announced_local:
             self._announced_local.add(tier)
-            log.warning(
+            # INFO, not WARNING: the CLI announces it to the user; this is for the log file.
+            log.info(
                 "tier %s: none of its models is usable (no API key set); using the embedded "
                 "local model %s",
                 tier,
