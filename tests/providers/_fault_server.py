@@ -157,7 +157,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_raw(200, b'{"id": "broken", "choices": [{"message": ', extra)
             return
         if kind in ("ok", "empty"):
-            self._send(200, self._answer(body, model, anthropic, empty=kind == "empty"), extra)
+            answer = self._answer(body, model, anthropic, empty=kind == "empty")
+            if arg == "length":
+                answer["choices"][0]["finish_reason"] = "length"
+            self._send(200, answer, extra)
             return
         status = int(kind)
         if arg.startswith("ra="):

@@ -238,3 +238,16 @@ async def test_api_keys_never_appear_in_errors_reprs_or_logs(
     for key in fake_keys.values():
         assert key not in blob
         assert key[-12:] not in blob  # no tail of it either
+
+
+async def test_an_empty_completion_cut_by_the_token_limit_is_not_retried(
+    fault_server: FaultServer, fake_keys: dict[str, str]
+) -> None:
+    """No text because max_tokens ran out (reasoning ate them) would repeat: not retryable."""
+    entry = make_catalog(fault_server.base_url, {1: ["o-model"]}).model("o-model")
+    provider = OpenAIProvider(base_url=entry.base_url, api_key_env=entry.api_key_env)
+    fault_server.script("o-model", ["empty:length"])
+    with pytest.raises(ProviderResponseError) as info:
+        await provider.complete(entry, CompletionRequest.from_prompt("hi"))
+    await provider.aclose()
+    assert not info.value.retryable

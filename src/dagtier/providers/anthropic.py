@@ -126,6 +126,9 @@ class AnthropicProvider:
                 model=model.model,
                 status_code=200,
                 request_id=request_id,
+                # Out of tokens before any text (reasoning ate them): the same request
+                # would end the same way, so do not pay for it again.
+                retryable=stop not in ("max_tokens",),
             )
         return Completion(
             text=text,

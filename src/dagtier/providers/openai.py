@@ -134,6 +134,9 @@ class OpenAIProvider:
                 model=model.model,
                 status_code=200,
                 request_id=request_id,
+                # Out of tokens before any text (reasoning ate them): the same request
+                # would end the same way, so do not pay for it again.
+                retryable=finish not in ("length",),
             )
         return Completion(
             text=text,
