@@ -408,3 +408,15 @@ async def test_local_fallback_is_announced(
     assert r1.local_fallback and r2.local_fallback
     assert r1.cost == 0.0 and r1.model.is_local
     assert sum("embedded local model" in m for m in caplog.messages) == 1
+
+
+async def test_a_cost_reported_by_the_provider_beats_the_token_prices() -> None:
+    """Completion.cost_usd (the replay provider's recorded cost) is the call's cost."""
+    from dagtier.catalog import Usage
+
+    def fn(entry: ModelEntry, request: CompletionRequest) -> Completion:
+        return Completion("x", entry.model, Usage(1000, 1000), cost_usd=0.25)
+
+    gateway = Gateway(_python_catalog(), ProviderRegistry({"python": PythonProvider(fn)}))
+    r = await gateway.call(1, _req())
+    assert r.cost == 0.25

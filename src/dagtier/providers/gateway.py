@@ -341,7 +341,10 @@ class Gateway:
                 except ProviderStatusError:
                     settle_with, actual_tokens = 0.0, 0  # refused: not billed
                     raise
-                cost = entry.cost(completion.usage)
+                # A cost the provider reports itself (replay) beats the token prices.
+                cost = completion.cost_usd
+                if cost is None:
+                    cost = entry.cost(completion.usage)
                 settle_with, actual_tokens = cost, completion.usage.total
                 return completion, cost
             finally:
