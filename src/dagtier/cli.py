@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -328,13 +329,17 @@ def run(
         guarded(lambda: executor.coerce_inputs(wf, given))
     ttl = guarded(lambda: parse_duration(cache_ttl, "--cache-ttl"))
     run_store = guarded(lambda: open_store(store))
-    for t in (1, 2, 3):
-        used = {n for n in wf.nodes if _may_use_tier(wf, n, t)}
-        if used and cat.uses_local_fallback(t):
-            _err(
-                f"note: no API key for tier {t}: running it on the local model "
-                f"'{cat.local_fallback}' (in-process, free, small)"
-            )
+    local = [
+        str(t)
+        for t in (1, 2, 3)
+        if cat.uses_local_fallback(t) and any(_may_use_tier(wf, n, t) for n in wf.nodes)
+    ]
+    if local:
+        _err(
+            f"note: no API key for tier{'s' if len(local) > 1 else ''} {', '.join(local)}: running "
+            f"{'it' if len(local) == 1 else 'them'} on the local model '{cat.local_fallback}' "
+            "(in-process, free, small; see `dagtier models`)"
+        )
 
     from .report.live import LiveView, live_enabled
     from .telemetry import LogSubscriber
@@ -409,7 +414,11 @@ def _console() -> Any:
     """stdout for people: rich honours NO_COLOR, FORCE_COLOR and TTY detection."""
     from rich.console import Console
 
-    return Console(soft_wrap=True)
+    console = Console(soft_wrap=True)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # piped or captured: no terminal to fit, so do not squeeze tables into 80 columns
+        console = Console(soft_wrap=True, width=120)
+    return console
 
 
 def _print_summary(result: Any) -> None:
@@ -419,7 +428,9 @@ def _print_summary(result: Any) -> None:
     table = Table(title=f"run {result.run_id}: {result.status}")
     for col in ("node", "status", "tier", "model", "attempts", "tokens", "cost $", "secs"):
         table.add_column(
-            col, justify="right" if col in ("attempts", "tokens", "cost $", "secs") else "left"
+            col,
+            justify="right" if col in ("attempts", "tokens", "cost $", "secs") else "left",
+            overflow="fold",  # a model name cut to "local-sm…" says nothing
         )
     for r in result.nodes.values():
         table.add_row(

@@ -5,7 +5,7 @@ fails its checks does. Every attempt is kept, in order, on the node's result."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 from .._types import Tier
 from ..results import Attempt
@@ -28,17 +28,31 @@ async def cascade_from(
         AttemptFailed: a tier could not be reached at all (availability, not quality).
     """
     last = None
-    for tier in range(start, top + 1):
+    served: list[str] | None = None
+    for t in range(start, top + 1):
+        tier = cast(Tier, t)
+        models = [m.name for m in ctx.gateway.catalog.usable_models(tier)]
+        if last is not None and models == served:
+            # e.g. no API key for tiers 1 and 2, which both fall back to the local model:
+            # asking the same model again is not an escalation, only a second bill. The
+            # tier counts as tried; the next distinct tier is the real next step up.
+            ctx.decide(
+                tier,
+                f"tier {tier} serves the same model(s) as tier {last.tier} "
+                f"({', '.join(models)}): counted as tried",
+            )
+            continue
+        served = models
         if last is not None:
             ctx.decide(
-                tier,  # type: ignore[arg-type]
+                tier,
                 f"tier {last.tier} answer failed its checks ({last.reason}): escalating to tier {tier}",
             )
-        last = await ctx.attempt(tier, record_evidence=record_evidence, half_life=half_life)  # type: ignore[arg-type]
+        last = await ctx.attempt(tier, record_evidence=record_evidence, half_life=half_life)
         if last.verdict != "fail":
             return Outcome("succeeded", last)
     assert last is not None
-    return exhausted(last, top, on_exhausted)
+    return exhausted(last, last.tier, on_exhausted)
 
 
 def exhausted(
