@@ -35,11 +35,18 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     return f"did you mean '{match[0]}'?" if match else None
 
 
-def load_yaml(text: str, source: str) -> tuple[Any, Positions]:
+def load_yaml(
+    text: str, source: str, *, problems: list[SpecIssue] | None = None
+) -> tuple[Any, Positions]:
     """Parse ``text``; return the data and a map from field path to (line, column), 1-based.
 
+    Args:
+        problems: when given, a key given twice is appended here (the later value wins in
+            the data) so the caller can report it with the document's other problems;
+            otherwise it raises at once.
+
     Raises:
-        SpecError: on a YAML syntax error or a key given twice in one mapping.
+        SpecError: on a YAML syntax error, or a key given twice when ``problems`` is None.
     """
     loader = yaml.SafeLoader(text)
     try:
@@ -50,13 +57,20 @@ def load_yaml(text: str, source: str) -> tuple[Any, Positions]:
         issues: list[SpecIssue] = []
         _walk(root, (), positions, issues)
         if issues:
-            raise SpecError(source=source, issues=issues)
+            if problems is None:
+                raise SpecError(source=source, issues=issues)
+            problems.extend(issues)
         data = loader.construct_document(root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or "invalid YAML"
         if exc.context:
             problem = f"{exc.context}, {problem}"
+        ctx = exc.context_mark
+        if ctx is not None and mark is not None and ctx.line != mark.line:
+            # the error is often found far below its cause (an unclosed quote at the end of
+            # the file): say where the construct began, too
+            problem += f" (it began on line {ctx.line + 1}, column {ctx.column + 1})"
         raise SpecError(
             source=source,
             issues=[
@@ -88,18 +102,27 @@ def _walk(node: yaml.Node, path: PathKey, positions: Positions, issues: list[Spe
                 continue
             line = key_node.start_mark.line + 1
             if key in seen:
+                is_node = path == ("nodes",)
                 issues.append(
                     SpecIssue(
                         path=format_path((*path, key)),
-                        message=f"'{key}' is given twice (first on line {seen[key]})",
-                        code="duplicate-key",
+                        message=(
+                            f"node id '{key}' is used twice (first on line {seen[key]})"
+                            if is_node
+                            else f"'{key}' is given twice (first on line {seen[key]})"
+                        ),
+                        code="duplicate-node-id" if is_node else "duplicate-key",
                         line=line,
                         column=key_node.start_mark.column + 1,
-                        hint="rename one of them; ids must be unique",
+                        hint="rename one of them: node ids must be unique"
+                        if is_node
+                        else "keep one of them: the later one would silently win",
                     )
                 )
-                continue
-            seen[key] = line
+            else:
+                seen[key] = line
+            # the later value is the one in the data (PyYAML keeps the last), so its
+            # positions are the ones the other issues must point at
             # a key's own position is more useful than its value's for "unknown key" errors
             _walk(value_node, (*path, key), positions, issues)
             positions[(*path, key, "__key__")] = (line, key_node.start_mark.column + 1)
@@ -120,6 +143,25 @@ def locate(
             return positions[p]
         p = p[:-1]
     return positions.get((), (None, None))
+
+
+_TYPE_NAMES = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "string": "a string",
+    "dict": "a mapping (key: value lines)",
+    "list": "a list",
+    "model": "a mapping (key: value lines)",
+}
+
+
+def _wrong_type(kind: str) -> str | None:
+    """``int_parsing`` -> 'an integer': the expected type of a pydantic type error."""
+    for suffix in ("_type", "_parsing", "_attributes_type"):
+        if kind.endswith(suffix):
+            return _TYPE_NAMES.get(kind[: -len(suffix)])
+    return None
 
 
 _PYDANTIC_CODES = {
@@ -170,8 +212,21 @@ def issues_from_validation_error(
                 hint = f"add '{loc[-1]}:' here"
             elif message.startswith("Value error, "):
                 message = message[len("Value error, ") :]
+            elif (expected := _wrong_type(kind)) is not None:
+                message = f"expected {expected}, got {_short(err.get('input'))}"
+                code = "wrong-type"
             elif kind.endswith("_type") or kind.endswith("_parsing"):
                 message = f"{message}, got {_short(err.get('input'))}"
+                code = "wrong-type"
+            elif kind == "union_tag_invalid":
+                ctx = err.get("ctx") or {}
+                field = str(ctx.get("discriminator", "")).strip("'")
+                tag = str(ctx.get("tag", ""))
+                tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
+                message = f"unknown {field} '{tag}'; expected one of: {', '.join(tags)}"
+                hint = did_you_mean(tag, tags)
+                if field:
+                    loc = (*loc, field)
             line, col = locate(positions, loc)
         issues.append(
             SpecIssue(

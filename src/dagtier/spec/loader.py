@@ -73,7 +73,8 @@ def parse_workflow(text: str, source: str = "<string>") -> m.Workflow:
     Raises:
         SpecError: every problem found, each with its field path, line and column.
     """
-    data, positions = load_yaml(text, source)
+    issues: list[SpecIssue] = []
+    data, positions = load_yaml(text, source, problems=issues)
     if not isinstance(data, dict):
         raise SpecError(
             source=source,
@@ -88,13 +89,15 @@ def parse_workflow(text: str, source: str = "<string>") -> m.Workflow:
                 )
             ],
         )
+    wf = None
     try:
         wf = m.Workflow.model_validate(data)
     except ValidationError as exc:
-        issues = issues_from_validation_error(exc, positions, data, field_choices=_field_choices())
-        raise SpecError(source=source, issues=_sorted(issues)) from None
-    issues = check_semantics(wf, positions)
-    if issues:
+        issues += issues_from_validation_error(exc, positions, data, field_choices=_field_choices())
+    # the graph and template checks read the raw document, so they run even when some
+    # field has the wrong type: one `dagtier validate` lists every problem
+    issues += check_semantics(data, positions)
+    if issues or wf is None:
         raise SpecError(source=source, issues=_sorted(issues))
     wf._source = source
     return wf
@@ -113,9 +116,45 @@ def _sorted(issues: list[SpecIssue]) -> list[SpecIssue]:
     return sorted(issues, key=lambda i: (i.line or 0, i.column or 0, i.path))
 
 
-def check_semantics(wf: m.Workflow, positions: Positions) -> list[SpecIssue]:
-    """The checks pydantic cannot do alone: ids, dependencies, cycles, template references."""
+def _str_list(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _raw_view(
+    data: dict[str, Any],
+) -> tuple[dict[str, tuple[list[str], str | None, str | None]], set[str], dict[str, str]]:
+    """Node id -> (depends_on, prompt, system), input names and outputs, read from the raw
+    document. Values of the wrong type are left out: the model validation reports those."""
+    raw_nodes = data.get("nodes")
+    nodes: dict[str, tuple[list[str], str | None, str | None]] = {}
+    if isinstance(raw_nodes, dict):
+        for nid, node in raw_nodes.items():
+            node = node if isinstance(node, dict) else {}
+            prompt, system = node.get("prompt"), node.get("system")
+            nodes[str(nid)] = (
+                _str_list(node.get("depends_on")),
+                prompt if isinstance(prompt, str) else None,
+                system if isinstance(system, str) else None,
+            )
+    raw_inputs = data.get("inputs")
+    inputs = {str(k) for k in raw_inputs} if isinstance(raw_inputs, dict) else set()
+    raw_outputs = data.get("outputs")
+    outputs = (
+        {str(k): v for k, v in raw_outputs.items() if isinstance(v, str)}
+        if isinstance(raw_outputs, dict)
+        else {}
+    )
+    return nodes, inputs, outputs
+
+
+def check_semantics(data: dict[str, Any], positions: Positions) -> list[SpecIssue]:
+    """The checks pydantic cannot do alone: ids, dependencies, cycles, template references.
+
+    Works on the raw document (not the validated model) so that it runs, and reports, even
+    when the model validation failed elsewhere.
+    """
     issues: list[SpecIssue] = []
+    nodes, declared_inputs, outputs = _raw_view(data)
 
     def add(
         path: tuple[str | int, ...],
@@ -131,7 +170,7 @@ def check_semantics(wf: m.Workflow, positions: Positions) -> list[SpecIssue]:
             line += line_offset
         issues.append(SpecIssue(format_path(path), message, code, line, col, hint))
 
-    node_ids = list(wf.nodes)
+    node_ids = list(nodes)
     for nid in node_ids:
         if not m.is_identifier(nid):
             add(
@@ -153,8 +192,8 @@ def check_semantics(wf: m.Workflow, positions: Positions) -> list[SpecIssue]:
 
     g = nx.DiGraph()
     g.add_nodes_from(node_ids)
-    for nid, node in wf.nodes.items():
-        for i, dep in enumerate(node.depends_on):
+    for nid, (depends_on, _, _) in nodes.items():
+        for i, dep in enumerate(depends_on):
             path = ("nodes", nid, "depends_on", i)
             if dep == nid:
                 add(
@@ -163,7 +202,7 @@ def check_semantics(wf: m.Workflow, positions: Positions) -> list[SpecIssue]:
                     "self-dependency",
                     "remove it from depends_on",
                 )
-            elif dep not in wf.nodes:
+            elif dep not in nodes:
                 hint = (
                     did_you_mean(dep, node_ids) or f"nodes defined: {', '.join(sorted(node_ids))}"
                 )
@@ -178,11 +217,8 @@ def check_semantics(wf: m.Workflow, positions: Positions) -> list[SpecIssue]:
             "dependency-cycle",
             "remove one of these dependencies; a workflow must be a DAG",
         )
-        ancestors: dict[str, set[str]] = {n: set() for n in node_ids}
-    else:
-        ancestors = {n: nx.ancestors(g, n) for n in node_ids}
-
-    declared_inputs = set(wf.inputs)
+    # defined on a cyclic graph too, so a cycle does not also flag every template in it
+    ancestors: dict[str, set[str]] = {n: nx.ancestors(g, n) for n in node_ids}
 
     def check_template(
         path: tuple[str | int, ...], source: str, allowed_nodes: set[str] | None, owner: str | None
@@ -201,7 +237,7 @@ def check_semantics(wf: m.Workflow, positions: Positions) -> list[SpecIssue]:
         for name in sorted(refs.names):
             if name == "inputs":
                 continue
-            if name not in wf.nodes:
+            if name not in nodes:
                 choices = [*node_ids, "inputs"]
                 hint = did_you_mean(name, choices) or (
                     f"templates may use inputs.NAME or an upstream node id ({', '.join(sorted(node_ids))})"
@@ -231,12 +267,13 @@ def check_semantics(wf: m.Workflow, positions: Positions) -> list[SpecIssue]:
             )
             add(path, f"template uses undeclared input '{name}'", "undeclared-input", hint)
 
-    for nid, node in wf.nodes.items():
+    for nid, (_, prompt, system) in nodes.items():
         allowed = ancestors.get(nid, set())
-        check_template(("nodes", nid, "prompt"), node.prompt, allowed, nid)
-        if node.system:
-            check_template(("nodes", nid, "system"), node.system, allowed, nid)
-    for name, source in wf.outputs.items():
+        if prompt:
+            check_template(("nodes", nid, "prompt"), prompt, allowed, nid)
+        if system:
+            check_template(("nodes", nid, "system"), system, allowed, nid)
+    for name, source in outputs.items():
         check_template(("outputs", name), source, None, None)
     return issues
 

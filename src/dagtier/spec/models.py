@@ -5,12 +5,38 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
-from .._types import Tier
+from .._types import TIERS
+from .._types import Tier as _Tier
 
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _ID_RE = re.compile(ID_PATTERN)
+
+
+def _check_tier(value: Any) -> Any:
+    # before pydantic's literal check, whose "Input should be 1, 2 or 3" says nothing of
+    # what a tier is; the error type becomes the issue code 'unknown-tier'
+    if isinstance(value, bool) or value not in TIERS:
+        raise PydanticCustomError(
+            "unknown_tier",
+            "tier must be 1, 2 or 3 (1 cheap, 2 mid, 3 frontier), got {value}",
+            {"value": repr(value)},
+        )
+    return value
+
+
+Tier = Annotated[_Tier, BeforeValidator(_check_tier)]
+"""A model tier as written in a workflow: 1, 2 or 3, with a message that says what they are."""
 
 
 class _Model(BaseModel):
@@ -142,9 +168,11 @@ class CascadePolicy(_Model):
     @model_validator(mode="after")
     def _start_le_max(self) -> CascadePolicy:
         if self.start > self.max:
-            raise ValueError(
-                f"start tier {self.start} is above max tier {self.max}; "
-                f"set start <= max (e.g. start: {self.max})"
+            raise PydanticCustomError(
+                "impossible_policy",
+                "start tier {start} is above max tier {max}: the cascade could never run; "
+                "set start <= max (e.g. start: {max})",
+                {"start": self.start, "max": self.max},
             )
         return self
 
@@ -165,8 +193,11 @@ class AdaptivePolicy(_Model):
     @model_validator(mode="after")
     def _min_le_max(self) -> AdaptivePolicy:
         if self.min_tier > self.max_tier:
-            raise ValueError(
-                f"min_tier {self.min_tier} is above max_tier {self.max_tier}; set min_tier <= max_tier"
+            raise PydanticCustomError(
+                "impossible_policy",
+                "min_tier {min_tier} is above max_tier {max_tier}: no tier is allowed; "
+                "set min_tier <= max_tier",
+                {"min_tier": self.min_tier, "max_tier": self.max_tier},
             )
         return self
 
@@ -261,7 +292,9 @@ class Workflow(_Model):
     @classmethod
     def _not_empty(cls, value: dict[str, Node]) -> dict[str, Node]:
         if not value:
-            raise ValueError("the workflow has no nodes; add at least one under 'nodes:'")
+            raise PydanticCustomError(
+                "empty_workflow", "the workflow has no nodes; add at least one under 'nodes:'"
+            )
         return value
 
     # --- resolved view: what a node actually runs with -----------------------------------
