@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import networkx as nx
 
 from ._exceptions import GraphError
-from .spec.models import Workflow
+
+if TYPE_CHECKING:  # spec's loader imports this module: a runtime import would be circular
+    from .spec.models import Workflow
 
 
 def build_graph(workflow: Workflow) -> nx.DiGraph:
