@@ -3,6 +3,8 @@ is found and named, the critical path is the longest path, drawings carry policy
 
 from __future__ import annotations
 
+import itertools
+
 import networkx as nx
 import pytest
 from hypothesis import given, settings
@@ -40,9 +42,7 @@ def workflow_of(g: nx.DiGraph) -> Workflow:
     return Workflow.model_validate(
         {
             "name": "g",
-            "nodes": {
-                n: {"prompt": "p", "depends_on": sorted(g.predecessors(n))} for n in g.nodes
-            },
+            "nodes": {n: {"prompt": "p", "depends_on": sorted(g.predecessors(n))} for n in g.nodes},
         }
     )
 
@@ -86,7 +86,7 @@ def test_closing_a_cycle_is_always_found_and_named(g: nx.DiGraph, data: st.DataO
     cycle = find_cycle(cyclic)
     assert cycle is not None
     assert cycle[0] == cycle[-1]
-    for a, b in zip(cycle, cycle[1:], strict=False):
+    for a, b in itertools.pairwise(cycle):
         assert cyclic.has_edge(a, b)
     if u == v:
         return  # a self-loop is reported as self-dependency by the loader instead
@@ -102,7 +102,7 @@ def test_closing_a_cycle_is_always_found_and_named(g: nx.DiGraph, data: st.DataO
     assert issue.message.startswith("dependency cycle: ")
     named = issue.message.removeprefix("dependency cycle: ").split(" -> ")
     assert named[0] == named[-1] and len(named) >= 3
-    for a, b in zip(named, named[1:], strict=False):
+    for a, b in itertools.pairwise(named):
         assert cyclic.has_edge(a, b)
 
 
@@ -124,7 +124,7 @@ def test_critical_path_is_the_longest_weighted_path(g: nx.DiGraph, data: st.Data
     equals the longest path found by networkx."""
     dur = {n: data.draw(st.floats(min_value=0.0, max_value=10.0)) for n in sorted(g.nodes)}
     path, length = critical_path(g, dur)
-    for a, b in zip(path, path[1:], strict=False):
+    for a, b in itertools.pairwise(path):
         assert g.has_edge(a, b)
     assert length == pytest.approx(sum(dur[n] for n in path))
     # networkx's longest path over edge weights: put each node's duration on its in-edges
