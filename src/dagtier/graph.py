@@ -34,13 +34,67 @@ def build_graph(workflow: Workflow) -> nx.DiGraph:
 
 
 def find_cycle(g: nx.DiGraph) -> list[str] | None:
-    """One cycle as a closed path ``[a, b, ..., a]``, or None. Deterministic for a given graph."""
-    try:
-        edges = nx.find_cycle(g, source=sorted(g.nodes))
-    except nx.NetworkXNoCycle:
+    """One cycle as a closed path ``[a, b, ..., a]``, or None. Deterministic for a given graph.
+
+    Linear in the graph's size: an acyclic check first, then, only for a cyclic graph, the
+    shortest cycle through the smallest node of the first strongly connected component.
+    (``nx.find_cycle`` from a sorted list of sources re-walked edges from each source: it
+    took seconds on a 1,000-node workflow.)
+    """
+    if nx.is_directed_acyclic_graph(g):
         return None
-    path = [str(u) for u, _ in edges]
-    return [*path, path[0]]
+    loops = sorted(n for n in g.nodes if g.has_edge(n, n))
+    components = [c for c in nx.strongly_connected_components(g) if len(c) > 1]
+    candidates = [min(c) for c in components] + loops
+    start = min(candidates)
+    if g.has_edge(start, start):
+        return [str(start), str(start)]
+    # breadth-first from start, neighbours in sorted order, until an edge leads back to it
+    parent: dict[str, str] = {}
+    frontier = [start]
+    seen = {start}
+    while frontier:
+        nxt: list[str] = []
+        for u in frontier:
+            for v in sorted(g.successors(u)):
+                if v == start:
+                    path = [u]
+                    while path[-1] != start:
+                        path.append(parent[path[-1]])
+                    return [str(n) for n in [*reversed(path), start]]
+                if v not in seen:
+                    seen.add(v)
+                    parent[v] = u
+                    nxt.append(v)
+        frontier = nxt
+    raise AssertionError("a strongly connected component without a cycle")  # unreachable
+
+
+def ancestry(g: nx.DiGraph) -> Callable[[str, str], bool]:
+    """``is_upstream(a, b)``: whether ``a`` is an ancestor of ``b`` (a path leads from a to b).
+
+    For a DAG, each node's ancestors are one integer used as a bit set, built in one pass in
+    topological order: linear in edges rather than a graph walk per node (which made
+    validating a 10,000-node workflow quadratic). A cyclic graph (already an error) falls
+    back to walking the graph per node asked about.
+    """
+    if not nx.is_directed_acyclic_graph(g):
+        cache: dict[str, set[str]] = {}
+
+        def slow(a: str, b: str) -> bool:
+            if b not in cache:
+                cache[b] = nx.ancestors(g, b)
+            return a in cache[b]
+
+        return slow
+    index = {n: i for i, n in enumerate(g.nodes)}
+    bits: dict[str, int] = {}
+    for n in nx.topological_sort(g):
+        mask = 0
+        for p in g.predecessors(n):
+            mask |= bits[p] | (1 << index[p])
+        bits[n] = mask
+    return lambda a, b: a in index and bool(bits[b] >> index[a] & 1)
 
 
 def generations(g: nx.DiGraph) -> list[list[str]]:

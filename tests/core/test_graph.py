@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from dagtier import GraphError, SpecError
 from dagtier.graph import (
+    ancestry,
     build_graph,
     critical_path,
     find_cycle,
@@ -188,3 +189,20 @@ def test_drawings_are_labelled_with_policy_and_tier() -> None:
 def test_a_workflow_graph_has_the_declared_edges(g: nx.DiGraph) -> None:
     """build_graph turns depends_on into exactly the edges dependency -> dependent."""
     assert set(build_graph(workflow_of(g)).edges) == set(g.edges)
+
+
+@given(dags(), st.data())
+def test_ancestry_agrees_with_networkx(g: nx.DiGraph, data: st.DataObject) -> None:
+    """ancestry(g)(a, b) is true exactly when a is among networkx's ancestors of b, on
+    DAGs and after closing a cycle."""
+    graphs = [g]
+    if g.number_of_edges():
+        u, v = data.draw(st.sampled_from(sorted(g.edges)))
+        cyclic = g.copy()
+        cyclic.add_edge(v, u)
+        graphs.append(cyclic)
+    for h in graphs:
+        is_upstream = ancestry(h)
+        for b in h.nodes:
+            expected = nx.ancestors(h, b)
+            assert {a for a in h.nodes if is_upstream(a, b)} == expected

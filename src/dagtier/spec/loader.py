@@ -19,7 +19,7 @@ from .._yaml import (
     locate,
     read_text,
 )
-from ..graph import find_cycle
+from ..graph import ancestry, find_cycle
 from . import models as m
 from .templates import TemplateProblem, analyze
 
@@ -218,11 +218,9 @@ def check_semantics(data: dict[str, Any], positions: Positions) -> list[SpecIssu
             "remove one of these dependencies; a workflow must be a DAG",
         )
     # defined on a cyclic graph too, so a cycle does not also flag every template in it
-    ancestors: dict[str, set[str]] = {n: nx.ancestors(g, n) for n in node_ids}
+    is_upstream = ancestry(g)
 
-    def check_template(
-        path: tuple[str | int, ...], source: str, allowed_nodes: set[str] | None, owner: str | None
-    ) -> None:
+    def check_template(path: tuple[str | int, ...], source: str, owner: str | None) -> None:
         try:
             refs = analyze(source)
         except TemplateProblem as exc:
@@ -245,7 +243,7 @@ def check_semantics(data: dict[str, Any], positions: Positions) -> list[SpecIssu
                 add(
                     path, f"template refers to unknown name '{name}'", "unknown-template-name", hint
                 )
-            elif allowed_nodes is not None and name not in allowed_nodes:
+            elif owner is not None and not is_upstream(name, owner):
                 if name == owner:
                     add(
                         path,
@@ -268,13 +266,12 @@ def check_semantics(data: dict[str, Any], positions: Positions) -> list[SpecIssu
             add(path, f"template uses undeclared input '{name}'", "undeclared-input", hint)
 
     for nid, (_, prompt, system) in nodes.items():
-        allowed = ancestors.get(nid, set())
         if prompt:
-            check_template(("nodes", nid, "prompt"), prompt, allowed, nid)
+            check_template(("nodes", nid, "prompt"), prompt, nid)
         if system:
-            check_template(("nodes", nid, "system"), system, allowed, nid)
+            check_template(("nodes", nid, "system"), system, nid)
     for name, source in outputs.items():
-        check_template(("outputs", name), source, None, None)
+        check_template(("outputs", name), source, None)
     return issues
 
 
