@@ -178,9 +178,23 @@ def configure_logging(
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        # no stream: the current sys.stderr at each write, not the one at configure time
+        logger_factory=structlog.PrintLoggerFactory(stream)
+        if stream is not None
+        else (lambda *args: _StderrLogger()),
         cache_logger_on_first_use=False,  # reconfigured per CLI call (and per test)
     )
+
+
+class _StderrLogger:
+    """Writes each line to whatever ``sys.stderr`` is *now*: test runners and the CLI's
+    in-process runner swap it, and a stream captured once goes stale (closed), turning
+    every later log line into 'I/O operation on closed file' inside a run."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = msg
 
 
 _quiet_default: Any = None
@@ -200,7 +214,7 @@ def get_logger() -> Any:
     global _quiet_default
     if _quiet_default is None:
         _quiet_default = structlog.wrap_logger(
-            structlog.PrintLogger(sys.stderr),
+            _StderrLogger(),
             processors=[
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
