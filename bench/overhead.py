@@ -35,7 +35,6 @@ from _dags import layered_edges, python_catalog, workflow_for
 import dagtier
 from dagtier.providers import Gateway, ProviderRegistry, PythonProvider
 
-
 _STORES: dict[str, Any] = {}
 
 
