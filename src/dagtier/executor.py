@@ -2,8 +2,9 @@
 
 No lock-step rounds: each finished node decrements its dependents' counters of unfinished
 dependencies and starts those that reach zero, so a slow node never holds back an
-unrelated branch. One anyio task group owns every node task; a CapacityLimiter bounds
-concurrency. A node's result is committed to the store before its dependents start.
+unrelated branch. One anyio task group owns every worker task; the number of workers is the
+concurrency limit (see ``_Run._worker``). A node's result is committed to the store before
+its dependents start.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import random
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +29,7 @@ from .budget import CURRENT_NODE, Budget
 from .catalog import Catalog, load_catalog
 from .events import EventBus, NodeFinished, NodeStarted, RunFinished, RunStarted, Subscriber
 from .fingerprint import cache_key, node_fingerprints, workflow_fingerprint
-from .policies import POLICIES, AttemptFailed, NodeContext
+from .policies import POLICIES, AttemptFailed, NodeContext, Policy
 from .providers.base import CompletionRequest, Message, Provider
 from .providers.gateway import Gateway
 from .providers.registry import ProviderRegistry
@@ -38,16 +40,33 @@ from .store import MemoryStore, ResultCache, RunRecord, RunStore, StatsStore
 
 
 @dataclass(frozen=True, slots=True)
+class _NodePlan:
+    """What a node runs with, resolved once per workflow rather than once per call."""
+
+    prompt: Template
+    system: Template | None
+    static: tuple[Message, ...] | None
+    """The messages, when neither template uses ``{`` (the same on every run, and frozen,
+    so shared by all runs)."""
+    refs: tuple[str, ...]
+    """Node ids the node's templates read (besides inputs)."""
+    task_key: str
+    policy: Policy
+    max_tokens: int
+    temperature: float | None
+    timeout_s: float | None
+    json_schema: Mapping[str, Any] | None
+    cache: bool
+
+
+@dataclass(frozen=True, slots=True)
 class _Plan:
     """Per-workflow data the scheduler needs, computed once."""
 
     order: tuple[str, ...]
     children: dict[str, tuple[str, ...]]
     indegree: dict[str, int]
-    prompts: dict[str, Template]
-    systems: dict[str, Template | None]
-    refs: dict[str, frozenset[str]]
-    """Node ids each node's templates read (besides inputs)."""
+    nodes: dict[str, _NodePlan]
 
 
 def _plan(workflow: Workflow) -> _Plan:
@@ -57,16 +76,27 @@ def _plan(workflow: Workflow) -> _Plan:
     order = tuple(topological_order(g))
     children = {n: tuple(sorted(g.successors(n))) for n in order}
     indegree = {n: g.in_degree(n) for n in order}
-    prompts, systems, refs = {}, {}, {}
+    nodes = {}
     for nid, node in workflow.nodes.items():
-        prompts[nid] = Template(node.prompt)
-        systems[nid] = Template(node.system) if node.system else None
         names = set(analyze(node.prompt).names)
         if node.system:
             names |= analyze(node.system).names
         names.discard("inputs")
-        refs[nid] = frozenset(names)
-    return _Plan(order, children, indegree, prompts, systems, refs)
+        static = "{" not in node.prompt and "{" not in (node.system or "")
+        nodes[nid] = _NodePlan(
+            prompt=Template(node.prompt),
+            system=Template(node.system) if node.system else None,
+            static=(Message("user", node.prompt),) if static else None,
+            refs=tuple(sorted(names)),
+            task_key=task_key(workflow, nid),
+            policy=POLICIES[workflow.node_policy(nid).kind],
+            max_tokens=workflow.node_setting(nid, "max_tokens"),
+            temperature=workflow.node_setting(nid, "temperature"),
+            timeout_s=workflow.node_setting(nid, "timeout_s"),
+            json_schema=node.output.schema_ if node.output.format == "json" else None,
+            cache=bool(workflow.node_setting(nid, "cache")),
+        )
+    return _Plan(order, children, indegree, nodes)
 
 
 _PLANS: dict[int, tuple[Workflow, _Plan]] = {}
@@ -184,9 +214,20 @@ class _Run:
         self.run_id = run_id
         self.gateway = gateway
         self.run_store = run_store
+        # MemoryStore's commit never suspends, so no cancellation can land inside it and a
+        # shield (a cancel scope per node, ~3 µs) would protect nothing
+        self.shield_commits = type(run_store) is not MemoryStore
         self.stats = stats
         self.events = events
-        self.limiter = anyio.CapacityLimiter(concurrency)
+        self.concurrency = concurrency
+        self.workers = 0
+        """Worker tasks alive; each runs one node at a time (see :meth:`_worker`)."""
+        self.starting = 0
+        """Workers spawned that have not yet taken a node: they will take ready ones.
+        Counting them stops a run of instant nodes from spawning a worker per node (the
+        worker that made them ready often runs them all before a new one gets to start)."""
+        self.ready: deque[str] = deque()
+        """Nodes whose dependencies all succeeded, waiting for a worker."""
         self.fail_fast = fail_fast
         self.rng = rng
         self.log = get_logger().bind(run_id=run_id)
@@ -200,90 +241,124 @@ class _Run:
         self.cache_ttl_s = cache_ttl_s
 
     async def execute(self) -> None:
+        results, pending, ready = self.results, self.pending, self.ready
+        # nodes finished in an earlier attempt of this run (resume) count as done
+        for nid in self.plan.order:
+            r = results.get(nid)
+            if r is not None and r.ok:
+                for c in self.plan.children[nid]:
+                    pending[c] -= 1
+        for nid in self.plan.order:
+            r = results.get(nid)
+            if pending[nid] == 0 and (r is None or not r.ok):
+                ready.append(nid)
         async with anyio.create_task_group() as tg:
             self.tg = tg
-            # nodes finished in an earlier attempt of this run count as done
-            ready = []
-            for nid in self.plan.order:
-                if nid in self.results and self.results[nid].ok:
-                    continue
-                if all(
-                    p in self.results and self.results[p].ok for p in self.wf.nodes[nid].depends_on
-                ):
-                    ready.append(nid)
-            for nid in self.plan.order:
-                r = self.results.get(nid)
-                if r is not None and r.ok:
-                    for c in self.plan.children[nid]:
-                        self.pending[c] -= 1
-            for nid in ready:
-                tg.start_soon(self._node, nid, name=nid)
+            self._add_workers(len(ready))
 
-    async def _node(self, nid: str) -> None:
-        async with self.limiter:
-            result = await self._run_node(nid)
-        self.results[nid] = result
-        if self.run_store is not None:
-            # durable before any dependent starts: a crash after this never pays for it again
-            with anyio.CancelScope(shield=True):
-                await self.run_store.commit_node(self.run_id, result)
+    def _add_workers(self, wanted: int) -> None:
+        """Start workers for ``wanted`` ready nodes, counting those already starting, never
+        more than the concurrency limit."""
+        n = min(wanted - self.starting, self.concurrency - self.workers)
+        if n > 0:
+            self.workers += n
+            self.starting += n
+            for _ in range(n):
+                self.tg.start_soon(self._worker)
+
+    async def _worker(self) -> None:
+        """Run ready nodes one after another until none is left.
+
+        The pool of workers *is* the concurrency limit: at most ``concurrency`` exist, and a
+        worker that finishes a node goes straight on to the next ready one (usually a child
+        of the node it just finished). That is cheaper than a task plus a CapacityLimiter per
+        node (two trips through the event loop each), and no ready node waits while a worker
+        could take it: whoever makes nodes ready starts the workers they need.
+        """
+        ready = self.ready
+        store = self.run_store
+        self.starting -= 1
+        try:
+            while ready and not self.stop_reason:
+                nid = ready.popleft()
+                result = await self._run_node(nid)
+                self.results[nid] = result
+                if store is not None:
+                    # durable before any dependent starts: a crash after this never pays
+                    # for it again
+                    if self.shield_commits:
+                        with anyio.CancelScope(shield=True):
+                            await store.commit_node(self.run_id, result)
+                    else:
+                        await store.commit_node(self.run_id, result)
+                self._settle(nid, result)
+        finally:
+            self.workers -= 1
+
+    def _settle(self, nid: str, result: NodeResult) -> None:
+        """After a node's result is stored: tell subscribers, then start what it unblocked
+        (or stop the run, with fail_fast). Synchronous: nothing here may checkpoint."""
         if self.events:
             self.events.emit(NodeFinished(self.run_id, result))
         if result.ok:
             self.outputs[nid] = result.output
-            pending = self.pending
+            if self.stop_reason:
+                return
+            pending, ready = self.pending, self.ready
             for c in self.plan.children[nid]:
                 pending[c] -= 1
-                if pending[c] == 0 and not self.stop_reason:
-                    self.tg.start_soon(self._node, c, name=c)
+                if pending[c] == 0:
+                    ready.append(c)
+            if len(ready) > 1 + self.starting and self.workers < self.concurrency:
+                # this worker takes one; the others need workers of their own
+                self._add_workers(len(ready) - 1)
         else:
             self.failed = True
             if self.fail_fast:
                 self.stop_reason = "failed"
                 self.tg.cancel_scope.cancel()
 
-    def _context(self, nid: str) -> dict[str, Any]:
-        ctx: dict[str, Any] = {"inputs": self.inputs}
-        for ref in self.plan.refs[nid]:
-            ctx[ref] = self.outputs[ref]
-        return ctx
-
     async def _run_node(self, nid: str) -> NodeResult:
         wf = self.wf
-        node = wf.nodes[nid]
+        np = self.plan.nodes[nid]
         started = time.time()
         if self.events:
             self.events.emit(NodeStarted(self.run_id, nid, started))
-        key = node.task or f"{wf.name}/{nid}"
+        key = np.task_key
         if self.budget is not None:
             if self.stop_reason == "budget_exhausted":  # do not start once the money ran out
                 return _durable.out_of_budget(nid, self.budget.exhausted, [], started, key)
             CURRENT_NODE.set(nid)  # this task's calls count against the node's cap
-        try:
-            tctx = self._context(nid)
-            prompt = self.plan.prompts[nid].render(tctx)
-            system_t = self.plan.systems[nid]
-            system = system_t.render(tctx) if system_t is not None else None
-        except Exception as exc:  # a template error at run time (e.g. a field of a missing key)
-            return NodeResult(
-                nid,
-                "failed",
-                error=f"cannot render the prompt: {exc}",
-                started_at=started,
-                finished_at=time.time(),
-                task_key=key,
-            )
+        if np.static is not None:
+            messages = np.static
+            system = np.system.source if np.system is not None else None
+        else:
+            try:
+                tctx: dict[str, Any] = {"inputs": self.inputs}
+                for ref in np.refs:
+                    tctx[ref] = self.outputs[ref]
+                messages = (Message("user", np.prompt.render(tctx)),)
+                system = np.system.render(tctx) if np.system is not None else None
+            except Exception as exc:  # a template error at run time (a missing key's field)
+                return NodeResult(
+                    nid,
+                    "failed",
+                    error=f"cannot render the prompt: {exc}",
+                    started_at=started,
+                    finished_at=time.time(),
+                    task_key=key,
+                )
         request = CompletionRequest(
-            messages=(Message("user", prompt),),
-            system=system,
-            max_tokens=wf.node_setting(nid, "max_tokens"),
-            temperature=wf.node_setting(nid, "temperature"),
-            json_schema=node.output.schema_ if node.output.format == "json" else None,
-            timeout_s=wf.node_setting(nid, "timeout_s"),
-            metadata={"run_id": self.run_id, "node_id": nid, "task_key": key},
+            messages,
+            system,
+            np.max_tokens,
+            np.temperature,
+            np.json_schema,
+            np.timeout_s,
+            {"run_id": self.run_id, "node_id": nid, "task_key": key},
         )
         ckey = None
-        if self.cache is not None and wf.node_setting(nid, "cache"):
+        if self.cache is not None and np.cache:
             ckey = cache_key(wf, self.gateway.catalog, nid, request)
             hit = await self.cache.cache_get(ckey, ttl_s=self.cache_ttl_s)
             if hit is not None:
@@ -293,7 +368,7 @@ class _Run:
             nid,
             key,
             wf,
-            node,
+            wf.nodes[nid],
             request,
             self.gateway,
             self.events,
@@ -301,9 +376,8 @@ class _Run:
             self.rng,
             self.log,
         )
-        policy = wf.node_policy(nid)
         try:
-            outcome = await POLICIES[policy.kind](ctx)
+            outcome = await np.policy(ctx)
         except AttemptFailed as exc:
             return NodeResult(
                 nid,
@@ -498,7 +572,18 @@ async def run(
     )
     status: RunStatus = "cancelled"
     try:
-        await state.execute()
+        try:
+            await state.execute()
+        except BaseExceptionGroup as group:
+            # one error escaped a node (a catalog error, a bug in a user's model function):
+            # raise it as itself, not wrapped in the task group's ExceptionGroup, so callers
+            # can catch what they know
+            cancelled = anyio.get_cancelled_exc_class()
+            errors = [e for e in group.exceptions if not isinstance(e, cancelled)]
+            if len(errors) == 1 and isinstance(errors[0], Exception):
+                status = "failed"
+                raise errors[0] from None
+            raise
         status = state.stop_reason or ("failed" if state.failed else "succeeded")
     finally:
         if run_budget is not None:
