@@ -65,45 +65,91 @@ def _settings(workflow: Workflow, nid: str) -> dict[str, Any]:
     }
 
 
+class _Static:
+    """What a workflow and a catalog fix about each node's own fingerprint, computed once
+    per (workflow, catalog) pair: both are immutable, and hashing every node's settings
+    on every run cost more than running a zero-latency node (bench/overhead.py)."""
+
+    __slots__ = ("catalog", "full", "parts", "workflow")
+
+    def __init__(self, workflow: Workflow, catalog: Catalog) -> None:
+        self.workflow = workflow
+        self.catalog = catalog
+        self.parts: dict[str, tuple[dict[str, Any], tuple[str, ...] | None, str | None]] = {}
+        """Node -> (the hashed fields but inputs, the inputs it reads (None: all of them),
+        its own fingerprint when it reads no input)."""
+        self.full: dict[str, dict[str, str]] = {}
+        """Full fingerprints by the run's inputs (as sorted JSON), a few kept."""
+        for nid, node in workflow.nodes.items():
+            names: set[str] = set()
+            read: set[str] = set()
+            for source in (node.prompt, node.system):
+                if source:
+                    refs = analyze(source)
+                    names |= refs.names
+                    read |= refs.inputs
+            fields = {
+                "prompt": node.prompt,
+                "system": node.system,
+                **_settings(workflow, nid),
+                "models": _models(catalog, _tiers_used(workflow, nid)),
+            }
+            if "inputs" in names and not read:
+                self.parts[nid] = (fields, None, None)  # the inputs object as a whole
+            elif read:
+                self.parts[nid] = (fields, tuple(sorted(read)), None)
+            else:
+                self.parts[nid] = (fields, (), _hash({**fields, "inputs": {}}))
+
+
+_STATIC: dict[tuple[int, int], _Static] = {}
+
+
+def _static(workflow: Workflow, catalog: Catalog) -> _Static:
+    st = _STATIC.get((id(workflow), id(catalog)))
+    if st is None or st.workflow is not workflow or st.catalog is not catalog:
+        if len(_STATIC) > 64:
+            _STATIC.clear()
+        st = _STATIC[(id(workflow), id(catalog))] = _Static(workflow, catalog)
+    return st
+
+
 def own_fingerprints(
     workflow: Workflow, catalog: Catalog, inputs: Mapping[str, Any]
 ) -> dict[str, str]:
     """Per node: the hash of its own definition, models and the input values it reads."""
     out: dict[str, str] = {}
-    for nid, node in workflow.nodes.items():
-        names: set[str] = set()
-        read: set[str] = set()
-        for source in (node.prompt, node.system):
-            if source:
-                refs = analyze(source)
-                names |= refs.names
-                read |= refs.inputs
-        if "inputs" in names and not read:
-            read = set(inputs)  # the template uses the inputs object as a whole
-        out[nid] = _hash(
-            {
-                "prompt": node.prompt,
-                "system": node.system,
-                **_settings(workflow, nid),
-                "models": _models(catalog, _tiers_used(workflow, nid)),
-                "inputs": {k: inputs.get(k) for k in sorted(read)},
-            }
-        )
+    for nid, (fields, read, fixed) in _static(workflow, catalog).parts.items():
+        if fixed is not None:
+            out[nid] = fixed
+            continue
+        names = sorted(inputs) if read is None else read
+        out[nid] = _hash({**fields, "inputs": {k: inputs.get(k) for k in names}})
     return out
 
 
 def node_fingerprints(
     workflow: Workflow, catalog: Catalog, inputs: Mapping[str, Any]
 ) -> dict[str, str]:
-    """Per node: its own fingerprint combined with its parents' (see the module docstring)."""
+    """Per node: its own fingerprint combined with its parents' (see the module docstring).
+
+    Repeated runs with the same inputs reuse the result (a copy: callers may keep it)."""
     from .executor import plan_for
 
+    st = _static(workflow, catalog)
+    key = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
+    cached = st.full.get(key)
+    if cached is not None:
+        return dict(cached)
     own = own_fingerprints(workflow, catalog, inputs)
     full: dict[str, str] = {}
     for nid in plan_for(workflow).order:  # parents first
         parents = sorted(workflow.nodes[nid].depends_on)
         full[nid] = _hash([own[nid], [full[p] for p in parents]])
-    return full
+    if len(st.full) >= 8:
+        st.full.clear()
+    st.full[key] = full
+    return dict(full)
 
 
 def workflow_fingerprint(workflow: Workflow, node_fps: Mapping[str, str]) -> str:
