@@ -20,6 +20,8 @@ from ..events import AttemptFinished, EventBus, PolicyDecision
 from ..providers.base import CompletionRequest
 from ..providers.gateway import Gateway
 from ..results import Attempt
+from .checks import run_checks  # module level: a function-level import ran the import
+from .judge import JudgeUnavailable  # machinery on every attempt (~1 µs each)
 
 if TYPE_CHECKING:
     from ..spec.models import Node, Workflow
@@ -92,9 +94,6 @@ class NodeContext:
         Raises:
             AttemptFailed: no model of the tier answered.
         """
-        from .checks import run_checks
-        from .judge import JudgeUnavailable
-
         index = len(self.attempts)
         t0 = time.perf_counter()
         try:

@@ -66,17 +66,21 @@ class CheckPlan:
         return not (self.json_output or self.deterministic or self.python or self.judges)
 
 
-_PLANS: dict[tuple[int, str], tuple[Workflow, CheckPlan]] = {}
+_PLANS: dict[int, tuple[Workflow, dict[str, CheckPlan]]] = {}
+"""Per workflow (bounded by workflows, not nodes: a cap on (workflow, node) pairs emptied
+the cache over and over on a workflow of more nodes than the cap)."""
 
 
 def check_plan(workflow: Workflow, node_id: str) -> CheckPlan:
-    cached = _PLANS.get((id(workflow), node_id))
-    if cached is not None and cached[0] is workflow:
-        return cached[1]
-    plan = _build_plan(workflow, node_id)
-    if len(_PLANS) > 4096:
-        _PLANS.clear()
-    _PLANS[(id(workflow), node_id)] = (workflow, plan)
+    cached = _PLANS.get(id(workflow))
+    if cached is None or cached[0] is not workflow:
+        if len(_PLANS) > 64:
+            _PLANS.clear()
+        cached = _PLANS[id(workflow)] = (workflow, {})
+    plans = cached[1]
+    plan = plans.get(node_id)
+    if plan is None:
+        plan = plans[node_id] = _build_plan(workflow, node_id)
     return plan
 
 
