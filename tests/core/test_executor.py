@@ -437,3 +437,20 @@ async def test_the_same_workflow_runs_many_times() -> None:
     third = await dagtier.run(wf, gateway=gw)
     assert [first.status, second.status, third.status] == ["succeeded", "failed", "succeeded"]
     assert third["b"].output == "out-b"
+
+
+async def test_an_error_escaping_a_node_is_raised_as_itself_and_the_run_recorded_failed() -> None:
+    """A bug in a model function propagates as its own exception (not an ExceptionGroup);
+    the store records the run as failed with what finished before."""
+    store = dagtier.MemoryStore()
+
+    def model(_: ModelEntry, request: CompletionRequest) -> str:
+        if node_of(request) == "b":
+            raise ZeroDivisionError("bug in the user's model function")
+        return "ok"
+
+    wf = workflow({"a": chain(), "b": chain("a")})
+    with pytest.raises(ZeroDivisionError, match="bug in the user's model function"):
+        await dagtier.run(wf, gateway=gateway_for(model), store=store, run_id="r2")
+    assert store.runs["r2"].status == "failed"
+    assert list(store.nodes["r2"]) == ["a"]
