@@ -12,7 +12,7 @@ import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -245,9 +245,17 @@ class ModelLimits:
             else None
         )
 
+    def acquire(self, estimated_tokens: int) -> AbstractAsyncContextManager[None]:
+        """Hold a concurrency slot for the call, after taking its request and token quota.
+
+        A model without limits (the common case) gets a shared no-op context: the generator
+        based one costs a few µs per call for nothing (bench/overhead.py)."""
+        if self.concurrency is None and self.rpm is None and self.tpm is None:
+            return _UNLIMITED
+        return self._acquire(estimated_tokens)
+
     @asynccontextmanager
-    async def acquire(self, estimated_tokens: int) -> AsyncIterator[None]:
-        """Hold a concurrency slot for the call, after taking its request and token quota."""
+    async def _acquire(self, estimated_tokens: int) -> AsyncIterator[None]:
         if self.rpm is not None:
             await self.rpm.take(1)
         if self.tpm is not None:
@@ -261,6 +269,17 @@ class ModelLimits:
     def settle_tokens(self, estimated: int, actual: int) -> None:
         if self.tpm is not None:
             self.tpm.adjust(estimated - actual)
+
+
+class _Unlimited:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+_UNLIMITED = _Unlimited()
 
 
 def estimate_tokens(prompt_chars: int, max_tokens: int) -> tuple[int, int]:
