@@ -67,6 +67,8 @@ class _Plan:
     children: dict[str, tuple[str, ...]]
     indegree: dict[str, int]
     nodes: dict[str, _NodePlan]
+    caps: dict[str, float]
+    """Per-node spending caps (``budget:`` on a node or in defaults)."""
 
 
 def _plan(workflow: Workflow) -> _Plan:
@@ -96,7 +98,8 @@ def _plan(workflow: Workflow) -> _Plan:
             json_schema=node.output.schema_ if node.output.format == "json" else None,
             cache=bool(workflow.node_setting(nid, "cache")),
         )
-    return _Plan(order, children, indegree, nodes)
+    caps = {n: c for n in workflow.nodes if (c := workflow.node_setting(n, "budget")) is not None}
+    return _Plan(order, children, indegree, nodes, caps)
 
 
 _PLANS: dict[int, tuple[Workflow, _Plan]] = {}
@@ -437,9 +440,11 @@ def render_outputs(
     workflow: Workflow, inputs: dict[str, Any], results: Mapping[str, NodeResult]
 ) -> dict[str, Any]:
     """The workflow's declared outputs; one whose nodes did not all succeed is None."""
+    out: dict[str, Any] = {}
+    if not workflow.outputs:
+        return out
     ctx: dict[str, Any] = {"inputs": inputs}
     ctx.update({nid: r.output for nid, r in results.items() if r.ok})
-    out: dict[str, Any] = {}
     for name, source in workflow.outputs.items():
         refs = analyze(source).names - {"inputs"}
         if any(r not in ctx for r in refs):
@@ -531,7 +536,7 @@ async def run(
     events = EventBus(list(subscribers))
     rid = resume or run_id or new_run_id()
     limit = budget if budget is not None else workflow.budget
-    caps = {n: c for n in workflow.nodes if (c := workflow.node_setting(n, "budget")) is not None}
+    caps = plan_for(workflow).caps
     run_budget = Budget(limit, spent=spent, node_caps=caps, run_id=rid) if limit or caps else None
     if run_budget is not None:
         if getattr(gateway, "budget", None) is not None:
