@@ -29,11 +29,14 @@ class PythonProvider:
     async def complete(self, model: ModelEntry, request: CompletionRequest) -> Completion:
         start = time.perf_counter()
         out = self._fn(model, request)
-        if self._is_async or inspect.isawaitable(out):
-            out = await out  # type: ignore[misc]
-        if isinstance(out, Completion):
-            return out
-        text = str(out)
+        if type(out) is str:  # the common case first: no inspection per call
+            text = out
+        else:
+            if self._is_async or inspect.isawaitable(out):
+                out = await out  # type: ignore[misc]
+            if isinstance(out, Completion):
+                return out
+            text = str(out)
         usage = Usage(input_tokens=request.prompt_chars // 4 + 1, output_tokens=len(text) // 4 + 1)
         return Completion(text, model.model, usage, time.perf_counter() - start)
 
