@@ -36,7 +36,10 @@ class CompletionRequest:
 
     @property
     def prompt_chars(self) -> int:
-        return sum(len(m.content) for m in self.messages) + len(self.system or "")
+        msgs = self.messages
+        # one message is the common case: no generator per call (asked twice per call)
+        n = len(msgs[0].content) if len(msgs) == 1 else sum(len(m.content) for m in msgs)
+        return n + len(self.system or "")
 
 
 @dataclass(slots=True)

@@ -258,7 +258,7 @@ class Gateway:
             entry,
             cost,
             errors,
-            skipped=[e.name for e in skipped],
+            skipped=[e.name for e in skipped] if skipped else [],
             local_fallback=local,
         )
 
