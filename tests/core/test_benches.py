@@ -1,0 +1,47 @@
+"""The benchmark scripts keep running (tiny sizes; they print figures, nothing is timed)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_bench(*args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_overhead_bench_prints_both_schedulers() -> None:
+    """bench/overhead.py prints per-node figures for dagtier and the baseline, with a ratio."""
+    out = run_bench("bench/overhead.py", "-n", "100", "-n", "200", "-r", "1")
+    rows = [line.split() for line in out.splitlines() if line.strip()[:3].isdigit()]
+    assert [r[0] for r in rows] == ["100", "200"]
+    assert "growth per node from 100 to 200 nodes" in out
+
+
+def test_overhead_bench_with_the_sqlite_store(tmp_path: Path) -> None:
+    """--store PATH runs the same DAG committing every node to a real SQLite file."""
+    out = run_bench("bench/overhead.py", "-n", "100", "-r", "1", "--store", str(tmp_path / "b.db"))
+    assert any(line.split()[:1] == ["100"] for line in out.splitlines())
+    assert (tmp_path / "b.db").exists()
+
+
+def test_makespan_bench_prints_ratios() -> None:
+    """bench/makespan.py prints makespan / critical path for dagtier and the lock-step one."""
+    out = run_bench("bench/makespan.py", "-n", "100", "--scale", "0.001")
+    assert "lock-step by formula" in out
+    row = next(line.split() for line in out.splitlines() if line.split()[:1] == ["100"])
+    assert len(row) == 7
+    assert float(row[4]) >= 0.99  # dagtier can never beat the critical path
