@@ -38,7 +38,6 @@ Every decision is logged with the estimates it compared (``ctx.decide``).
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,6 +49,8 @@ from ..results import Attempt
 from .base import AttemptFailed, NodeContext, Outcome
 from .cascade import cascade_from
 from .checks import callable_problem
+from .escalation import ESCALATION_SUFFIX, ceiling, explore_past, record_escalations
+from .tuning import TUNING, Tuning
 
 if TYPE_CHECKING:
     from ..spec.models import AdaptivePolicy
@@ -59,54 +60,6 @@ OUTCOME_WEIGHT = 3.0
 """A reported real outcome counts as this many judge verdicts."""
 JUDGE_SUFFIX = "#judge"
 """Task key suffix under which the judge's agreement with reported outcomes is kept."""
-YIELD_HALF_LIFE_FACTOR = 4.0
-ESCALATION_SUFFIX = "#escalated"
-"""Task key suffix under which each tier's yield on escalated inputs is kept: did an
-answer it gave after a cheaper tier's answer failed pass its checks?"""
-
-
-@dataclass(frozen=True, slots=True)
-class Tuning:
-    """The adaptive policy's constants. Tuned on synthetic tasks (tests/policies) so that it
-    settles within 50 runs and re-promotes within 20 after a drop, across seeds."""
-
-    prior: float = 0.5
-    """Jeffreys prior Beta(0.5, 0.5): little pull towards 1/2 on a few observations."""
-    z_proven: float = 1.28
-    """A tier is proven when mean - z * sd of its posterior reaches the target (~90% one-sided)."""
-    z_ruled_out: float = 2.0
-    """A tier is ruled out when mean + z * sd stays below the target (~98% one-sided) ..."""
-    min_ruled_out_weight: float = 4.0
-    """... on at least this much evidence: one early failure must not bury a tier."""
-    explored_weight: float = 12.0
-    z_explored: float = 1.0
-    """A tier with at least ``explored_weight`` of evidence is ruled out on a tighter upper
-    bound (mean + z_explored * sd): early noise is forgiven, but a proven tier that
-    degrades is left after about ten failures, not dozens."""
-    explore: float = 0.05
-    """Share of runs on a proven tier that first try the tier below it ..."""
-    explore_plausible: float = 0.25
-    """... or this share, once the tier below is plausible again (its upper bound reaches
-    the target): a cheaper tier that recovered is demoted to in a few hundred runs, not
-    thousands, while the start stays on the proven tier most of the time."""
-    hopeless_weight: float = 0.25
-    """Weight of a cheaper tier's failure on an input that even the top tier failed."""
-    comparable_chars: int = 100
-    """Text answers up to this long are compared with the canary's (labels, numbers)."""
-    min_escalation_yield: float = 0.5
-    """Escalating to a tier pays only while it passes at least this share of the answers
-    that reach it by escalation; below that, most of what it is paid for is hopeless
-    inputs (AutoMix) and the node stops one tier lower (nodes that accept unverified)."""
-    z_yield: float = 0.0
-    """A tier's escalation yield is ruled out when mean + z * sd stays below the minimum ..."""
-    min_yield_weight: float = 8.0
-    """... on at least this much evidence."""
-    explore_ceiling: float = 0.1
-    """Share of runs that escalate past a ceiling anyway, so that a tier that got better
-    for this task is let back in."""
-
-
-TUNING = Tuning()
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,49 +160,6 @@ def choose(
     )
 
 
-def ceiling(
-    escalated: Mapping[Tier, TierStats],
-    stats: Mapping[Tier, TierStats],
-    start: Tier,
-    hi: Tier,
-    tuning: Tuning = TUNING,
-) -> tuple[Tier, str]:
-    """The highest tier worth escalating to from ``start``, and why (empty: ``hi``).
-
-    A tier's yield is the share of answers it gave after a cheaper tier's answer failed
-    that passed their checks. Escalating to the top tier must yield at least
-    :attr:`Tuning.min_escalation_yield`; a cheaper tier need yield only in proportion to
-    its mean cost relative to the top tier's (a tier at a tenth of the price may fix a
-    tenth as often and still be worth it). A tier ruled out below its bar caps the
-    cascade one tier below it."""
-    a0 = tuning.prior
-    top_cost = stats[hi].mean_cost if hi in stats else 0.0
-    for tier in TIERS:
-        if tier <= start or tier > hi:
-            continue
-        st = escalated.get(tier)
-        if st is None or st.weight < tuning.min_yield_weight:
-            continue
-        own = stats.get(tier)
-        if tier == hi:
-            bar = tuning.min_escalation_yield
-        elif own is not None and top_cost > 0:
-            bar = tuning.min_escalation_yield * min(1.0, own.mean_cost / top_cost)
-        else:
-            continue  # no price to compare yet
-        a, b = st.successes + a0, st.failures + a0
-        mean = a / (a + b)
-        upper = mean + tuning.z_yield * math.sqrt(mean * (1 - mean) / (a + b + 1))
-        if upper < bar:
-            below: Tier = tier - 1  # type: ignore[assignment]
-            return below, (
-                f"stop at tier {below}: escalated answers pass at tier {tier} only "
-                f"{mean:.2f} of the time (n={st.weight:.1f}, upper {upper:.2f} < bar "
-                f"{bar:.2f} for its price): the rest is paying for hopeless inputs"
-            )
-    return hi, ""
-
-
 async def run_adaptive(ctx: NodeContext) -> Outcome:
     policy = ctx.workflow.node_policy(ctx.node_id)
     assert policy.kind == "adaptive"
@@ -275,14 +185,11 @@ async def run_adaptive(ctx: NodeContext) -> Outcome:
     if policy.on_exhausted == "accept_unverified" and start < hi:
         # a node that fails at its max tier must have tried it; one that accepts the last
         # answer anyway need not pay for a tier that rarely fixes what reaches it
-        top, why = ceiling(
-            await ctx.stats.tier_stats(ctx.task_key + ESCALATION_SUFFIX), stats, start, hi
-        )
-        if top < hi:
-            if ctx.rng.random() < TUNING.explore_ceiling:
-                top = hi
-                why += f"; exploring: may escalate to tier {hi} this run"
-            reason += "; " + why
+        yields = await ctx.stats.tier_stats(ctx.task_key + ESCALATION_SUFFIX)
+        cap = explore_past(ceiling(yields, stats, start, hi, rng=ctx.rng), hi, ctx.rng)
+        top = cap.top
+        if cap.reason:
+            reason += "; " + cap.reason
     ctx.decide(start, reason)
     first = len(ctx.attempts)
     try:
@@ -362,16 +269,7 @@ async def _record_evidence(
         and canary.verdict != "fail"
         and _agree(ctx, answer, canary) is False
     )
-    for prev, a in itertools.pairwise(tried):
-        if prev.verdict == "fail" and a.verdict in ("pass", "fail"):
-            await stats.record_observation(
-                ctx.task_key + ESCALATION_SUFFIX,
-                a.tier,
-                success=a.verdict == "pass",
-                # yields are small-sample rates near the bar: they fade four times slower
-                # than the tier evidence, so a ceiling does not flap on a short bad streak
-                half_life=policy.half_life * YIELD_HALF_LIFE_FACTOR,
-            )
+    await record_escalations(stats, ctx.task_key, tried, policy.half_life)
     for a in tried:
         success = a.verdict != "fail"
         weight = 1.0

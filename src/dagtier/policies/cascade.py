@@ -1,7 +1,14 @@
-"""``cascade``: the cheapest tier first; escalate exactly one tier when the answer fails its
+"""``cascade``: the start tier first; escalate exactly one tier when the answer fails its
 checks, up to the max tier. Provider errors never escalate (the gateway retries and falls
 back within the tier, then :class:`AttemptFailed` fails the node); only an answer that
-fails its checks does. Every attempt is kept, in order, on the node's result."""
+fails its checks does. Every attempt is kept, in order, on the node's result.
+
+A node with ``on_exhausted: accept_unverified`` run with a statistics store also learns,
+per task key, which tiers rarely fix what reaches them by escalation (see
+:mod:`dagtier.policies.escalation`): once a tier's yield is ruled out below its bar, the
+cascade stops one tier lower and accepts that answer unverified, as it would at the max
+tier. Without such evidence (or with ``on_exhausted: fail``) it is the plain cascade; every
+ceiling is logged with its reason (``ctx.decide``)."""
 
 from __future__ import annotations
 
@@ -9,8 +16,9 @@ from typing import Literal, cast
 
 from .._types import Tier
 from ..results import Attempt
-from .base import DEFAULT_HALF_LIFE, NodeContext, Outcome
+from .base import DEFAULT_HALF_LIFE, AttemptFailed, NodeContext, Outcome
 from .checks import callable_problem
+from .escalation import ESCALATION_SUFFIX, ceiling, explore_past, record_escalations
 
 
 async def cascade_from(
@@ -75,4 +83,22 @@ async def run_cascade(ctx: NodeContext) -> Outcome:
     problem = callable_problem(ctx)
     if problem:
         return Outcome("failed", None, problem)
-    return await cascade_from(ctx, policy.start, policy.max, policy.on_exhausted)
+    start, top = policy.start, policy.max
+    stats = ctx.stats
+    if stats is None or policy.on_exhausted != "accept_unverified" or start == top:
+        return await cascade_from(ctx, start, top, policy.on_exhausted)
+    # a node that accepts its last answer anyway need not pay for a tier that is ruled out
+    # as rarely fixing what reaches it (a node that must fail at its max tier has to try it)
+    yields = await stats.tier_stats(ctx.task_key + ESCALATION_SUFFIX)
+    cap = ceiling(yields, await stats.tier_stats(ctx.task_key), start, top)
+    cap = explore_past(cap, top, ctx.rng)
+    if cap.reason:
+        ctx.decide(start, f"cascade from tier {start}; {cap.reason}")
+    first = len(ctx.attempts)
+    try:
+        outcome = await cascade_from(ctx, start, cap.top, policy.on_exhausted)
+    except AttemptFailed:
+        await record_escalations(stats, ctx.task_key, ctx.attempts[first:], DEFAULT_HALF_LIFE)
+        raise
+    await record_escalations(stats, ctx.task_key, ctx.attempts[first:], DEFAULT_HALF_LIFE)
+    return outcome
