@@ -18,7 +18,8 @@ The bar
 
 Two ways to compare a yield with its bar, one per policy
     * ``cascade`` (quality first) stops only at a tier *ruled out*: the upper bound of its
-      yield (mean + :attr:`Tuning.z_yield` sd) is below the bar.
+      yield (mean + :attr:`Tuning.z_ruled_out` sd, ~98% one-sided, the bound on which a
+      tier is ruled out for the adaptive target) is below the bar.
     * ``adaptive`` (cost aware) draws the yield from its Beta posterior each run (Thompson
       sampling) and stops when the draw is below the bar. A tier near the bar is escalated
       to in proportion to the chance it clears it, so the policy mixes instead of flapping
@@ -106,7 +107,7 @@ def ceiling(
             seen = rng.betavariate(a, b)
             how = f"drawn {seen:.2f}"
         else:
-            seen = mean + tuning.z_yield * math.sqrt(mean * (1 - mean) / (a + b + 1))
+            seen = mean + tuning.z_ruled_out * math.sqrt(mean * (1 - mean) / (a + b + 1))
             how = f"upper bound {seen:.2f}"
         if seen < bar:
             below: Tier = tier - 1  # type: ignore[assignment]

@@ -39,13 +39,11 @@ class Tuning:
     inputs (AutoMix) and the node stops one tier lower (nodes that accept unverified)."""
     min_yield_weight: float = 8.0
     """No ceiling before a tier has this much escalation evidence (the plain cascade)."""
-    z_yield: float = 1.28
-    """``cascade`` stops below a tier only when its yield is ruled out: mean + z * sd below
-    the bar (~90% one-sided) ..."""
     min_ruled_out_yield_weight: float = 24.0
-    """... on at least this much evidence: with less, a few unlucky early answers (1 pass
-    in 9 where half pass) would rule out a tier that pays, and a capped tier gathers
-    evidence only by exploring. ``adaptive`` samples the yield instead (Thompson), which
+    """``cascade`` stops below a tier only once its yield is ruled out (mean + z_ruled_out *
+    sd below the bar, as a tier is ruled out for the target), on at least this much
+    evidence: with less, a few unlucky early answers (1 pass in 9 where half pass) would
+    rule out a tier that pays, and a capped tier gathers evidence only by exploring. ``adaptive`` samples the yield instead (Thompson), which
     weighs its own uncertainty and keeps exploring a tier in proportion to its chance."""
     explore_ceiling: float = 0.02
     """Share of capped runs that escalate past the ceiling anyway, so that a tier that got
