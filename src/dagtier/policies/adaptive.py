@@ -194,7 +194,13 @@ async def run_adaptive(ctx: NodeContext) -> Outcome:
     first = len(ctx.attempts)
     try:
         outcome = await cascade_from(
-            ctx, start, top, policy.on_exhausted, record_evidence=False, half_life=policy.half_life
+            ctx,
+            start,
+            top,
+            policy.on_exhausted,
+            record_evidence=False,
+            half_life=policy.half_life,
+            ceiling_of=hi if top < hi else None,
         )
     except AttemptFailed:
         await _record_evidence(ctx, policy, first, None, None)

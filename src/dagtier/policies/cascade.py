@@ -18,7 +18,8 @@ from .._types import Tier
 from ..results import Attempt
 from .base import DEFAULT_HALF_LIFE, AttemptFailed, NodeContext, Outcome
 from .checks import callable_problem
-from .escalation import ESCALATION_SUFFIX, ceiling, explore_past, record_escalations
+from .escalation import ESCALATION_SUFFIX, Ceiling, ceiling, explore_past, record_escalations
+from .tuning import TUNING
 
 
 async def cascade_from(
@@ -29,8 +30,11 @@ async def cascade_from(
     *,
     record_evidence: bool = True,
     half_life: float | None = DEFAULT_HALF_LIFE,
+    ceiling_of: Tier | None = None,
 ) -> Outcome:
     """Try ``start``, then each next tier up to ``top`` while answers fail their checks.
+    ``ceiling_of``: the node's max tier when ``top`` is a learnt ceiling below it (named in
+    the outcome when the last answer is accepted unverified).
 
     Raises:
         AttemptFailed: a tier could not be reached at all (availability, not quality).
@@ -60,14 +64,23 @@ async def cascade_from(
         if last.verdict != "fail":
             return Outcome("succeeded", last)
     assert last is not None
-    return exhausted(last, last.tier, on_exhausted)
+    return exhausted(last, last.tier, on_exhausted, ceiling_of=ceiling_of)
 
 
 def exhausted(
-    last: Attempt, top: Tier, on_exhausted: Literal["fail", "accept_unverified"]
+    last: Attempt,
+    top: Tier,
+    on_exhausted: Literal["fail", "accept_unverified"],
+    *,
+    ceiling_of: Tier | None = None,
 ) -> Outcome:
     """The outcome when even ``top`` failed its checks: fail, or accept and say so."""
-    why = f"the answer at max tier {top} failed its checks: {last.reason}"
+    where = (
+        f"max tier {top}"
+        if ceiling_of is None or ceiling_of <= top
+        else f"tier {top} (the learnt ceiling below max tier {ceiling_of})"
+    )
+    why = f"the answer at {where} failed its checks: {last.reason}"
     if on_exhausted == "accept_unverified":
         return Outcome(
             "unverified",
@@ -90,13 +103,18 @@ async def run_cascade(ctx: NodeContext) -> Outcome:
     # a node that accepts its last answer anyway need not pay for a tier that is ruled out
     # as rarely fixing what reaches it (a node that must fail at its max tier has to try it)
     yields = await stats.tier_stats(ctx.task_key + ESCALATION_SUFFIX)
-    cap = ceiling(yields, await stats.tier_stats(ctx.task_key), start, top)
-    cap = explore_past(cap, top, ctx.rng)
+    cap = Ceiling(top, "")
+    if any(st.weight >= TUNING.min_ruled_out_yield_weight for st in yields.values()):
+        # the tiers' prices are read only once some yield could be ruled out
+        cap = ceiling(yields, await stats.tier_stats(ctx.task_key), start, top)
+        cap = explore_past(cap, top, ctx.rng)
     if cap.reason:
         ctx.decide(start, f"cascade from tier {start}; {cap.reason}")
     first = len(ctx.attempts)
     try:
-        outcome = await cascade_from(ctx, start, cap.top, policy.on_exhausted)
+        outcome = await cascade_from(
+            ctx, start, cap.top, policy.on_exhausted, ceiling_of=top if cap.top < top else None
+        )
     except AttemptFailed:
         await record_escalations(stats, ctx.task_key, ctx.attempts[first:], DEFAULT_HALF_LIFE)
         raise
