@@ -18,7 +18,9 @@ Decision (:func:`choose`)
     with a judge, a cascade is the cheapest way to the best answer there is.
 
     Whatever the start, an answer that fails its checks escalates one tier at a time, as
-    in a cascade. A small share of runs (:attr:`Tuning.explore`) starts one tier below a
+    in a cascade, up to a learnt *ceiling* when the node accepts unverified answers: a
+    tier whose yield on escalated inputs, drawn from its posterior each run (Thompson
+    sampling), falls below its bar is not paid for (see :mod:`dagtier.policies.escalation`). A small share of runs (:attr:`Tuning.explore`) starts one tier below a
     proven tier, so a cheaper tier that became good enough is demoted to again; the share
     ``canary`` of runs also runs the top tier as a quality canary (below).
 
