@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .._exceptions import AuthError
-from ..catalog import Usage
+from .._exceptions import AuthError, ContentFiltered, ProviderResponseError
+from ..catalog import ModelEntry, Usage
+from .base import Completion
 
 PLACEHOLDER_KEY = "dagtier-no-key"
 """Sent when a catalog entry has no ``api_key_env`` (local servers): the SDKs insist on a key."""
@@ -84,4 +85,48 @@ def anthropic_usage(usage: Any) -> Usage:
         cache_read_tokens=_int(_get(usage, "cache_read_input_tokens")),
         cache_write_tokens=_int(_get(usage, "cache_creation_input_tokens")),
         reasoning_tokens=thinking,
+    )
+
+
+def finished_completion(
+    *,
+    provider: str,
+    model: ModelEntry,
+    text: str,
+    finish: str | None,
+    filtered: bool,
+    out_of_tokens: bool,
+    served_model: str | None,
+    usage: Usage,
+    latency_s: float,
+    request_id: str | None,
+    response_id: str | None,
+) -> Completion:
+    """The Completion of a 200 answer, or the error it really is: a refusal or filter
+    (not retryable), or an empty answer (retryable, unless the token limit cut it: the
+    same request would end the same way, so it is not paid for again)."""
+    if filtered:
+        raise ContentFiltered(
+            f"the model refused or the answer was filtered (finish reason {finish})",
+            provider=provider,
+            model=model.model,
+            request_id=request_id,
+            retryable=False,
+        )
+    if not text.strip():
+        raise ProviderResponseError(
+            f"empty completion (finish reason {finish})",
+            provider=provider,
+            model=model.model,
+            status_code=200,
+            request_id=request_id,
+            retryable=not out_of_tokens,
+        )
+    return Completion(
+        text=text,
+        model=str(served_model or model.model),
+        usage=usage,
+        latency_s=latency_s,
+        request_id=request_id,
+        meta={"finish_reason": finish, "response_id": response_id},
     )

@@ -17,9 +17,9 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import ContentFiltered, ProviderError, ProviderResponseError
+from .._exceptions import ProviderError
 from ..catalog import ModelEntry
-from ._common import anthropic_usage, key_secrets, read_api_key
+from ._common import anthropic_usage, finished_completion, key_secrets, read_api_key
 from ._errors import translate
 from .base import Completion, CompletionRequest
 
@@ -111,32 +111,18 @@ class AnthropicProvider:
         if not text and tool_inputs:
             text = json.dumps(tool_inputs[0])
         stop = getattr(message, "stop_reason", None)
-        if stop == "refusal":
-            raise ContentFiltered(
-                "the model refused to answer (stop_reason=refusal)",
-                provider=self.name,
-                model=model.model,
-                request_id=request_id,
-                retryable=False,
-            )
-        if not text.strip():
-            raise ProviderResponseError(
-                f"empty completion (stop_reason={stop})",
-                provider=self.name,
-                model=model.model,
-                status_code=200,
-                request_id=request_id,
-                # Out of tokens before any text (reasoning ate them): the same request
-                # would end the same way, so do not pay for it again.
-                retryable=stop not in ("max_tokens",),
-            )
-        return Completion(
+        return finished_completion(
+            provider=self.name,
+            model=model,
             text=text,
-            model=str(getattr(message, "model", None) or model.model),
+            finish=stop,
+            filtered=stop == "refusal",
+            out_of_tokens=stop == "max_tokens",
+            served_model=getattr(message, "model", None),
             usage=anthropic_usage(getattr(message, "usage", None)),
             latency_s=latency,
             request_id=request_id,
-            meta={"finish_reason": stop, "response_id": getattr(message, "id", None)},
+            response_id=getattr(message, "id", None),
         )
 
     async def aclose(self) -> None:

@@ -15,9 +15,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import ContentFiltered, ProviderError, ProviderResponseError
+from .._exceptions import ProviderError, ProviderResponseError
 from ..catalog import ModelEntry
-from ._common import key_secrets, openai_usage, read_api_key
+from ._common import finished_completion, key_secrets, openai_usage, read_api_key
 from ._errors import translate
 from .base import Completion, CompletionRequest
 
@@ -119,32 +119,18 @@ class OpenAIProvider:
         finish = getattr(choice, "finish_reason", None)
         msg = getattr(choice, "message", None)
         text = getattr(msg, "content", None) or ""
-        if finish == "content_filter" or getattr(msg, "refusal", None):
-            raise ContentFiltered(
-                f"the answer was filtered (finish_reason={finish})",
-                provider=self.name,
-                model=model.model,
-                request_id=request_id,
-                retryable=False,
-            )
-        if not text.strip():
-            raise ProviderResponseError(
-                f"empty completion (finish_reason={finish})",
-                provider=self.name,
-                model=model.model,
-                status_code=200,
-                request_id=request_id,
-                # Out of tokens before any text (reasoning ate them): the same request
-                # would end the same way, so do not pay for it again.
-                retryable=finish not in ("length",),
-            )
-        return Completion(
+        return finished_completion(
+            provider=self.name,
+            model=model,
             text=text,
-            model=str(getattr(resp, "model", None) or model.model),
+            finish=finish,
+            filtered=finish == "content_filter" or bool(getattr(msg, "refusal", None)),
+            out_of_tokens=finish == "length",
+            served_model=getattr(resp, "model", None),
             usage=openai_usage(getattr(resp, "usage", None)),
             latency_s=latency,
             request_id=request_id,
-            meta={"finish_reason": finish, "response_id": getattr(resp, "id", None)},
+            response_id=getattr(resp, "id", None),
         )
 
     async def aclose(self) -> None:
