@@ -478,15 +478,7 @@ def stats(
     task: Annotated[
         str | None, typer.Option("--task", "-t", help="Only this task key.", show_default=False)
     ] = None,
-    store: Annotated[
-        Path | None,
-        typer.Option(
-            "--store",
-            help="The store (SQLite file; env: DAGTIER_STORE; default: dagtier.db in the "
-            "user data directory).",
-            show_default=False,
-        ),
-    ] = None,
+    store: StoreOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
 ) -> None:
     """Per task key and tier: observations, successes, estimated success rate, mean cost and
@@ -628,15 +620,6 @@ def cache_clear(
 
 # --- reports and estimates (issue 6) ----------------------------------------------------
 
-ReportStoreOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--store",
-        help="The run store (SQLite file) to read; default: dagtier's own.",
-        show_default=False,
-    ),
-]
-
 
 async def _with_store(path: Path | None, fn: Callable[[Any], Any]) -> Any:
     from .store import open_store
@@ -697,7 +680,7 @@ def report(
         Path | None,
         typer.Option("--output", "-o", help="Write to FILE instead of stdout.", show_default=False),
     ] = None,
-    store: ReportStoreOpt = None,
+    store: StoreOpt = None,
     models: ModelsOpt = None,
     workflow: Annotated[
         Path | None,
@@ -910,14 +893,7 @@ def replay(
 
 @app.command("export-outcomes")
 def export_outcomes(
-    store: Annotated[
-        Path | None,
-        typer.Option(
-            "--store",
-            help="The run store (default: $DAGTIER_STORE or the user data dir).",
-            show_default=False,
-        ),
-    ] = None,
+    store: StoreOpt = None,
     plain: Annotated[
         bool, typer.Option("--plain", help="Write plain CSV instead of gzip.")
     ] = False,
