@@ -24,7 +24,9 @@ REDACTED = "[REDACTED]"
 # log line some characters, a false negative leaks a key that then lives forever in a file.
 _KEY_PATTERN = re.compile(
     r"(?<![A-Za-z0-9])("
-    r"sk-[A-Za-z0-9_\-]{8,}"  # OpenAI, Anthropic (sk-ant-...), DeepSeek, OpenRouter (sk-or-...)
+    # OpenAI, Anthropic (sk-ant-...), DeepSeek, OpenRouter (sk-or-...); providers echo masked
+    # keys ("sk-abc1***wxyz") in 401 bodies, so '*' counts and 6 characters are enough
+    r"sk-[A-Za-z0-9_\-*]{6,}"
     r"|AIza[0-9A-Za-z_\-]{20,}"  # Google
     r"|xai-[A-Za-z0-9_\-]{16,}"  # xAI
     r"|gsk_[A-Za-z0-9]{16,}"  # Groq
@@ -38,7 +40,7 @@ _KEY_PATTERN = re.compile(
 # The separator is required so that prose like "api_key_env" or "API key" stays readable.
 _KEY_ASSIGNMENT = re.compile(
     r"(?i)((?:\bbearer\s+)|(?:(?:authorization|x-api-key|api[_-]?key|access[_-]?token"
-    r"|secret|password)[\"']?\s*[:=]\s*[\"']?(?:bearer\s+)?))([A-Za-z0-9_\-\.+/=]{12,})"
+    r"|secret|password)[\"']?\s*[:=]\s*[\"']?(?:bearer\s+)?))([A-Za-z0-9_\-\.+/=]{8,})"
 )
 _SECRET_ENV = re.compile(r"(API_KEY|_KEY|_TOKEN|_SECRET|_PASSWORD|_PASS)$")
 # Field names whose values are secrets whatever they look like ("api_key", "x-api-key",

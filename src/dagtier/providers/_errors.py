@@ -20,7 +20,6 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
-import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -39,14 +38,10 @@ from .._exceptions import (
     RateLimited,
     ServerError,
 )
+from .._logging import redact_text, secret_values
 
 log = logging.getLogger("dagtier.providers")
 
-# Anything that looks like a bearer secret: sk-..., sk-ant-..., AIza..., long hex/base64 tokens
-# after "key"/"token". Conservative on purpose: a redacted request id costs nothing.
-_KEY_SHAPES = re.compile(
-    r"(sk-[A-Za-z0-9_\-*]{6,}|AIza[0-9A-Za-z_\-]{20,}|(?i:bearer)\s+[A-Za-z0-9._\-]{8,})"
-)
 _CONTEXT_HINTS = (
     "context_length_exceeded",
     "exceed_context_size",
@@ -63,11 +58,10 @@ MAX_RETRY_AFTER_S = 4_294_967.0
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with every known secret and anything shaped like an API key replaced."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "[redacted]")
-    return _KEY_SHAPES.sub("[redacted]", text)
+    """``text`` with this provider's key (``secrets``), every secret in the environment and
+    anything shaped like an API key replaced: :func:`dagtier._logging.redact_text`."""
+    known = [s for s in secrets if s and len(s) >= 4]
+    return redact_text(text, [*known, *secret_values()])
 
 
 def parse_retry_after(
