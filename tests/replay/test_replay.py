@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dagtier import SpecError
+from dagtier import MemoryStore, SpecError
 from dagtier.replay import (
     OutcomeRow,
     ReplayJudge,
@@ -250,3 +250,41 @@ def test_cli_replay_table_and_errors(outcomes_file: Path) -> None:
     assert proc.returncode == 2
     assert "no model 'mdi'" in proc.stderr and "mid" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+async def test_the_quality_canary_sees_right_answers_agree(tmp_path: Path) -> None:
+    """Replayed right answers to one query read the same (as the one right choice does), so
+    the adaptive policy's top-tier canary agrees with a right cheap answer and differs from
+    a wrong one that the judge let through."""
+    from dagtier import executor
+    from dagtier.providers.gateway import Gateway
+    from dagtier.providers.registry import ProviderRegistry
+    from dagtier.replay import ReplayProvider, replay_catalog
+    from dagtier.spec.models import Workflow
+
+    rows = [
+        OutcomeRow("both", "t", "cheap", 1.0, 0.001),
+        OutcomeRow("both", "t", "top", 1.0, 0.1),
+        OutcomeRow("slip", "t", "cheap", 0.0, 0.001),
+        OutcomeRow("slip", "t", "top", 1.0, 0.1),
+    ]
+    data = load_outcomes(write_file(tmp_path / "o.csv.gz", rows))
+    # the judge passes everything: the wrong cheap answer to 'slip' is let through
+    provider = ReplayProvider(data, ReplayJudge(false_accept=1.0, false_reject=0.0))
+    gateway = Gateway(replay_catalog(["cheap", "top"]), ProviderRegistry({"replay": provider}))
+    policy = {"kind": "adaptive", "max_tier": 2, "canary": 1.0}
+    wf = Workflow.model_validate(
+        {
+            "name": "canary",
+            "inputs": {"q": "string"},
+            "nodes": {
+                "n": {"prompt": "{{ inputs.q }}", "policy": policy, "checks": [{"type": "judge"}]}
+            },
+        }
+    )
+    seen = {}
+    for q in ("both", "slip"):
+        result = await executor.run(wf, {"q": q}, gateway=gateway, store=MemoryStore())
+        seen[q] = result.nodes["n"].decision or ""
+    assert "answers agree" in seen["both"]
+    assert "answers differ" in seen["slip"]

@@ -32,6 +32,7 @@ class ReplayProvider:
         self._table = outcomes.table
         self._source = outcomes.source
         self.judge = judge
+        self._threshold = judge.threshold if judge is not None else 0.5
 
     async def complete(self, model: ModelEntry, request: CompletionRequest) -> Completion:
         query_id = request.messages[-1].content
@@ -48,7 +49,7 @@ class ReplayProvider:
         if self.judge is not None:
             meta["judge"] = self.judge
         return Completion(
-            f"[recorded answer of {name} to {query_id}]",
+            _answer_text(query_id, name, quality, self._threshold),
             name,
             _NO_TOKENS,
             meta=meta,
@@ -57,3 +58,12 @@ class ReplayProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+def _answer_text(query_id: str, model: str, quality: float, threshold: float) -> str:
+    """A stand-in for the recorded answer. Right answers to one query read the same, as
+    the one right choice or number does, so the adaptive policy's quality canary sees two
+    right answers agree; a wrong answer differs from every other answer."""
+    if quality >= threshold:
+        return f"[right answer to {query_id}]"
+    return f"[wrong answer of {model} to {query_id}]"
