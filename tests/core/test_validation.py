@@ -259,6 +259,39 @@ def test_impossible_adaptive_min_above_max() -> None:
     assert problems(text) == [("nodes.a.policy", 5, 13, "impossible-policy")]
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("[3, 1]", "fix_worth [low, high] has low 3 above high 1; write [1, 3]"),
+        ("[1, 2, 3]", "fix_worth must be a number or [low, high] of numbers > 0"),
+        ("0", "fix_worth must be a number > 0"),
+        ("cheap", "fix_worth must be a number > 0"),
+    ],
+)
+def test_bad_fix_worth_says_what_it_means(value: str, message: str) -> None:
+    """fix_worth is a number or a [low, high] range of max-tier calls; anything else is
+    bad-fix-worth at the field, saying what the numbers mean."""
+    text = (
+        "name: x\nnodes:\n  a:\n    prompt: hi\n"
+        f"    policy: {{kind: adaptive, fix_worth: {value}}}\n"
+    )
+    [(path, line, _col, code)] = problems(text)
+    assert (path, line, code) == ("nodes.a.policy.fix_worth", 5, "bad-fix-worth")
+    assert only_issue(text)[0].startswith(message)
+
+
+def test_fix_worth_accepts_a_number_or_a_range() -> None:
+    text = (
+        "name: x\nnodes:\n  a:\n    prompt: hi\n    policy: {kind: adaptive, fix_worth: [1, 4]}\n"
+        "  b:\n    prompt: hi\n    policy: {kind: adaptive, fix_worth: 2}\n"
+        "  c:\n    prompt: hi\n    policy: {kind: cascade, fix_worth: 3}\n"
+    )
+    wf = parse_workflow(text, "flow.yaml")
+    assert wf.node_policy("a").fix_worth == (1.0, 4.0)  # type: ignore[union-attr]
+    assert wf.node_policy("b").fix_worth == 2.0  # type: ignore[union-attr]
+    assert wf.node_policy("c").fix_worth == 3.0  # type: ignore[union-attr]
+
+
 def test_duplicate_node_id_is_reported_with_the_first_line() -> None:
     """A node id used twice names both lines; the other problems are still reported."""
     text = "name: x\nnodes:\n  a:\n    prompt: hi\n  a:\n    prompt: ho\n    depends_on: [zz]\n"

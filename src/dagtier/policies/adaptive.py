@@ -19,9 +19,10 @@ Decision (:func:`choose`)
 
     Whatever the start, an answer that fails its checks escalates one tier at a time, as
     in a cascade, up to a learnt *ceiling* when the node accepts unverified answers: a
-    tier whose yield on escalated inputs, drawn from its posterior each run (Thompson
-    sampling), falls below its bar is not paid for (see :mod:`dagtier.policies.escalation`). A small share of runs (:attr:`Tuning.explore`) starts one tier below a
-    proven tier, so a cheaper tier that became good enough is demoted to again; the share
+    tier is paid for only when, on this run's draws of its yield on escalated inputs and
+    of what a fix is worth (``fix_worth``), a fix costs less than it is worth (see
+    :mod:`dagtier.policies.escalation`). A small share of runs (:attr:`Tuning.explore`)
+    starts one tier below a proven tier, so a cheaper tier that became good enough is demoted to again; the share
     ``canary`` of runs also runs the top tier as a quality canary (below).
 
 What counts, and how much
@@ -188,7 +189,8 @@ async def run_adaptive(ctx: NodeContext) -> Outcome:
         # a node that fails at its max tier must have tried it; one that accepts the last
         # answer anyway need not pay for a tier that rarely fixes what reaches it
         yields = await ctx.stats.tier_stats(ctx.task_key + ESCALATION_SUFFIX)
-        cap = explore_past(ceiling(yields, stats, start, hi, rng=ctx.rng), hi, ctx.rng)
+        cap = ceiling(yields, stats, start, hi, worth=policy.fix_worth, rng=ctx.rng)
+        cap = explore_past(cap, hi, ctx.rng)
         top = cap.top
         if cap.reason:
             reason += "; " + cap.reason

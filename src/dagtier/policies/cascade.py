@@ -5,9 +5,9 @@ fails its checks does. Every attempt is kept, in order, on the node's result.
 
 A node with ``on_exhausted: accept_unverified`` run with a statistics store also learns,
 per task key, which tiers rarely fix what reaches them by escalation (see
-:mod:`dagtier.policies.escalation`): once a tier's yield is ruled out below its bar, the
-cascade stops one tier lower and accepts that answer unverified, as it would at the max
-tier. Without such evidence (or with ``on_exhausted: fail``) it is the plain cascade; every
+:mod:`dagtier.policies.escalation`): once a tier's fixes are ruled out as costing more
+than the node's ``fix_worth``, the cascade stops one tier lower and accepts that answer
+unverified, as it would at the max tier. Without such evidence (or with ``on_exhausted: fail``) it is the plain cascade; every
 ceiling is logged with its reason (``ctx.decide``)."""
 
 from __future__ import annotations
@@ -106,7 +106,9 @@ async def run_cascade(ctx: NodeContext) -> Outcome:
     cap = Ceiling(top, "")
     if any(st.weight >= TUNING.min_ruled_out_yield_weight for st in yields.values()):
         # the tiers' prices are read only once some yield could be ruled out
-        cap = ceiling(yields, await stats.tier_stats(ctx.task_key), start, top)
+        cap = ceiling(
+            yields, await stats.tier_stats(ctx.task_key), start, top, worth=policy.fix_worth
+        )
         cap = explore_past(cap, top, ctx.rng)
     if cap.reason:
         ctx.decide(start, f"cascade from tier {start}; {cap.reason}")

@@ -6,29 +6,35 @@ key, each tier's *yield* on escalated inputs is kept under the task key ``KEY#es
 did the answer it gave after a cheaper tier's answer failed pass its checks?
 
 A node that accepts its last answer anyway (``on_exhausted: accept_unverified``) need not
-pay for a tier whose yield is below its bar: it stops one tier lower (the *ceiling*) and
-accepts that tier's answer unverified, as it would at the top. A node that must fail at its
-max tier has to try it, so the ceiling never applies there.
+pay for a tier whose fixes cost more than they are worth: it stops one tier lower (the
+*ceiling*) and accepts that tier's answer unverified, as it would at the top. A node that
+must fail at its max tier has to try it, so the ceiling never applies there.
 
-The bar
-    Escalating to the top tier must pass at least :attr:`Tuning.min_escalation_yield` (one
-    half) of what reaches it: below that, most of what it is paid for on escalation is
-    hopeless inputs. A cheaper tier need yield only in proportion to its mean cost relative
-    to the top tier's (a tier at a tenth of the price may fix a tenth as often).
+The price of a fix
+    Escalating to tier t costs its mean cost (judge included) and fixes a share *yield* of
+    what reaches it, so one fixed answer costs ``mean cost / yield``. It is compared with
+    what a fixed answer is worth, the node's ``fix_worth``, in calls of the max tier: at 2
+    (cascade's default) the max tier must fix half of what reaches it; a tier at a tenth of
+    its price, a twentieth. The unit follows the ladder, so the default suits any models.
 
-Two ways to compare a yield with its bar, one per policy
-    * ``cascade`` (quality first) stops only at a tier *ruled out*: the upper bound of its
-      yield (mean + :attr:`Tuning.z_ruled_out` sd, ~98% one-sided, the bound on which a
-      tier is ruled out for the adaptive target) is below the bar.
-    * ``adaptive`` (cost aware) draws the yield from its Beta posterior each run (Thompson
-      sampling) and stops when the draw is below the bar. A tier near the bar is escalated
-      to in proportion to the chance it clears it, so the policy mixes instead of flapping
-      on a few unlucky answers, and uncertain evidence keeps being gathered.
+Two ways to compare, one per policy
+    * ``cascade`` (quality first) stops only at a tier *ruled out*: even the upper bound of
+      its yield (mean + :attr:`Tuning.z_ruled_out` sd, ~98% one-sided, the bound on which a
+      tier is ruled out for the adaptive target) makes a fix cost more than it is worth.
+    * ``adaptive`` (cost aware) decides each run on two draws: the yield from its Beta
+      posterior (Thompson sampling: uncertain evidence keeps being gathered) and the worth
+      of a fix, log-uniform over its ``fix_worth`` range (default 1 to 3 max-tier calls: the
+      policy does not know what a right answer is worth to the user, and a spread belief
+      makes it escalate in proportion to the chance that the fix pays). With one number
+      instead of a range it would settle on all or nothing per task key; with a range it
+      mixes, and its quality and cost move smoothly with the evidence instead of flipping
+      on a few answers. A tier that fixes everything is always worth it; one whose fixes
+      cost more than 3 max-tier calls, never.
 
 Without enough evidence (:attr:`Tuning.min_yield_weight`, or for the stricter ruled-out test
 :attr:`Tuning.min_ruled_out_yield_weight`) a tier is always escalated to (the plain
-cascade). A share :attr:`Tuning.explore_ceiling` of capped runs escalates past
-the ceiling anyway, so a tier that got better for the task is let back in.
+cascade). A share :attr:`Tuning.explore_ceiling` of capped runs escalates past the ceiling
+anyway, so a tier that got better for the task is let back in.
 """
 
 from __future__ import annotations
@@ -53,6 +59,9 @@ YIELD_HALF_LIFE_FACTOR = 4.0
 """Yields are small-sample rates near their bar: they fade this many times slower than the
 tier evidence, so a ceiling does not flap on a short bad streak."""
 
+FixWorth = float | tuple[float, float]
+"""What a fixed answer is worth, in calls of the max tier: one value, or a log-uniform range."""
+
 
 @dataclass(frozen=True, slots=True)
 class Ceiling:
@@ -62,14 +71,22 @@ class Ceiling:
     """Why (empty when nothing caps the cascade)."""
 
 
-def _bar(tier: Tier, hi: Tier, stats: Mapping[Tier, TierStats], tuning: Tuning) -> float | None:
-    """The yield ``tier`` must reach to be worth escalating to (None: no price yet)."""
+def _relative_cost(tier: Tier, hi: Tier, stats: Mapping[Tier, TierStats]) -> float | None:
+    """A call of ``tier`` in calls of ``hi`` (None: no price seen yet)."""
     if tier == hi:
-        return tuning.min_escalation_yield
+        return 1.0
     own, top = stats.get(tier), stats.get(hi)
     if own is None or top is None or top.mean_cost <= 0:
         return None
-    return tuning.min_escalation_yield * min(1.0, own.mean_cost / top.mean_cost)
+    return min(1.0, own.mean_cost / top.mean_cost)
+
+
+def draw_worth(worth: FixWorth, rng: random.Random) -> float:
+    """One draw of a fix's worth: log-uniform over a range, the value itself otherwise."""
+    if isinstance(worth, tuple):
+        low, high = worth
+        return float(low * (high / low) ** rng.random())
+    return worth
 
 
 def ceiling(
@@ -78,6 +95,7 @@ def ceiling(
     start: Tier,
     hi: Tier,
     *,
+    worth: FixWorth = 2.0,
     rng: random.Random | None = None,
     tuning: Tuning | None = None,
 ) -> Ceiling:
@@ -86,20 +104,22 @@ def ceiling(
     Args:
         escalated: the task key's yields (``KEY#escalated``).
         stats: the task key's tier evidence (for the tiers' mean costs).
-        rng: Thompson sampling with this generator (adaptive); None: cap only a tier whose
-            yield is ruled out below its bar (cascade).
+        worth: what a fixed answer is worth, in calls of ``hi`` (the node's ``fix_worth``).
+        rng: sample the yield and the worth with this generator (adaptive); None: cap only
+            a tier whose yield is ruled out (cascade), at the top of ``worth``'s range.
     """
     tuning = tuning or TUNING
     a0 = tuning.prior
+    need = tuning.min_yield_weight if rng is not None else tuning.min_ruled_out_yield_weight
+    value = draw_worth(worth, rng) if rng is not None else max(_values(worth))
     for tier in TIERS:
         if tier <= start or tier > hi:
             continue
         st = escalated.get(tier)
-        need = tuning.min_yield_weight if rng is not None else tuning.min_ruled_out_yield_weight
         if st is None or st.weight < need:
             continue
-        bar = _bar(tier, hi, stats, tuning)
-        if bar is None:
+        relative = _relative_cost(tier, hi, stats)
+        if relative is None:
             continue
         a, b = st.successes + a0, st.failures + a0
         mean = a / (a + b)
@@ -109,15 +129,20 @@ def ceiling(
         else:
             seen = mean + tuning.z_ruled_out * math.sqrt(mean * (1 - mean) / (a + b + 1))
             how = f"upper bound {seen:.2f}"
-        if seen < bar:
+        if seen * value < relative:
             below: Tier = tier - 1  # type: ignore[assignment]
+            price = relative / seen if seen > 0 else math.inf
             return Ceiling(
                 below,
                 f"stop at tier {below}: escalated answers pass at tier {tier} only "
-                f"{mean:.2f} of the time (n={st.weight:.1f}, {how} < bar {bar:.2f} for its "
-                f"price): the rest is paying for hopeless inputs",
+                f"{mean:.2f} of the time (n={st.weight:.1f}, {how}): a fix would cost "
+                f"{price:.2f} calls of tier {hi}, more than the {value:.2f} it is worth",
             )
     return Ceiling(hi, "")
+
+
+def _values(worth: FixWorth) -> tuple[float, ...]:
+    return worth if isinstance(worth, tuple) else (worth,)
 
 
 def explore_past(

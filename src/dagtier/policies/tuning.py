@@ -33,18 +33,14 @@ class Tuning:
     """Weight of a cheaper tier's failure on an input that even the top tier failed."""
     comparable_chars: int = 100
     """Text answers up to this long are compared with the canary's (labels, numbers)."""
-    min_escalation_yield: float = 0.5
-    """Escalating to a tier pays only while it passes at least this share of the answers
-    that reach it by escalation; below that, most of what it is paid for is hopeless
-    inputs (AutoMix) and the node stops one tier lower (nodes that accept unverified)."""
     min_yield_weight: float = 8.0
     """No ceiling before a tier has this much escalation evidence (the plain cascade)."""
     min_ruled_out_yield_weight: float = 24.0
     """``cascade`` stops below a tier only once its yield is ruled out (mean + z_ruled_out *
-    sd below the bar, as a tier is ruled out for the target), on at least this much
-    evidence: with less, a few unlucky early answers (1 pass in 9 where half pass) would
-    rule out a tier that pays, and a capped tier gathers evidence only by exploring. ``adaptive`` samples the yield instead (Thompson), which
-    weighs its own uncertainty and keeps exploring a tier in proportion to its chance."""
+    sd makes a fix cost more than it is worth), on at least this much evidence: with less, a
+    few unlucky early answers (1 pass in 9 where half pass) would rule out a tier that
+    pays, and a capped tier gathers evidence only by exploring. ``adaptive`` samples the
+    yield instead (Thompson), which weighs its own uncertainty."""
     explore_ceiling: float = 0.02
     """Share of capped runs that escalate past the ceiling anyway, so that a tier that got
     better for this task is let back in even when its evidence looked conclusive."""

@@ -149,6 +149,45 @@ Check = Annotated[
 # --- policies ---------------------------------------------------------------------------
 
 
+def _check_fix_worth(value: Any) -> Any:
+    # a [low, high] range arrives from YAML as a list; pydantic's tuple errors would not say
+    # what the two numbers mean
+    if isinstance(value, list | tuple):
+        if len(value) != 2 or not all(_positive_number(v) for v in value):
+            raise PydanticCustomError(
+                "bad_fix_worth",
+                "fix_worth must be a number or [low, high] of numbers > 0 (calls of the max "
+                "tier a fixed answer is worth), got {value}",
+                {"value": repr(value)},
+            )
+        low, high = value
+        if low > high:
+            raise PydanticCustomError(
+                "bad_fix_worth",
+                "fix_worth [low, high] has low {low} above high {high}; write [{high}, {low}]",
+                {"low": low, "high": high},
+            )
+        return (float(low), float(high))
+    if not _positive_number(value):
+        raise PydanticCustomError(
+            "bad_fix_worth",
+            "fix_worth must be a number > 0 (calls of the max tier a fixed answer is worth), "
+            "or a [low, high] range, got {value}",
+            {"value": repr(value)},
+        )
+    return float(value)
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+FixWorth = Annotated[float | tuple[float, float], BeforeValidator(_check_fix_worth)]
+"""What one answer fixed by escalating is worth, in calls of the node's max tier: a number,
+or a ``[low, high]`` range over which adaptive spreads its belief (see
+:mod:`dagtier.policies.escalation`)."""
+
+
 class StaticPolicy(_Model):
     """Always run on ``tier``."""
 
@@ -164,6 +203,9 @@ class CascadePolicy(_Model):
     max: Tier = 3
     on_exhausted: Literal["fail", "accept_unverified"] = "fail"
     """What happens when even the max tier fails its checks."""
+    fix_worth: float = Field(default=2.0, gt=0)
+    """With ``on_exhausted: accept_unverified``: escalate to a tier while an answer it fixes
+    costs at most this many calls of the max tier (learnt per task key); quality first."""
 
     @model_validator(mode="after")
     def _start_le_max(self) -> CascadePolicy:
@@ -189,6 +231,9 @@ class AdaptivePolicy(_Model):
     half_life: float = Field(default=50, gt=0)
     """Evidence fades: an observation counts half after this many newer ones."""
     on_exhausted: Literal["fail", "accept_unverified"] = "fail"
+    fix_worth: FixWorth = (1.0, 3.0)
+    """With ``on_exhausted: accept_unverified``: what an answer fixed by escalating is worth,
+    in calls of the max tier; a range is a spread belief, drawn from each run (cost aware)."""
 
     @model_validator(mode="after")
     def _min_le_max(self) -> AdaptivePolicy:
