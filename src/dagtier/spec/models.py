@@ -40,7 +40,7 @@ Tier = Annotated[_Tier, BeforeValidator(_check_tier)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 # --- inputs -----------------------------------------------------------------------------
@@ -89,7 +89,9 @@ class JsonSchemaCheck(_Model):
     type: Literal["json_schema"]
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, use_attribute_docstrings=True
+    )
 
 
 class RegexCheck(_Model):
@@ -258,7 +260,9 @@ class OutputSpec(_Model):
     format: Literal["text", "json"] = "text"
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, use_attribute_docstrings=True
+    )
 
     @model_validator(mode="before")
     @classmethod
