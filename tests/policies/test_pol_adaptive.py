@@ -249,3 +249,65 @@ async def test_record_outcome_errors_are_clear() -> None:
         await dagtier.record_outcome(r.run_id, "n", True, store=store)
     with pytest.raises(DagtierUsageError, match=r"needs the store the run was recorded in"):
         await dagtier.record_outcome(r.run_id, "n", True, store=object())
+
+
+# --- trusting the judge ----------------------------------------------------------------------
+
+JUDGED = "checks:\n  - {type: judge}\n"
+# no tier reaches 0.95 through this judge: adaptive cascades from tier 1, as in replay
+POLICY = "{kind: adaptive, target: 0.95, canary: 0.3, on_exhausted: accept_unverified}"
+
+
+def ladder(tier1_right: bool, seed: int) -> Models:
+    """Tiers 2 and 3 answer RIGHT 80% of the time (else OTHER); tier 1 always answers
+    RIGHT or always WRONG. The judge passes RIGHT 90% of the time and OTHER 10%, and passes
+    WRONG always: it cannot tell tier 1's mistake."""
+    answers, verdicts = random.Random(seed), random.Random(seed + 1)
+
+    def answer(tier: int, req: object) -> str:
+        if tier == 1:
+            return "RIGHT" if tier1_right else "WRONG"
+        return "RIGHT" if answers.random() < 0.8 else "OTHER"
+
+    def judge(prompt: str) -> str:
+        body = prompt.rsplit("do the task", 1)[-1]
+        p = 1.0 if "WRONG" in body else 0.9 if "RIGHT" in body else 0.1
+        return "PASS" if verdicts.random() < p else "FAIL"
+
+    return Models(answer, judge=judge)
+
+
+async def judged_stream(models: Models, runs: int, seed: int) -> tuple[MemoryStore, list]:
+    rng = random.Random(seed)
+    store = MemoryStore()
+    wf = workflow(adaptive_node("k", POLICY, checks=JUDGED))
+    results = [
+        (await run(wf, models, store=store, seed=rng.getrandbits(32)))["n"] for _ in range(runs)
+    ]
+    return store, results
+
+
+@pytest.mark.parametrize("seed", range(3))
+async def test_a_judge_the_canary_shows_wrong_is_not_trusted(seed: int) -> None:
+    """Tier 1 is always wrong and the judge always passes it. The canary's answers differ
+    from tier 1's, so the judge's agreement at tier 1 is ruled out below the rate at which
+    tier 2's answers pass: the node stops accepting tier 1's passes and starts on tier 2,
+    saying why, except for the small share of runs that keeps measuring."""
+    store, results = await judged_stream(ladder(False, seed), 200, seed)
+    trust = (await store.tier_stats("k#judge"))[1]
+    assert trust.failures >= TUNING.min_ruled_out_weight and trust.successes == 0
+    late = results[100:]
+    assert sum(r.output == "RIGHT" for r in late) / len(late) >= 0.6
+    moved = [r for r in late if r.decision and "passes are not trusted" in r.decision]
+    assert len(moved) >= 0.8 * len(late)
+    assert all(r.attempts[0].tier == 2 for r in moved)
+
+
+@pytest.mark.parametrize("seed", range(3))
+async def test_a_judge_that_agrees_with_the_canary_keeps_the_cheap_start(seed: int) -> None:
+    """Tier 1 is right and the judge mostly says so: its agreement is counted, and its
+    passes are never distrusted."""
+    store, results = await judged_stream(ladder(True, seed), 200, seed)
+    trust = (await store.tier_stats("k#judge"))[1]
+    assert trust.successes >= TUNING.min_ruled_out_weight > trust.failures
+    assert not any(r.decision and "not trusted" in r.decision for r in results)

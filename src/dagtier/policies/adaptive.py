@@ -33,8 +33,12 @@ What counts, and how much
       labels) and differ, the accepted answer's pass is counted as a failure instead: the
       judge let a wrong answer through, the silent drop the canary exists to catch.
     * RouterBench's lesson: a judge wrong too often makes a cascade worthless. Reported
-      outcomes are compared with the judge's verdict and kept as the judge's agreement
-      under the task key ``KEY#judge`` (shown by ``dagtier stats``).
+      outcomes, and the canary's answer where it is comparable, are compared with the
+      judge's verdict and kept as the judge's agreement per tier under the task key
+      ``KEY#judge`` (shown by ``dagtier stats``). A start tier whose judged verdicts are
+      ruled out as agreeing less often than the next tier's answers pass is not trusted:
+      its passes would be worse answers than the next tier gives, so the node starts one
+      tier higher (all but a share :attr:`Tuning.explore` of runs, which keep measuring).
 
 Every decision is logged with the estimates it compared (``ctx.decide``).
 """
@@ -163,6 +167,33 @@ def choose(
     )
 
 
+def distrust(
+    trust: Mapping[Tier, TierStats],
+    ests: tuple[Estimate, ...],
+    tier: Tier,
+    lo: Tier,
+    tuning: Tuning | None = None,
+) -> str | None:
+    """Why the judge's passes at ``tier`` are not to be trusted (None: trusted, or too
+    little known): even the upper bound of its agreement with the truth is below the rate
+    at which the next tier's answers pass (``ests`` must reach ``tier + 1``)."""
+    tuning = tuning or TUNING
+    st = trust.get(tier)
+    if st is None or st.weight < tuning.min_ruled_out_weight:
+        return None
+    a, b = st.successes + tuning.prior, st.failures + tuning.prior
+    mean = a / (a + b)
+    upper = mean + tuning.z_ruled_out * math.sqrt(mean * (1 - mean) / (a + b + 1))
+    bar = ests[tier + 1 - lo].mean
+    if upper >= bar:
+        return None
+    return (
+        f"the judge's verdicts at tier {tier} agree with the truth only {mean:.2f} of the "
+        f"time (n={st.weight:.1f}, upper bound {upper:.2f}), below the {bar:.2f} at which "
+        f"tier {tier + 1}'s answers pass: its passes are not trusted, tier {tier + 1} first"
+    )
+
+
 async def run_adaptive(ctx: NodeContext) -> Outcome:
     policy = ctx.workflow.node_policy(ctx.node_id)
     assert policy.kind == "adaptive"
@@ -184,6 +215,14 @@ async def run_adaptive(ctx: NodeContext) -> Outcome:
     if rate and ctx.rng.random() < rate:
         start = start - 1  # type: ignore[assignment]
         reason += f"; exploring: tier {start} first this run, to see if it got good enough"
+    if choice.tier <= start < hi:  # an exploring run goes below on purpose
+        trust = await ctx.stats.tier_stats(ctx.task_key + JUDGE_SUFFIX)
+        while start < hi:
+            why = distrust(trust, choice.estimates, start, lo)
+            if why is None or ctx.rng.random() < TUNING.explore:
+                break
+            start = start + 1  # type: ignore[assignment]
+            reason += "; " + why
     top = hi
     if policy.on_exhausted == "accept_unverified" and start < hi:
         # a node that fails at its max tier must have tried it; one that accepts the last
@@ -273,12 +312,19 @@ async def _record_evidence(
     ]
     top = policy.max_tier
     hopeless = any(a.tier == top and a.verdict == "fail" for a in tried)
-    caught = (
-        canary is not None
-        and answer is not None
-        and canary.verdict != "fail"
-        and _agree(ctx, answer, canary) is False
-    )
+    agree = None
+    if canary is not None and answer is not None and canary.verdict != "fail":
+        agree = _agree(ctx, answer, canary)
+        judged = _judge_passed(answer)
+        if agree is not None and judged is not None:
+            # the canary's answer stands in for the truth: was the judge right?
+            await stats.record_observation(
+                ctx.task_key + JUDGE_SUFFIX,
+                answer.tier,
+                success=judged == agree,
+                half_life=policy.half_life,
+            )
+    caught = agree is False
     await record_escalations(stats, ctx.task_key, tried, policy.half_life)
     for a in tried:
         success = a.verdict != "fail"
@@ -388,8 +434,13 @@ def _judge_verdict(attempts: list[Attempt], tier: int, text: str | None) -> bool
     """What the judge said about the accepted answer (None: no judge looked at it)."""
     for a in reversed(attempts):
         if a.purpose == "answer" and a.tier == tier and a.output == text:
-            for c in a.checks:
-                if c.check == "judge":
-                    return c.passed
-            return None
+            return _judge_passed(a)
+    return None
+
+
+def _judge_passed(attempt: Attempt) -> bool | None:
+    """The judge's verdict on ``attempt`` (None: no judge looked at it)."""
+    for c in attempt.checks:
+        if c.check == "judge":
+            return c.passed
     return None
