@@ -863,6 +863,15 @@ def replay(
         int | None,
         typer.Option("--limit", help="Replay only N queries.", show_default=False),
     ] = None,
+    canary: Annotated[
+        float | None,
+        typer.Option(
+            "--canary",
+            help="Share of adaptive runs that also run the top tier, which measures the "
+            "judge (default: the policy's 1%).",
+            show_default=False,
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks of internal errors.")
@@ -886,6 +895,7 @@ def replay(
             seed=seed,
             limit=limit,
             json_out=json_out,
+            canary=canary,
         ),
         debug=debug,
     )

@@ -252,6 +252,24 @@ def test_cli_replay_table_and_errors(outcomes_file: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
+def test_cli_replay_canary_share(outcomes_file: Path) -> None:
+    """--canary sets adaptive's top-tier canary: at 1.0 every answer below the top tier is
+    also checked against it, so the top tier is called more; out of [0, 1] it is refused."""
+    args = ("replay", str(outcomes_file), "--tiers", "cheap,mid,top", "--policy", "adaptive")
+    shares = []
+    for extra in ((), ("--canary", "1.0")):
+        proc = _cli(*args, *extra, "--json")
+        assert proc.returncode == 0, proc.stderr
+        data = json.loads(proc.stdout)
+        shares.append(data["policies"][0]["call_share_by_tier"]["3"])
+    assert data["canary"] == 1.0
+    assert shares[1] > shares[0] + 0.1
+    proc = _cli(*args, "--canary", "1.5")
+    assert proc.returncode == 2
+    assert "--canary" in proc.stderr and "must lie in [0, 1]" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 async def test_the_quality_canary_sees_right_answers_agree(tmp_path: Path) -> None:
     """Replayed right answers to one query read the same (as the one right choice does), so
     the adaptive policy's top-tier canary agrees with a right cheap answer and differs from

@@ -26,6 +26,7 @@ def run_replay(
     seed: int,
     limit: int | None,
     json_out: bool,
+    canary: float | None = None,
     out: IO[str] | None = None,
 ) -> None:
     """Load, replay with a progress bar on a terminal, print the table or JSON.
@@ -42,8 +43,8 @@ def run_replay(
 
     # at INFO every replayed attempt would be logged: tens of thousands of lines
     configure_logging(level=logging.WARNING)
-    for flag, value in (("--judge-far", far), ("--judge-frr", frr)):
-        if not 0.0 <= value <= 1.0:
+    for flag, value in (("--judge-far", far), ("--judge-frr", frr), ("--canary", canary)):
+        if value is not None and not 0.0 <= value <= 1.0:
             raise SpecError(
                 source=flag,
                 issues=[SpecIssue("", f"must lie in [0, 1], got {value:g}", "value-out-of-range")],
@@ -73,6 +74,7 @@ def run_replay(
             judge_cost=judge_cost,
             seed=seed,
             limit=limit,
+            canary=canary,
             progress=bar.advance if bar is not None else None,
         )
 

@@ -33,6 +33,7 @@ def report_table(report: ReplayReport, title: str | None = None) -> Table:
             f"judge: {100 * report.judge.false_accept:g}% false accept, "
             f"{100 * report.judge.false_reject:g}% false reject, "
             f"${report.judge.cost:.6f} per call; seed {report.seed}"
+            + (f"; adaptive canary {100 * report.canary:g}%" if report.canary is not None else "")
             + (
                 f"; {report.skipped:,} queries lacking a tier's outcome skipped"
                 if report.skipped

@@ -47,8 +47,10 @@ class PolicySpec:
     judged: bool
 
 
-def parse_policy(text: str, n_tiers: int) -> PolicySpec:
-    """Raises SpecError with the valid forms when ``text`` is not one."""
+def parse_policy(text: str, n_tiers: int, canary: float | None = None) -> PolicySpec:
+    """``canary``: the adaptive policy's canary share (None: its default).
+
+    Raises SpecError with the valid forms when ``text`` is not one."""
     name, _, arg = text.strip().partition(":")
     forms = f"static:N (N = 1..{n_tiers}), cascade[:START], adaptive[:TARGET]"
 
@@ -76,6 +78,8 @@ def parse_policy(text: str, n_tiers: int) -> PolicySpec:
         return PolicySpec(text, policy, judged=True)
     if name == "adaptive":
         policy = {"kind": "adaptive", "max_tier": n_tiers, "on_exhausted": exhausted}
+        if canary is not None:
+            policy["canary"] = canary
         if arg:
             try:
                 policy["target"] = float(arg)
@@ -168,6 +172,8 @@ class ReplayReport:
     aiq_policies: float | None = None
     aiq_tiers: float | None = None
     seconds: float = 0.0
+    canary: float | None = None
+    """The adaptive policy's canary share when set for the replay (None: its default)."""
 
     @property
     def top(self) -> Reference:
@@ -180,6 +186,7 @@ class ReplayReport:
             "queries": self.queries,
             "skipped": self.skipped,
             "seed": self.seed,
+            "canary": self.canary,
             "judge": {
                 "false_accept": self.judge.false_accept,
                 "false_reject": self.judge.false_reject,
@@ -294,6 +301,7 @@ async def replay(
     judge_cost: float | None = None,
     seed: int = 0,
     limit: int | None = None,
+    canary: float | None = None,
     progress: Progress | None = None,
 ) -> ReplayReport:
     """Replay recorded outcomes under each policy and measure quality and cost.
@@ -308,6 +316,8 @@ async def replay(
         judge_cost: USD per judgement; default: tier 1's mean cost on the replayed queries.
         seed: the stream's shuffle and the judge's mistakes.
         limit: replay only the first N queries of the shuffled stream.
+        canary: the share of adaptive runs that also run the top tier, which measures the
+            judge (None: the policy's default, 1%).
         progress: called with the number of queries done since its last call.
 
     Raises:
@@ -329,7 +339,7 @@ async def replay(
             ],
         )
     outcomes.check_models(tiers)
-    specs = [parse_policy(p, len(tiers)) for p in policies]
+    specs = [parse_policy(p, len(tiers), canary) for p in policies]
     queries = outcomes.complete_queries(tiers)
     skipped = len(outcomes.tasks) - len(queries)
     if not queries:
@@ -399,6 +409,7 @@ async def replay(
         tier_refs,
         oracle,
         seconds=time.perf_counter() - started,
+        canary=canary,
     )
     _score(report)
     return report
