@@ -76,7 +76,8 @@ def guarded(fn: Callable[[], T], *, debug: bool = False) -> T:
     except KeyboardInterrupt:
         _err("interrupted: the run was cancelled; finished nodes are kept")
         raise typer.Exit(_exit.INTERRUPTED) from None
-    except (typer.Exit, typer.Abort):
+    except (typer.Exit, typer.Abort, BrokenPipeError):
+        # a closed pipe (`dagtier ... | head`) is nobody's mistake: click exits quietly
         raise
     except Exception as exc:
         if debug:

@@ -270,6 +270,21 @@ def test_cli_replay_canary_share(outcomes_file: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
+def test_cli_output_into_a_closed_pipe_is_not_an_internal_error(outcomes_file: Path) -> None:
+    """`dagtier replay ... | true`: the reader is gone before the table is written. That is
+    nobody's mistake: no 'internal error' message, no traceback."""
+    cmd = f"'{sys.executable}' -m dagtier replay '{outcomes_file}' --tiers cheap,mid,top --json | true"
+    proc = subprocess.run(
+        ["bash", "-c", "set -o pipefail; " + cmd],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": SRC},
+        timeout=120,
+    )
+    assert "internal" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode in (0, 1)
+
+
 async def test_the_quality_canary_sees_right_answers_agree(tmp_path: Path) -> None:
     """Replayed right answers to one query read the same (as the one right choice does), so
     the adaptive policy's top-tier canary agrees with a right cheap answer and differs from
