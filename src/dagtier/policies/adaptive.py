@@ -22,8 +22,9 @@ Decision (:func:`choose`)
     tier is paid for only when, on this run's draws of its yield on escalated inputs and
     of what a fix is worth (``fix_worth``), a fix costs less than it is worth (see
     :mod:`dagtier.policies.escalation`). A small share of runs (:attr:`Tuning.explore`)
-    starts one tier below a proven tier, so a cheaper tier that became good enough is demoted to again; the share
-    ``canary`` of runs also runs the top tier as a quality canary (below).
+    starts one tier below a proven tier, so a cheaper tier that became good enough is
+    demoted to again; the share ``canary`` of runs also runs the top tier as a quality
+    canary (below).
 
 What counts, and how much
     * AutoMix's lesson: when even the top tier fails an input, the input is hopeless, not
@@ -45,7 +46,6 @@ Every decision is logged with the estimates it compared (``ctx.decide``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -57,7 +57,7 @@ from .base import AttemptFailed, NodeContext, Outcome
 from .cascade import cascade_from
 from .checks import callable_problem
 from .escalation import ESCALATION_SUFFIX, ceiling, explore_past, record_escalations
-from .tuning import TUNING, Tuning
+from .tuning import TUNING, Rate, Tuning
 
 if TYPE_CHECKING:
     from ..spec.models import AdaptivePolicy
@@ -107,19 +107,17 @@ def estimates(
     tuning = tuning or TUNING
     out: list[Estimate] = []
     prev_lower = prev_mean = 0.0
-    a0 = tuning.prior
     for tier in TIERS:
         if tier < lo or tier > hi:
             continue
         st = stats.get(tier)
         s = st.successes if st is not None else 0.0
         f = st.failures if st is not None else 0.0
-        a, b = s + a0, f + a0
-        mean = a / (a + b)
-        sd = math.sqrt(mean * (1 - mean) / (a + b + 1))
-        own_lower = max(0.0, mean - tuning.z_proven * sd)
-        z = tuning.z_explored if a + b - 2 * a0 >= tuning.explored_weight else tuning.z_ruled_out
-        upper = min(1.0, mean + z * sd)
+        rate = Rate.of(s, f, tuning)
+        mean = rate.mean
+        own_lower = max(0.0, rate.upper(-tuning.z_proven))
+        z = tuning.z_explored if s + f >= tuning.explored_weight else tuning.z_ruled_out
+        upper = min(1.0, rate.upper(z))
         # a higher tier is at least as good as the one below, unless its own evidence says
         # otherwise: lift it, but never above what its own upper bound allows
         lower = max(own_lower, min(prev_lower, upper))
@@ -181,9 +179,8 @@ def distrust(
     st = trust.get(tier)
     if st is None or st.weight < tuning.min_ruled_out_weight:
         return None
-    a, b = st.successes + tuning.prior, st.failures + tuning.prior
-    mean = a / (a + b)
-    upper = mean + tuning.z_ruled_out * math.sqrt(mean * (1 - mean) / (a + b + 1))
+    agreement = Rate.of(st.successes, st.failures, tuning)
+    mean, upper = agreement.mean, agreement.upper(tuning.z_ruled_out)
     bar = ests[tier + 1 - lo].mean
     if upper >= bar:
         return None

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .._types import TIERS, Tier
-from .tuning import TUNING, Tuning
+from .tuning import TUNING, Rate, Tuning
 
 if TYPE_CHECKING:
     from ..results import Attempt
@@ -109,7 +109,6 @@ def ceiling(
             a tier whose yield is ruled out (cascade), at the top of ``worth``'s range.
     """
     tuning = tuning or TUNING
-    a0 = tuning.prior
     need = tuning.min_yield_weight if rng is not None else tuning.min_ruled_out_yield_weight
     value = draw_worth(worth, rng) if rng is not None else max(_values(worth))
     for tier in TIERS:
@@ -121,13 +120,13 @@ def ceiling(
         relative = _relative_cost(tier, hi, stats)
         if relative is None:
             continue
-        a, b = st.successes + a0, st.failures + a0
-        mean = a / (a + b)
+        rate = Rate.of(st.successes, st.failures, tuning)
+        mean = rate.mean
         if rng is not None:
-            seen = rng.betavariate(a, b)
+            seen = rng.betavariate(rate.a, rate.b)
             how = f"drawn {seen:.2f}"
         else:
-            seen = mean + tuning.z_ruled_out * math.sqrt(mean * (1 - mean) / (a + b + 1))
+            seen = rate.upper(tuning.z_ruled_out)
             how = f"upper bound {seen:.2f}"
         if seen * value < relative:
             below: Tier = tier - 1  # type: ignore[assignment]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -47,3 +48,30 @@ class Tuning:
 
 
 TUNING = Tuning()
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A rate's Beta posterior over decayed evidence: Beta(successes + prior, failures +
+    prior). The tier estimates, the escalation yields and the judge's agreement all use it."""
+
+    a: float
+    b: float
+
+    @classmethod
+    def of(cls, successes: float, failures: float, tuning: Tuning | None = None) -> Rate:
+        prior = (tuning or TUNING).prior
+        return cls(successes + prior, failures + prior)
+
+    @property
+    def mean(self) -> float:
+        return self.a / (self.a + self.b)
+
+    @property
+    def sd(self) -> float:
+        mean = self.mean
+        return math.sqrt(mean * (1 - mean) / (self.a + self.b + 1))
+
+    def upper(self, z: float) -> float:
+        """mean + z sd (not clipped to 1)."""
+        return self.mean + z * self.sd
