@@ -311,3 +311,13 @@ async def test_a_judge_that_agrees_with_the_canary_keeps_the_cheap_start(seed: i
     trust = (await store.tier_stats("k#judge"))[1]
     assert trust.successes >= TUNING.min_ruled_out_weight > trust.failures
     assert not any(r.decision and "not trusted" in r.decision for r in results)
+
+
+async def test_stats_show_the_start_the_judge_allows() -> None:
+    """`dagtier stats` shows the tier adaptive would start on: past a distrusted judge."""
+    from dagtier.policies.stats_view import collect
+
+    store, _ = await judged_stream(ladder(False, 0), 200, 0)
+    [key] = await collect(store, task="k")
+    assert key.pick == 2 and "passes are not trusted" in key.pick_reason
+    assert key.judge and key.judge[0].tier == 1 and key.judge[0].estimate < 0.5

@@ -191,6 +191,22 @@ def distrust(
     )
 
 
+def trusted_start(
+    trust: Mapping[Tier, TierStats], ests: tuple[Estimate, ...], start: Tier, lo: Tier, hi: Tier
+) -> tuple[Tier, str]:
+    """The first tier from ``start`` up whose judged passes are trusted (see
+    :func:`distrust`; the top tier's verdicts route nothing), and why the ones below it
+    were passed over ("" when none was)."""
+    why: list[str] = []
+    while start < hi:
+        reason = distrust(trust, ests, start, lo)
+        if reason is None:
+            break
+        why.append(reason)
+        start = start + 1  # type: ignore[assignment]
+    return start, "; ".join(why)
+
+
 async def run_adaptive(ctx: NodeContext) -> Outcome:
     policy = ctx.workflow.node_policy(ctx.node_id)
     assert policy.kind == "adaptive"
@@ -214,12 +230,10 @@ async def run_adaptive(ctx: NodeContext) -> Outcome:
         reason += f"; exploring: tier {start} first this run, to see if it got good enough"
     if choice.tier <= start < hi:  # an exploring run goes below on purpose
         trust = await ctx.stats.tier_stats(ctx.task_key + JUDGE_SUFFIX)
-        while start < hi:
-            why = distrust(trust, choice.estimates, start, lo)
-            if why is None or ctx.rng.random() < TUNING.explore:
-                break
-            start = start + 1  # type: ignore[assignment]
-            reason += "; " + why
+        trusted, why = trusted_start(trust, choice.estimates, start, lo, hi)
+        # a share of runs keeps measuring the judge where it is not trusted
+        if trusted != start and ctx.rng.random() >= TUNING.explore:
+            start, reason = trusted, f"{reason}; {why}"
     top = hi
     if policy.on_exhausted == "accept_unverified" and start < hi:
         # a node that fails at its max tier must have tried it; one that accepts the last

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._types import TIERS, Tier
-from .adaptive import JUDGE_SUFFIX, choose
+from .adaptive import JUDGE_SUFFIX, choose, trusted_start
 
 if TYPE_CHECKING:
     from ..spec.models import Workflow
@@ -41,7 +41,8 @@ class KeyStats:
     pick_reason: str
     tiers: list[TierRow] = field(default_factory=list)
     judge: list[TierRow] = field(default_factory=list)
-    """The judge's agreement with reported outcomes, per answering tier."""
+    """The judge's agreement with the truth (reported outcomes, the canary), per answering
+    tier."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,9 +118,13 @@ async def collect(
             continue
         s = settings.get(key, _Settings())
         choice = choose(grouped[key], s.lo, s.hi, s.target)
-        ks = KeyStats(key, s.target, choice.tier, choice.reason)
+        pick, reason = choice.tier, choice.reason
+        judged = grouped.get(key + JUDGE_SUFFIX, {})
+        trusted, why = trusted_start(judged, choice.estimates, pick, s.lo, s.hi)
+        if trusted != pick:
+            pick, reason = trusted, f"{reason}; {why}"
+        ks = KeyStats(key, s.target, pick, reason)
         ks.tiers = _rows(grouped[key], s.lo, s.hi)
-        judged = grouped.get(key + JUDGE_SUFFIX)
         if judged:
             ks.judge = _rows(judged, 1, 3, monotone=False)
         out.append(ks)
