@@ -20,5 +20,9 @@ RunStatus: TypeAlias = Literal[
     "running", "succeeded", "failed", "cancelled", "interrupted", "budget_exhausted"
 ]
 
+FixWorth: TypeAlias = float | tuple[float, float]
+"""What one answer fixed by escalating is worth, in calls of the node's max tier: one value,
+or a ``(low, high)`` range over which the adaptive policy spreads its belief."""
+
 Verdict: TypeAlias = Literal["pass", "fail", "unchecked", "error"]
 """An attempt's verdict. ``error``: the provider call failed (availability, not quality)."""

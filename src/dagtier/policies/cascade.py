@@ -7,8 +7,8 @@ A node with ``on_exhausted: accept_unverified`` run with a statistics store also
 per task key, which tiers rarely fix what reaches them by escalation (see
 :mod:`dagtier.policies.escalation`): once a tier's fixes are ruled out as costing more
 than the node's ``fix_worth``, the cascade stops one tier lower and accepts that answer
-unverified, as it would at the max tier. Without such evidence (or with ``on_exhausted: fail``) it is the plain cascade; every
-ceiling is logged with its reason (``ctx.decide``)."""
+unverified, as it would at the max tier. Without such evidence (or with ``on_exhausted:
+fail``) it is the plain cascade; every ceiling is logged with its reason (``ctx.decide``)."""
 
 from __future__ import annotations
 

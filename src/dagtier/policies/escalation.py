@@ -46,7 +46,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .._types import TIERS, Tier
+from .._types import TIERS, FixWorth, Tier
 from .tuning import TUNING, Rate, Tuning
 
 if TYPE_CHECKING:
@@ -58,9 +58,6 @@ ESCALATION_SUFFIX = "#escalated"
 YIELD_HALF_LIFE_FACTOR = 4.0
 """Yields are small-sample rates near their bar: they fade this many times slower than the
 tier evidence, so a ceiling does not flap on a short bad streak."""
-
-FixWorth = float | tuple[float, float]
-"""What a fixed answer is worth, in calls of the max tier: one value, or a log-uniform range."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +107,10 @@ def ceiling(
     """
     tuning = tuning or TUNING
     need = tuning.min_yield_weight if rng is not None else tuning.min_ruled_out_yield_weight
-    value = draw_worth(worth, rng) if rng is not None else max(_values(worth))
+    if rng is not None:
+        value = draw_worth(worth, rng)
+    else:
+        value = worth[1] if isinstance(worth, tuple) else worth
     for tier in TIERS:
         if tier <= start or tier > hi:
             continue
@@ -138,10 +138,6 @@ def ceiling(
                 f"{price:.2f} calls of tier {hi}, more than the {value:.2f} it is worth",
             )
     return Ceiling(hi, "")
-
-
-def _values(worth: FixWorth) -> tuple[float, ...]:
-    return worth if isinstance(worth, tuple) else (worth,)
 
 
 def explore_past(

@@ -16,7 +16,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from .._types import TIERS
+from .._types import TIERS, FixWorth
 from .._types import Tier as _Tier
 
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -184,9 +184,8 @@ def _positive_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
-FixWorth = Annotated[float | tuple[float, float], BeforeValidator(_check_fix_worth)]
-"""What one answer fixed by escalating is worth, in calls of the node's max tier: a number,
-or a ``[low, high]`` range over which adaptive spreads its belief (see
+FixWorthField = Annotated[FixWorth, BeforeValidator(_check_fix_worth)]
+"""``fix_worth`` as written in a workflow: a number or ``[low, high]`` (see
 :mod:`dagtier.policies.escalation`)."""
 
 
@@ -233,7 +232,7 @@ class AdaptivePolicy(_Model):
     half_life: float = Field(default=50, gt=0)
     """Evidence fades: an observation counts half after this many newer ones."""
     on_exhausted: Literal["fail", "accept_unverified"] = "fail"
-    fix_worth: FixWorth = (1.0, 3.0)
+    fix_worth: FixWorthField = (1.0, 3.0)
     """With ``on_exhausted: accept_unverified``: what an answer fixed by escalating is worth,
     in calls of the max tier; a range is a spread belief, drawn from each run (cost aware)."""
 
