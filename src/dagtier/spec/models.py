@@ -234,7 +234,7 @@ class AdaptivePolicy(_Model):
     on_exhausted: Literal["fail", "accept_unverified"] = "fail"
     fix_worth: FixWorthField = (1.0, 3.0)
     """With ``on_exhausted: accept_unverified``: what an answer fixed by escalating is worth,
-    in calls of the max tier; a range is a spread belief, drawn from each run (cost aware)."""
+    in calls of the max tier; a range spreads the belief, each run drawing from it (cost aware)."""
 
     @model_validator(mode="after")
     def _min_le_max(self) -> AdaptivePolicy:
