@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
 
 from .._exceptions import AuthError, ContentFiltered, ProviderResponseError
 from ..catalog import ModelEntry, Usage
@@ -27,6 +28,33 @@ def read_api_key(provider: str, model: str, api_key_env: str | None) -> str:
             f"${api_key_env} is not set", provider=provider, model=model, retryable=False
         )
     return value
+
+
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+ClientT = TypeVar("ClientT", bound=_Closable)
+
+
+class SdkClient(Generic[ClientT]):
+    """A provider's SDK client: made on first use (the SDK is imported only then) and made
+    again when the API key changes, so a rotated key takes effect without a restart."""
+
+    def __init__(self, make: Callable[[str], ClientT]) -> None:
+        self._make = make
+        self._client: ClientT | None = None
+        self._key: str | None = None
+
+    def get(self, key: str) -> ClientT:
+        if self._client is None or self._key != key:
+            self._client, self._key = self._make(key), key
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
 
 
 def key_secrets(api_key_env: str | None) -> tuple[str, ...]:

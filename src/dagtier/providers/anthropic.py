@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ProviderError
 from ..catalog import ModelEntry
-from ._common import anthropic_usage, finished_completion, key_secrets, read_api_key
+from ._common import (
+    SdkClient,
+    anthropic_usage,
+    finished_completion,
+    key_secrets,
+    read_api_key,
+)
 from ._errors import translate
 from .base import Completion, CompletionRequest
 
@@ -42,26 +48,21 @@ class AnthropicProvider:
         self.base_url = base_url
         self.api_key_env = api_key_env
         self.default_timeout_s = default_timeout_s
-        self._client: AsyncAnthropic | None = None
-        self._client_key: str | None = None
+        self._client = SdkClient(self._new_client)
 
     def __repr__(self) -> str:
         # The key variable's name only, never its value.
         return f"AnthropicProvider(base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
 
-    def _get_client(self, model: ModelEntry) -> AsyncAnthropic:
-        key = read_api_key(self.name, model.model, self.api_key_env)
-        if self._client is None or self._client_key != key:
-            from anthropic import AsyncAnthropic
+    def _new_client(self, key: str) -> AsyncAnthropic:
+        from anthropic import AsyncAnthropic
 
-            self._client = AsyncAnthropic(
-                api_key=key,
-                base_url=self.base_url,
-                max_retries=0,
-                timeout=self.default_timeout_s,
-            )
-            self._client_key = key
-        return self._client
+        return AsyncAnthropic(
+            api_key=key, base_url=self.base_url, max_retries=0, timeout=self.default_timeout_s
+        )
+
+    def _get_client(self, model: ModelEntry) -> AsyncAnthropic:
+        return self._client.get(read_api_key(self.name, model.model, self.api_key_env))
 
     def build_params(self, model: ModelEntry, request: CompletionRequest) -> dict[str, Any]:
         """The keyword arguments for ``messages.create`` (public for tests and debugging)."""
@@ -126,6 +127,4 @@ class AnthropicProvider:
         )
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.close()
+        await self._client.aclose()

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ProviderError, ProviderResponseError
 from ..catalog import ModelEntry
-from ._common import finished_completion, key_secrets, openai_usage, read_api_key
+from ._common import (
+    SdkClient,
+    finished_completion,
+    key_secrets,
+    openai_usage,
+    read_api_key,
+)
 from ._errors import translate
 from .base import Completion, CompletionRequest
 
@@ -42,25 +48,20 @@ class OpenAIProvider:
         self.api_key_env = api_key_env
         self.strict_schema = strict_schema
         self.default_timeout_s = default_timeout_s
-        self._client: AsyncOpenAI | None = None
-        self._client_key: str | None = None
+        self._client = SdkClient(self._new_client)
 
     def __repr__(self) -> str:
         return f"OpenAIProvider(base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
 
-    def _get_client(self, model: ModelEntry) -> AsyncOpenAI:
-        key = read_api_key(self.name, model.model, self.api_key_env)
-        if self._client is None or self._client_key != key:
-            from openai import AsyncOpenAI
+    def _new_client(self, key: str) -> AsyncOpenAI:
+        from openai import AsyncOpenAI
 
-            self._client = AsyncOpenAI(
-                api_key=key,
-                base_url=self.base_url,
-                max_retries=0,
-                timeout=self.default_timeout_s,
-            )
-            self._client_key = key
-        return self._client
+        return AsyncOpenAI(
+            api_key=key, base_url=self.base_url, max_retries=0, timeout=self.default_timeout_s
+        )
+
+    def _get_client(self, model: ModelEntry) -> AsyncOpenAI:
+        return self._client.get(read_api_key(self.name, model.model, self.api_key_env))
 
     def build_params(self, model: ModelEntry, request: CompletionRequest) -> dict[str, Any]:
         """The keyword arguments for ``chat.completions.create``."""
@@ -134,6 +135,4 @@ class OpenAIProvider:
         )
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.close()
+        await self._client.aclose()
