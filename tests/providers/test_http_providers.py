@@ -251,3 +251,31 @@ async def test_an_empty_completion_cut_by_the_token_limit_is_not_retried(
         await provider.complete(entry, CompletionRequest.from_prompt("hi"))
     await provider.aclose()
     assert not info.value.retryable
+
+
+@pytest.mark.parametrize("name", ["a-model", "o-model"])
+async def test_a_rotated_key_is_used_without_a_restart(
+    fault_server: FaultServer,
+    fake_keys: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+) -> None:
+    """The provider keeps one SDK client, but a key changed in the environment reaches the
+    wire on the next call (a long-running app rotates keys without restarting)."""
+    entry = make_catalog(fault_server.base_url, {1: [name]}).model(name)
+    provider = _provider(entry)
+    request = CompletionRequest.from_prompt("hi")
+    await provider.complete(entry, request)
+    await provider.complete(entry, request)
+    assert entry.api_key_env is not None
+    monkeypatch.setenv(entry.api_key_env, "sk-rotated-0123456789abcdef")
+    await provider.complete(entry, request)
+    await provider.aclose()
+
+    def sent(headers: dict[str, str]) -> str:
+        return headers.get("x-api-key") or headers.get("authorization", "")
+
+    keys = [sent(s.headers) for s in fault_server.requests_for(name)]
+    old = fake_keys["anthropic" if name.startswith("a-") else "openai"]
+    assert [old in k for k in keys] == [True, True, False]
+    assert "sk-rotated-0123456789abcdef" in keys[2]

@@ -39,21 +39,27 @@ ClientT = TypeVar("ClientT", bound=_Closable)
 
 class SdkClient(Generic[ClientT]):
     """A provider's SDK client: made on first use (the SDK is imported only then) and made
-    again when the API key changes, so a rotated key takes effect without a restart."""
+    again when the API key changes, so a rotated key takes effect without a restart. The
+    old client may still carry calls of other nodes: it is closed with the provider, not
+    at the rotation."""
 
     def __init__(self, make: Callable[[str], ClientT]) -> None:
         self._make = make
         self._client: ClientT | None = None
         self._key: str | None = None
+        self._retired: list[ClientT] = []
 
     def get(self, key: str) -> ClientT:
         if self._client is None or self._key != key:
+            if self._client is not None:
+                self._retired.append(self._client)
             self._client, self._key = self._make(key), key
         return self._client
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
+        clients = [*self._retired, *([self._client] if self._client is not None else [])]
+        self._client, self._retired = None, []
+        for client in clients:
             await client.close()
 
 
