@@ -24,7 +24,7 @@ from ..catalog import Catalog, ModelEntry, Price
 from ..providers.gateway import Gateway
 from ..providers.registry import ProviderRegistry
 from ..spec.models import Workflow
-from ..store import MemoryStore, TierStats
+from ..store import MemoryStore
 from ._data import Outcomes
 from ._judge import ReplayJudge
 from ._metrics import aiq, pgr
@@ -213,39 +213,16 @@ class ReplayReport:
 
 
 class _StatsOnly:
-    """A StatsStore and nothing else: replayed runs are not worth keeping, only learning."""
+    """A StatsStore and nothing else: replayed runs are not worth keeping, only learning
+    (the executor stores runs only in a store that is also a RunStore)."""
 
-    __slots__ = ("_mem",)
+    __slots__ = ("all_stats", "record_observation", "tier_stats")
 
     def __init__(self) -> None:
-        self._mem = MemoryStore()
-
-    async def tier_stats(self, task_key: str) -> dict[Tier, TierStats]:
-        return await self._mem.tier_stats(task_key)
-
-    async def record_observation(
-        self,
-        task_key: str,
-        tier: Tier,
-        *,
-        success: bool,
-        weight: float = 1.0,
-        cost: float = 0.0,
-        latency_s: float = 0.0,
-        half_life: float | None = None,
-    ) -> None:
-        await self._mem.record_observation(
-            task_key,
-            tier,
-            success=success,
-            weight=weight,
-            cost=cost,
-            latency_s=latency_s,
-            half_life=half_life,
-        )
-
-    async def all_stats(self) -> list[TierStats]:
-        return await self._mem.all_stats()
+        mem = MemoryStore()
+        self.tier_stats = mem.tier_stats
+        self.record_observation = mem.record_observation
+        self.all_stats = mem.all_stats
 
 
 def replay_catalog(models: Sequence[str]) -> Catalog:
