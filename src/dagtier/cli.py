@@ -34,6 +34,7 @@ ModelsOpt = Annotated[
         show_default=False,
     ),
 ]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
 StoreOpt = Annotated[
     Path | None,
     typer.Option(
@@ -267,9 +268,7 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log every model call to stderr.")
     ] = False,
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show tracebacks of internal errors.")
-    ] = False,
+    debug: DebugOpt = False,
     store: StoreOpt = None,
     resume: Annotated[
         str | None,
@@ -874,9 +873,7 @@ def replay(
         ),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show tracebacks of internal errors.")
-    ] = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Replay recorded per-query outcomes of real models under routing policies, and compare
     their quality and cost (the real executor and policies; recorded answers and costs)."""
