@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .catalog import Catalog, ModelEntry, Price, Usage, catalog_from_dict, load_catalog
     from .events import EventBus
     from .executor import run
+    from .plan import Plan, compile_workflow
     from .policies import record_outcome
     from .providers import Completion, CompletionRequest, Provider, PythonProvider
     from .results import Attempt, CheckResult, NodeResult, RunResult
@@ -56,6 +57,8 @@ _LAZY: dict[str, str] = {
     "load_catalog": "catalog",
     "EventBus": "events",
     "run": "executor",
+    "Plan": "plan",
+    "compile_workflow": "plan",
     "Completion": "providers",
     "CompletionRequest": "providers",
     "Provider": "providers",
@@ -111,6 +114,7 @@ __all__ = (
     "ModelUnavailable",
     "NodeResult",
     "Overloaded",
+    "Plan",
     "Price",
     "Provider",
     "ProviderConnectionError",
@@ -130,6 +134,7 @@ __all__ = (
     "Workflow",
     "__version__",
     "catalog_from_dict",
+    "compile_workflow",
     "json_schema",
     "load_catalog",
     "load_workflow",

@@ -388,11 +388,7 @@ def run(
 
 
 def _may_use_tier(wf: Any, nid: str, tier: int) -> bool:
-    p = wf.node_policy(nid)
-    if p.kind == "static":
-        return bool(p.tier == tier)
-    lo, hi = (p.start, p.max) if p.kind == "cascade" else (p.min_tier, p.max_tier)
-    return bool(lo <= tier <= hi)
+    return bool(wf.node_policy(nid).may_use(tier))
 
 
 def _setup_logging(*, verbose: bool, log_json: Path | None) -> Any:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .plan import Plan
     from .results import Attempt, NodeResult, RunResult
     from .spec.models import Workflow
 
@@ -23,6 +24,8 @@ class RunStarted:
     inputs: dict[str, Any]
     at: float
     resumed: bool = False
+    plan: Plan | None = None
+    """The compiled workflow the run executes (execution order, resolved settings)."""
 
 
 @dataclass(frozen=True, slots=True)

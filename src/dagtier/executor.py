@@ -15,7 +15,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -28,92 +27,15 @@ from ._yaml import did_you_mean
 from .budget import CURRENT_NODE, Budget
 from .catalog import Catalog, load_catalog
 from .events import EventBus, NodeFinished, NodeStarted, RunFinished, RunStarted, Subscriber
-from .fingerprint import cache_key, node_fingerprints, workflow_fingerprint
-from .policies import POLICIES, AttemptFailed, NodeContext, Policy
+from .fingerprint import workflow_fingerprint
+from .plan import Plan, compile_workflow
+from .policies import AttemptFailed, NodeContext
 from .providers.base import CompletionRequest, Message, Provider
 from .providers.gateway import Gateway
 from .providers.registry import ProviderRegistry
 from .results import NodeResult, RunResult
 from .spec.models import Workflow
-from .spec.templates import Template, analyze
 from .store import MemoryStore, ResultCache, RunRecord, RunStore, StatsStore
-
-
-@dataclass(frozen=True, slots=True)
-class _NodePlan:
-    """What a node runs with, resolved once per workflow rather than once per call."""
-
-    prompt: Template
-    system: Template | None
-    static: tuple[Message, ...] | None
-    """The messages, when neither template uses ``{`` (the same on every run, and frozen,
-    so shared by all runs)."""
-    refs: tuple[str, ...]
-    """Node ids the node's templates read (besides inputs)."""
-    task_key: str
-    policy: Policy
-    max_tokens: int
-    temperature: float | None
-    timeout_s: float | None
-    json_schema: Mapping[str, Any] | None
-    cache: bool
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """Per-workflow data the scheduler needs, computed once."""
-
-    order: tuple[str, ...]
-    children: dict[str, tuple[str, ...]]
-    indegree: dict[str, int]
-    nodes: dict[str, _NodePlan]
-    caps: dict[str, float]
-    """Per-node spending caps (``budget:`` on a node or in defaults)."""
-
-
-def _plan(workflow: Workflow) -> _Plan:
-    from .graph import build_graph, topological_order
-
-    g = build_graph(workflow)
-    order = tuple(topological_order(g))
-    children = {n: tuple(sorted(g.successors(n))) for n in order}
-    indegree = {n: g.in_degree(n) for n in order}
-    nodes = {}
-    for nid, node in workflow.nodes.items():
-        names = set(analyze(node.prompt).names)
-        if node.system:
-            names |= analyze(node.system).names
-        names.discard("inputs")
-        static = "{" not in node.prompt and "{" not in (node.system or "")
-        nodes[nid] = _NodePlan(
-            prompt=Template(node.prompt),
-            system=Template(node.system) if node.system else None,
-            static=(Message("user", node.prompt),) if static else None,
-            refs=tuple(sorted(names)),
-            task_key=task_key(workflow, nid),
-            policy=POLICIES[workflow.node_policy(nid).kind],
-            max_tokens=workflow.node_setting(nid, "max_tokens"),
-            temperature=workflow.node_setting(nid, "temperature"),
-            timeout_s=workflow.node_setting(nid, "timeout_s"),
-            json_schema=node.output.schema_ if node.output.format == "json" else None,
-            cache=bool(workflow.node_setting(nid, "cache")),
-        )
-    caps = {n: c for n in workflow.nodes if (c := workflow.node_setting(n, "budget")) is not None}
-    return _Plan(order, children, indegree, nodes, caps)
-
-
-_PLANS: dict[int, tuple[Workflow, _Plan]] = {}
-
-
-def plan_for(workflow: Workflow) -> _Plan:
-    cached = _PLANS.get(id(workflow))
-    if cached is not None and cached[0] is workflow:
-        return cached[1]
-    plan = _plan(workflow)
-    if len(_PLANS) > 64:
-        _PLANS.clear()
-    _PLANS[id(workflow)] = (workflow, plan)
-    return plan
 
 
 def coerce_inputs(workflow: Workflow, given: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -186,16 +108,12 @@ def _coerce(value: Any, kind: str) -> Any:
     return value
 
 
-def task_key(workflow: Workflow, node_id: str) -> str:
-    return workflow.nodes[node_id].task or f"{workflow.name}/{node_id}"
-
-
 class _Run:
     """The state of one run. Allocates little per node: the benchmark counts microseconds."""
 
     def __init__(
         self,
-        workflow: Workflow,
+        plan: Plan,
         inputs: dict[str, Any],
         *,
         run_id: str,
@@ -211,8 +129,8 @@ class _Run:
         cache: ResultCache | None = None,
         cache_ttl_s: float | None = None,
     ) -> None:
-        self.wf = workflow
-        self.plan = plan_for(workflow)
+        self.wf = plan.workflow
+        self.plan = plan
         self.inputs = inputs
         self.run_id = run_id
         self.gateway = gateway
@@ -362,7 +280,7 @@ class _Run:
         )
         ckey = None
         if self.cache is not None and np.cache:
-            ckey = cache_key(wf, self.gateway.catalog, nid, request)
+            ckey = self.plan.cache_key(nid, messages, system)
             hit = await self.cache.cache_get(ckey, ttl_s=self.cache_ttl_s)
             if hit is not None:
                 return _durable.cached_result(nid, key, hit, started)
@@ -378,9 +296,10 @@ class _Run:
             self.stats,
             self.rng,
             self.log,
+            np.checks,
         )
         try:
-            outcome = await np.policy(ctx)
+            outcome = await np.runner(ctx)
         except AttemptFailed as exc:
             return NodeResult(
                 nid,
@@ -428,7 +347,7 @@ class _Run:
             self.results[nid] = NodeResult(
                 nid,
                 "skipped" if blocked else "cancelled",
-                task_key=task_key(self.wf, nid),
+                task_key=self.plan.nodes[nid].task_key,
                 error="an upstream node failed"
                 if blocked
                 else f"run ended ({status or 'cancelled'})",
@@ -437,20 +356,16 @@ class _Run:
 
 
 def render_outputs(
-    workflow: Workflow, inputs: dict[str, Any], results: Mapping[str, NodeResult]
+    plan: Plan, inputs: dict[str, Any], results: Mapping[str, NodeResult]
 ) -> dict[str, Any]:
     """The workflow's declared outputs; one whose nodes did not all succeed is None."""
     out: dict[str, Any] = {}
-    if not workflow.outputs:
+    if not plan.outputs:
         return out
     ctx: dict[str, Any] = {"inputs": inputs}
     ctx.update({nid: r.output for nid, r in results.items() if r.ok})
-    for name, source in workflow.outputs.items():
-        refs = analyze(source).names - {"inputs"}
-        if any(r not in ctx for r in refs):
-            out[name] = None
-            continue
-        out[name] = Template(source).render(ctx)
+    for name, (template, refs) in plan.outputs.items():
+        out[name] = None if any(r not in ctx for r in refs) else template.render(ctx)
     return out
 
 
@@ -459,7 +374,7 @@ def new_run_id() -> str:
 
 
 async def run(
-    workflow: Workflow,
+    workflow: Workflow | Plan,
     inputs: Mapping[str, Any] | None = None,
     *,
     catalog: Catalog | None = None,
@@ -483,7 +398,10 @@ async def run(
     store and in the exception's context.
 
     Args:
-        workflow: from :func:`dagtier.load_workflow` or :func:`dagtier.parse_workflow`.
+        workflow: from :func:`dagtier.load_workflow` or :func:`dagtier.parse_workflow`, or
+            a :class:`~dagtier.Plan` from :func:`dagtier.compile_workflow`: runs of one
+            plan, concurrent or not, share everything worked out from the workflow
+            (a workflow is compiled on every call). *Changed in issue 11*: takes a Plan.
         inputs: values for the workflow's declared inputs.
         catalog: the model catalog (default: the packaged one plus ``$DAGTIER_MODELS``).
         providers: provider objects by name, overriding the built-in ones.
@@ -508,12 +426,18 @@ async def run(
 
     Raises:
         SpecError: the inputs do not match the workflow's declaration.
+        DagtierUsageError: ``workflow`` is neither a Workflow nor a Plan, or the plan was
+            compiled against another catalog than the gateway's.
         RunError: ``resume`` names no run of this workflow, one still running, or finished
             nodes the edited workflow no longer matches (without ``force``).
     """
-    if not isinstance(workflow, Workflow):
+    plan: Plan | None = None
+    if isinstance(workflow, Plan):
+        plan, workflow = workflow, workflow.workflow
+    elif not isinstance(workflow, Workflow):
         raise DagtierUsageError(
-            f"run() takes a Workflow (from dagtier.load_workflow), got {type(workflow).__name__}"
+            "run() takes a Workflow (from dagtier.load_workflow) or a Plan (from "
+            f"dagtier.compile_workflow), got {type(workflow).__name__}"
         )
     store = store if store is not None else MemoryStore()
     run_store = store if isinstance(store, RunStore) else None
@@ -525,8 +449,18 @@ async def run(
             inputs = prior[0].inputs
     values = coerce_inputs(workflow, inputs)
     if gateway is None:
-        gateway = Gateway(catalog or load_catalog(), ProviderRegistry(providers))
-    fps = node_fingerprints(workflow, gateway.catalog, values)
+        if catalog is None:
+            catalog = plan.catalog if plan is not None else load_catalog()
+        gateway = Gateway(catalog, ProviderRegistry(providers))
+    if plan is None:
+        plan = compile_workflow(workflow, gateway.catalog)
+    elif plan.catalog is not gateway.catalog:
+        # fingerprints and cache keys name the plan's models: they must be the ones called
+        raise DagtierUsageError(
+            "the plan was compiled against another catalog than the one this run calls; "
+            "compile it with compile_workflow(workflow, catalog) using the gateway's catalog"
+        )
+    fps = plan.node_fingerprints(values)
     done: dict[str, NodeResult] = {}
     spent = 0.0
     if prior is not None:
@@ -536,7 +470,7 @@ async def run(
     events = EventBus(list(subscribers))
     rid = resume or run_id or new_run_id()
     limit = budget if budget is not None else workflow.budget
-    caps = plan_for(workflow).caps
+    caps = plan.caps
     run_budget = Budget(limit, spent=spent, node_caps=caps, run_id=rid) if limit or caps else None
     if run_budget is not None:
         if getattr(gateway, "budget", None) is not None:
@@ -558,9 +492,11 @@ async def run(
             )
         )
     if events:
-        events.emit(RunStarted(rid, workflow, values, started, resumed=prior is not None))
+        events.emit(
+            RunStarted(rid, workflow, values, started, resumed=prior is not None, plan=plan)
+        )
     state = _Run(
-        workflow,
+        plan,
         values,
         run_id=rid,
         gateway=gateway,
@@ -599,7 +535,7 @@ async def run(
             workflow.name,
             status,
             nodes,
-            outputs=render_outputs(workflow, values, nodes),
+            outputs=render_outputs(plan, values, nodes),
             started_at=started,
             finished_at=time.time(),
             error=_durable.run_error(status, run_budget, rid, workflow),

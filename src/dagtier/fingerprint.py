@@ -12,6 +12,9 @@ descendants) run again.
 
 The result cache keys on the rendered request instead (:func:`cache_key`): the same prompt
 text reaches the same answer whichever workflow or inputs produced it.
+
+This module only hashes; :class:`dagtier.plan.Plan` works out once per workflow what goes
+into each hash and keeps the results.
 """
 
 from __future__ import annotations
@@ -21,11 +24,11 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .spec.templates import analyze
-
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .catalog import Catalog
-    from .providers.base import CompletionRequest
+    from .providers.base import Message
     from .spec.models import Workflow
 
 
@@ -34,27 +37,12 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _tiers_used(workflow: Workflow, nid: str) -> list[int]:
-    p = workflow.node_policy(nid)
-    tiers: set[int]
-    if p.kind == "static":
-        tiers = {p.tier}
-    elif p.kind == "cascade":
-        tiers = set(range(p.start, p.max + 1))
-    else:
-        tiers = set(range(p.min_tier, p.max_tier + 1))
-    tiers |= {c.tier for c in workflow.node_checks(nid) if c.type == "judge"}
-    return sorted(tiers)
-
-
-def _models(catalog: Catalog, tiers: list[int]) -> dict[int, list[list[str | None]]]:
-    return {
-        t: [[m.name, m.provider, m.model, m.base_url] for m in catalog.tier_models(t)]  # type: ignore[arg-type]  # t is 1..3
-        for t in tiers
-    }
-
-
-def _settings(workflow: Workflow, nid: str) -> dict[str, Any]:
+def shaping_fields(
+    workflow: Workflow, catalog: Catalog, nid: str, tiers: Sequence[int]
+) -> dict[str, Any]:
+    """What shapes a node's answer besides its prompt: policy, checks, max_tokens,
+    temperature, output, and the catalog models of ``tiers`` (those the node may call).
+    Worked out once per plan (:mod:`dagtier.plan`)."""
     node = workflow.nodes[nid]
     return {
         "policy": workflow.node_policy(nid).model_dump(mode="json"),
@@ -62,94 +50,40 @@ def _settings(workflow: Workflow, nid: str) -> dict[str, Any]:
         "max_tokens": workflow.node_setting(nid, "max_tokens"),
         "temperature": workflow.node_setting(nid, "temperature"),
         "output": node.output.model_dump(mode="json", by_alias=True),
+        "models": {
+            t: [[m.name, m.provider, m.model, m.base_url] for m in catalog.tier_models(t)]  # type: ignore[arg-type]  # t is 1..3
+            for t in tiers
+        },
     }
 
 
-class _Static:
-    """What a workflow and a catalog fix about each node's own fingerprint, computed once
-    per (workflow, catalog) pair: both are immutable, and hashing every node's settings
-    on every run cost more than running a zero-latency node (bench/overhead.py)."""
-
-    __slots__ = ("catalog", "full", "parts", "workflow")
-
-    def __init__(self, workflow: Workflow, catalog: Catalog) -> None:
-        self.workflow = workflow
-        self.catalog = catalog
-        self.parts: dict[str, tuple[dict[str, Any], tuple[str, ...] | None, str | None]] = {}
-        """Node -> (the hashed fields but inputs, the inputs it reads (None: all of them),
-        its own fingerprint when it reads no input)."""
-        self.full: dict[str, dict[str, str]] = {}
-        """Full fingerprints by the run's inputs (as sorted JSON), a few kept."""
-        for nid, node in workflow.nodes.items():
-            names: set[str] = set()
-            read: set[str] = set()
-            for source in (node.prompt, node.system):
-                if source:
-                    refs = analyze(source)
-                    names |= refs.names
-                    read |= refs.inputs
-            fields = {
-                "prompt": node.prompt,
-                "system": node.system,
-                **_settings(workflow, nid),
-                "models": _models(catalog, _tiers_used(workflow, nid)),
-            }
-            if "inputs" in names and not read:
-                self.parts[nid] = (fields, None, None)  # the inputs object as a whole
-            elif read:
-                self.parts[nid] = (fields, tuple(sorted(read)), None)
-            else:
-                self.parts[nid] = (fields, (), _hash({**fields, "inputs": {}}))
+def own_fingerprint(
+    prompt: str,
+    system: str | None,
+    shaping: Mapping[str, Any],
+    inputs: Mapping[str, Any],
+    names: Sequence[str],
+) -> str:
+    """A node's own fingerprint: its templates, what shapes its answer, and the values of
+    the inputs ``names`` it reads."""
+    return _hash(
+        {
+            "prompt": prompt,
+            "system": system,
+            **shaping,
+            "inputs": {k: inputs.get(k) for k in names},
+        }
+    )
 
 
-_STATIC: dict[tuple[int, int], _Static] = {}
-
-
-def _static(workflow: Workflow, catalog: Catalog) -> _Static:
-    st = _STATIC.get((id(workflow), id(catalog)))
-    if st is None or st.workflow is not workflow or st.catalog is not catalog:
-        if len(_STATIC) > 64:
-            _STATIC.clear()
-        st = _STATIC[(id(workflow), id(catalog))] = _Static(workflow, catalog)
-    return st
-
-
-def own_fingerprints(
-    workflow: Workflow, catalog: Catalog, inputs: Mapping[str, Any]
-) -> dict[str, str]:
-    """Per node: the hash of its own definition, models and the input values it reads."""
-    out: dict[str, str] = {}
-    for nid, (fields, read, fixed) in _static(workflow, catalog).parts.items():
-        if fixed is not None:
-            out[nid] = fixed
-            continue
-        names = sorted(inputs) if read is None else read
-        out[nid] = _hash({**fields, "inputs": {k: inputs.get(k) for k in names}})
-    return out
-
-
-def node_fingerprints(
-    workflow: Workflow, catalog: Catalog, inputs: Mapping[str, Any]
-) -> dict[str, str]:
-    """Per node: its own fingerprint combined with its parents' (see the module docstring).
-
-    Repeated runs with the same inputs reuse the result (a copy: callers may keep it)."""
-    from .executor import plan_for
-
-    st = _static(workflow, catalog)
-    key = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
-    cached = st.full.get(key)
-    if cached is not None:
-        return dict(cached)
-    own = own_fingerprints(workflow, catalog, inputs)
+def chain(own: Mapping[str, str], order: Sequence[str], workflow: Workflow) -> dict[str, str]:
+    """Full fingerprints: each node's own combined with its parents' full ones (``order``
+    lists parents first)."""
     full: dict[str, str] = {}
-    for nid in plan_for(workflow).order:  # parents first
+    for nid in order:
         parents = sorted(workflow.nodes[nid].depends_on)
         full[nid] = _hash([own[nid], [full[p] for p in parents]])
-    if len(st.full) >= 8:
-        st.full.clear()
-    st.full[key] = full
-    return dict(full)
+    return full
 
 
 def workflow_fingerprint(workflow: Workflow, node_fps: Mapping[str, str]) -> str:
@@ -168,27 +102,34 @@ def stale_nodes(
     return sorted(n for n in finished if n in recorded and recorded[n] != current.get(n))
 
 
-def cache_key(workflow: Workflow, catalog: Catalog, nid: str, request: CompletionRequest) -> str:
+def cache_key(
+    messages: Sequence[Message],
+    system: str | None,
+    max_tokens: int,
+    temperature: float | None,
+    schema: Mapping[str, Any] | None,
+    shaping: Mapping[str, Any],
+) -> str:
     """The result cache's key: rendered prompt and system prompt, the models the node may
     use, and every parameter that shapes the answer (temperature, max_tokens, output
     schema, policy and checks)."""
     return _hash(
         {
-            "messages": [[m.role, m.content] for m in request.messages],
-            "system": request.system,
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-            "schema": request.json_schema,
-            **_settings(workflow, nid),
-            "models": _models(catalog, _tiers_used(workflow, nid)),
+            "messages": [[m.role, m.content] for m in messages],
+            "system": system,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "schema": schema,
+            **shaping,
         }
     )
 
 
 __all__ = [
     "cache_key",
-    "node_fingerprints",
-    "own_fingerprints",
+    "chain",
+    "own_fingerprint",
+    "shaping_fields",
     "stale_nodes",
     "workflow_fingerprint",
 ]

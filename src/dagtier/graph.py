@@ -133,12 +133,7 @@ def critical_path(
 
 
 def _label(workflow: Workflow, node_id: str) -> str:
-    p = workflow.node_policy(node_id)
-    if p.kind == "static":
-        return f"static T{p.tier}"
-    if p.kind == "cascade":
-        return f"cascade T{p.start}→T{p.max}"
-    return f"adaptive T{p.min_tier}–T{p.max_tier} ≥{p.target:g}"
+    return workflow.node_policy(node_id).label
 
 
 def to_mermaid(workflow: Workflow) -> str:

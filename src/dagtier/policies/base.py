@@ -20,7 +20,7 @@ from ..events import AttemptFinished, EventBus, PolicyDecision
 from ..providers.base import CompletionRequest
 from ..providers.gateway import Gateway
 from ..results import Attempt
-from .checks import run_checks  # module level: a function-level import ran the import
+from .checks import CheckPlan, run_checks  # module level: a function-level import ran the import
 from .judge import JudgeUnavailable  # machinery on every attempt (~1 µs each)
 
 if TYPE_CHECKING:
@@ -63,6 +63,8 @@ class NodeContext:
     stats: StatsStore | None
     rng: random.Random
     log: Any
+    check_plan: CheckPlan
+    """The node's checks in the order they run (from the run's plan)."""
     attempts: list[Attempt] = field(default_factory=list)
     parsed: dict[int, JSON] = field(default_factory=dict)
     """Parsed output per attempt index (JSON nodes)."""

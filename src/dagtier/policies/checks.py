@@ -6,8 +6,8 @@ join in their place: every answer must be non-empty, and a JSON node's answer mu
 as JSON and match the node's output schema when it has one. The first failing check
 decides; each check that ran is recorded on the attempt with its verdict and reason.
 
-A node's checks are sorted once per workflow and cached, so a node without checks pays
-one dictionary lookup and a ``strip()``.
+A node's checks are sorted once per workflow, in its plan (:mod:`dagtier.plan`), so a node
+without checks pays an attribute lookup and a ``strip()``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CheckPlan",
     "Checked",
+    "build_check_plan",
     "callable_problem",
-    "check_plan",
     "parse_json_output",
     "run_checks",
     "schema_errors",
@@ -54,6 +54,8 @@ class CheckPlan:
 
     json_output: bool
     output_schema: dict[str, Any] | None
+    output_validator: Any
+    """The output schema's validator, built once (None: no schema)."""
     deterministic: tuple[Any, ...]
     """The node's own validators (not python, not judge), cheapest first, duplicates of
     the implicit checks removed."""
@@ -66,25 +68,9 @@ class CheckPlan:
         return not (self.json_output or self.deterministic or self.python or self.judges)
 
 
-_PLANS: dict[int, tuple[Workflow, dict[str, CheckPlan]]] = {}
-"""Per workflow (bounded by workflows, not nodes: a cap on (workflow, node) pairs emptied
-the cache over and over on a workflow of more nodes than the cap)."""
-
-
-def check_plan(workflow: Workflow, node_id: str) -> CheckPlan:
-    cached = _PLANS.get(id(workflow))
-    if cached is None or cached[0] is not workflow:
-        if len(_PLANS) > 64:
-            _PLANS.clear()
-        cached = _PLANS[id(workflow)] = (workflow, {})
-    plans = cached[1]
-    plan = plans.get(node_id)
-    if plan is None:
-        plan = plans[node_id] = _build_plan(workflow, node_id)
-    return plan
-
-
-def _build_plan(workflow: Workflow, node_id: str) -> CheckPlan:
+def build_check_plan(workflow: Workflow, node_id: str) -> CheckPlan:
+    """A node's checks in the order they run; built once per workflow, by the plan
+    (:mod:`dagtier.plan`), and read from the node's context."""
     node = workflow.nodes[node_id]
     out = node.output
     is_json = out.format == "json"
@@ -104,10 +90,17 @@ def _build_plan(workflow: Workflow, node_id: str) -> CheckPlan:
             if not is_json:
                 det.append(_JSON_ONLY)
             continue
+        elif kind == "json_schema":
+            schema = check.schema_ or out.schema_
+            assert schema is not None  # a schema-less json_schema check became a json check
+            det.append(_SchemaCheck(v.schema_validator(schema)))
         else:
             det.append(check)
     det.sort(key=lambda c: _RANK[c.type])
-    return CheckPlan(is_json, out.schema_, tuple(det), tuple(python), tuple(judges))
+    output_validator = v.schema_validator(out.schema_) if out.schema_ is not None else None
+    return CheckPlan(
+        is_json, out.schema_, output_validator, tuple(det), tuple(python), tuple(judges)
+    )
 
 
 class _JsonOnly:
@@ -117,10 +110,19 @@ class _JsonOnly:
 _JSON_ONLY = _JsonOnly()
 
 
+@dataclass(frozen=True, slots=True)
+class _SchemaCheck:
+    """A ``json_schema`` check with its validator built (building one costs more than
+    validating a small answer)."""
+
+    validator: Any
+    type: str = "json_schema"
+
+
 def callable_problem(ctx: NodeContext) -> str | None:
     """Resolve the node's user callables before any model is paid; the reason the node
     cannot run, or None. Cached, so only the first node using a callable pays the import."""
-    plan = check_plan(ctx.workflow, ctx.node_id)
+    plan = ctx.check_plan
     for spec in plan.python:
         try:
             v.load_callable(spec)
@@ -136,7 +138,7 @@ async def run_checks(ctx: NodeContext, text: str, tier: Tier, meta: dict[str, An
         JudgeUnavailable: the judge's tier could not be reached (the caller turns it into a
             provider failure of the attempt: availability never escalates).
     """
-    plan = check_plan(ctx.workflow, ctx.node_id)
+    plan = ctx.check_plan
     if plan.bare:
         if text.strip():
             return Checked("unchecked", "")
@@ -170,8 +172,8 @@ async def run_checks(ctx: NodeContext, text: str, tier: Tier, meta: dict[str, An
         results.append(r)
         if not r.passed:
             return failed(r)
-        if plan.output_schema is not None:
-            r = v.json_schema(parsed, plan.output_schema)
+        if plan.output_validator is not None:
+            r = v.json_schema(parsed, plan.output_validator)
             results.append(r)
             if not r.passed:
                 return failed(r)
@@ -185,9 +187,7 @@ async def run_checks(ctx: NodeContext, text: str, tier: Tier, meta: dict[str, An
                 return failed(r)
             have_value = True
         if c.type == "json_schema":
-            schema = c.schema_ or plan.output_schema
-            assert schema is not None  # a schema-less json_schema check became a json check
-            r = v.json_schema(value, schema)
+            r = v.json_schema(value, c.validator)
             results.append(r)
             if not r.passed:
                 return failed(r)

@@ -41,20 +41,18 @@ def parse_json_output(text: str) -> JSON:
         ) from None
 
 
-_VALIDATORS: dict[int, tuple[dict[str, Any], Any]] = {}
+def schema_validator(schema: dict[str, Any]) -> Any:
+    """A validator for ``schema``: build it once and keep it (a node's check plan does)."""
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(schema)
 
 
-def schema_errors(value: JSON, schema: dict[str, Any]) -> str | None:
-    """The first schema violation (deepest path first is not guaranteed), or None."""
-    # building a validator costs more than validating a small answer: keep one per schema
-    cached = _VALIDATORS.get(id(schema))
-    if cached is None or cached[0] is not schema:
-        from jsonschema import Draft202012Validator
-
-        if len(_VALIDATORS) > 1024:
-            _VALIDATORS.clear()
-        cached = _VALIDATORS[id(schema)] = (schema, Draft202012Validator(schema))
-    errors = sorted(cached[1].iter_errors(value), key=lambda e: list(e.path))
+def schema_errors(value: JSON, schema: Any) -> str | None:
+    """The first schema violation (deepest path first is not guaranteed), or None.
+    ``schema`` is a JSON Schema or a validator from :func:`schema_validator`."""
+    validator = schema_validator(schema) if isinstance(schema, dict) else schema
+    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.path))
     if not errors:
         return None
     e = errors[0]
@@ -76,7 +74,8 @@ def valid_json(text: str) -> tuple[CheckResult, JSON]:
     return CheckResult("json", True), value
 
 
-def json_schema(value: JSON, schema: dict[str, Any]) -> CheckResult:
+def json_schema(value: JSON, schema: Any) -> CheckResult:
+    """``schema``: a JSON Schema, or better a validator from :func:`schema_validator`."""
     err = schema_errors(value, schema)
     return CheckResult("json_schema", err is None, err or "")
 

@@ -107,10 +107,10 @@ class ProgressState:
             self.run_id, self.workflow = event.run_id, event.workflow.name
             self.started_at = event.at
             self.nodes = {nid: NodeProgress(nid) for nid in _ordered(event)}
-            for nid, node in self.nodes.items():  # a static node's tier is known up front
+            for nid, node in self.nodes.items():  # a one-tier node's tier is known up front
                 policy = event.workflow.node_policy(nid)
-                if policy.kind == "static":
-                    node.tier = int(policy.tier)
+                if policy.start_tier == policy.top_tier:
+                    node.tier = int(policy.top_tier)
         elif isinstance(event, RunFinished):
             r = event.result
             for res in r.nodes.values():
@@ -180,11 +180,13 @@ class ProgressState:
 
 
 def _ordered(event: RunStarted) -> list[str]:
-    """Nodes in execution order (topological, sorted within a generation), from the
-    executor's cached plan: checking a big graph again would cost more than the run."""
-    from ..executor import plan_for
+    """Nodes in execution order (topological, sorted within a generation), from the run's
+    plan: checking a big graph again would cost more than the run."""
+    if event.plan is not None:
+        return list(event.plan.order)
+    from ..graph import build_graph, topological_order
 
-    return list(plan_for(event.workflow).order)
+    return topological_order(build_graph(event.workflow))
 
 
 class LiveView:

@@ -189,14 +189,54 @@ FixWorthField = Annotated[FixWorth, BeforeValidator(_check_fix_worth)]
 :mod:`dagtier.policies.escalation`)."""
 
 
-class StaticPolicy(_Model):
+class _PolicyModel(_Model):
+    """What every policy knows about itself, whatever its fields are called in YAML
+    (``tier``; ``start``/``max``; ``min_tier``/``max_tier``)."""
+
+    @property
+    def start_tier(self) -> _Tier:
+        """The lowest tier the node may run on (where it starts without evidence)."""
+        raise NotImplementedError
+
+    @property
+    def top_tier(self) -> _Tier:
+        """The highest tier the node may run on: where it meets its checks without routing."""
+        raise NotImplementedError
+
+    @property
+    def tiers(self) -> tuple[_Tier, ...]:
+        """Every tier an answer of the node may come from, lowest first."""
+        return tuple(t for t in TIERS if self.start_tier <= t <= self.top_tier)
+
+    def may_use(self, tier: int) -> bool:
+        return self.start_tier <= tier <= self.top_tier
+
+    @property
+    def label(self) -> str:
+        """The policy in a few characters (``dagtier graph``, reports, logs)."""
+        raise NotImplementedError
+
+
+class StaticPolicy(_PolicyModel):
     """Always run on ``tier``."""
 
     kind: Literal["static"]
     tier: Tier
 
+    @property
+    def start_tier(self) -> _Tier:
+        return self.tier
 
-class CascadePolicy(_Model):
+    @property
+    def top_tier(self) -> _Tier:
+        return self.tier
+
+    @property
+    def label(self) -> str:
+        return f"static T{self.tier}"
+
+
+class CascadePolicy(_PolicyModel):
     """Run on ``start``; when the output fails its checks, escalate one tier, up to ``max``."""
 
     kind: Literal["cascade"]
@@ -219,8 +259,20 @@ class CascadePolicy(_Model):
             )
         return self
 
+    @property
+    def start_tier(self) -> _Tier:
+        return self.start
 
-class AdaptivePolicy(_Model):
+    @property
+    def top_tier(self) -> _Tier:
+        return self.max
+
+    @property
+    def label(self) -> str:
+        return f"cascade T{self.start}→T{self.max}"
+
+
+class AdaptivePolicy(_PolicyModel):
     """Learn per task which is the cheapest tier that meets ``target`` success."""
 
     kind: Literal["adaptive"]
@@ -246,6 +298,18 @@ class AdaptivePolicy(_Model):
                 {"min_tier": self.min_tier, "max_tier": self.max_tier},
             )
         return self
+
+    @property
+    def start_tier(self) -> _Tier:
+        return self.min_tier
+
+    @property
+    def top_tier(self) -> _Tier:
+        return self.max_tier
+
+    @property
+    def label(self) -> str:
+        return f"adaptive T{self.min_tier}–T{self.max_tier} ≥{self.target:g}"
 
 
 Policy = Annotated[StaticPolicy | CascadePolicy | AdaptivePolicy, Field(discriminator="kind")]
@@ -355,6 +419,11 @@ class Workflow(_Model):
         if node.checks is not None:
             return list(node.checks)
         return list(self.defaults.checks or [])
+
+    def task_key(self, node_id: str) -> str:
+        """The key a node's learning is filed under: its ``task:`` label, else
+        ``workflow/node``."""
+        return self.nodes[node_id].task or f"{self.name}/{node_id}"
 
     def node_setting(self, node_id: str, field: str) -> Any:
         """A node's own value for ``field``, else the workflow default, else the built-in one."""
