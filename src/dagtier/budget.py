@@ -9,8 +9,9 @@ the same gateway and count like any call.
 
 :class:`Budget` is atomic within one event loop: :meth:`~Budget.reserve` and
 :meth:`~Budget.settle` are plain functions with no ``await`` between the check and the
-update. A per-node cap applies to the node whose task makes the call; the executor names it
-through :data:`CURRENT_NODE`.
+update. A per-node cap applies to the node that makes the call, named by the caller (the
+gateway passes the node id of the call's :class:`~dagtier.providers.CallContext`). One
+Budget belongs to one run; runs sharing a gateway each hand down their own.
 
 The guarantee rests on the estimate being an upper bound: the output never exceeds
 ``max_tokens``, while the input estimate of 4 characters a token can be low for unusual
@@ -20,12 +21,8 @@ text, in which case the settled cost is what the provider billed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextvars import ContextVar
 
 from ._exceptions import BudgetExhausted, NodeBudgetExceeded
-
-CURRENT_NODE: ContextVar[str | None] = ContextVar("dagtier_current_node", default=None)
-"""The node whose task is running (set by the executor; read for per-node caps)."""
 
 
 class Reservation:
@@ -40,7 +37,7 @@ class Reservation:
 class Budget:
     """A run budget and optional per-node caps, in USD.
 
-    Implements the gateway's budget hook (``reserve(amount) -> token``,
+    Implements the gateway's budget hook (``reserve(amount, node_id) -> token``,
     ``settle(token, actual)``).
 
     Args:
@@ -72,14 +69,14 @@ class Budget:
     def remaining(self) -> float | None:
         return None if self.limit is None else self.limit - self.spent - self.reserved
 
-    def reserve(self, amount: float) -> Reservation:
-        """Hold ``amount`` for one call, or refuse.
+    def reserve(self, amount: float, node_id: str | None = None) -> Reservation:
+        """Hold ``amount`` for one call of node ``node_id`` (None: no cap applies), or refuse.
 
         Raises:
             BudgetExhausted: the run budget cannot cover ``amount`` now.
             NodeBudgetExceeded: the calling node's cap cannot cover it.
         """
-        node = CURRENT_NODE.get()
+        node = node_id
         if self.limit is not None and self.spent + self.reserved + amount > self.limit:
             exc = BudgetExhausted(
                 f"run budget ${self.limit:.6f} exhausted: ${self.spent:.6f} spent, "
@@ -118,4 +115,4 @@ class Budget:
             self.node_spent[token.node] = self.node_spent.get(token.node, 0.0) + actual
 
 
-__all__ = ["CURRENT_NODE", "Budget", "Reservation"]
+__all__ = ["Budget", "Reservation"]

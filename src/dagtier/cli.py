@@ -191,6 +191,7 @@ def models(models: ModelsOpt = None) -> None:
     from rich.table import Table
 
     from .catalog import load_catalog
+    from .providers.registry import ProviderRegistry
 
     cat = guarded(lambda: load_catalog(models))
     table = Table(title=f"model catalog ({cat.source}; prices checked {cat.prices_checked or '?'})")
@@ -211,7 +212,7 @@ def models(models: ModelsOpt = None) -> None:
     rows += [("-", n) for n in cat.models if n not in listed]
     for tier, name in rows:
         m = cat.models[name]
-        ok, why = m.availability()
+        ok, why = ProviderRegistry.availability(m)
         p = m.price
         cache = f"{_fmt(p.cache_read)}/{_fmt(p.cache_write)}"
         table.add_row(
@@ -227,9 +228,10 @@ def models(models: ModelsOpt = None) -> None:
         )
     Console(soft_wrap=False, width=200).print(table)
     for t in (1, 2, 3):
-        if cat.uses_local_fallback(t):
+        usable, local = ProviderRegistry.usable(cat, t)
+        if local:
             typer.echo(f"tier {t}: no usable model; runs on the local model '{cat.local_fallback}'")
-        elif not cat.usable_models(t):
+        elif not usable:
             typer.echo(f"tier {t}: no usable model (set an API key, or install the local model)")
 
 
@@ -320,6 +322,7 @@ def run(
     log_file = _setup_logging(verbose=verbose, log_json=log_json)
     wf = guarded(lambda: load_workflow(workflow))
     from ._durable import parse_duration
+    from .providers.registry import ProviderRegistry
     from .store import open_store
 
     values = guarded(lambda: _parse_inputs(input or [], inputs))
@@ -332,7 +335,7 @@ def run(
     local = [
         str(t)
         for t in (1, 2, 3)
-        if cat.uses_local_fallback(t) and any(_may_use_tier(wf, n, t) for n in wf.nodes)
+        if ProviderRegistry.usable(cat, t)[1] and any(_may_use_tier(wf, n, t) for n in wf.nodes)
     ]
     if local:
         _err(

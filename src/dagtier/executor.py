@@ -24,14 +24,14 @@ from ._exceptions import BudgetExhausted, DagtierUsageError, SpecError, SpecIssu
 from ._logging import get_logger, redact_text
 from ._types import RunStatus
 from ._yaml import did_you_mean
-from .budget import CURRENT_NODE, Budget
+from .budget import Budget
 from .catalog import Catalog, load_catalog
 from .events import EventBus, NodeFinished, NodeStarted, RunFinished, RunStarted, Subscriber
 from .fingerprint import workflow_fingerprint
 from .plan import Plan, compile_workflow
 from .policies import AttemptFailed, NodeContext
 from .providers.base import CompletionRequest, Message, Provider
-from .providers.gateway import Gateway
+from .providers.gateway import CallContext, Gateway
 from .providers.registry import ProviderRegistry
 from .results import NodeResult, RunResult
 from .spec.models import Workflow
@@ -249,7 +249,9 @@ class _Run:
         if self.budget is not None:
             if self.stop_reason == "budget_exhausted":  # do not start once the money ran out
                 return _durable.out_of_budget(nid, self.budget.exhausted, [], started, key)
-            CURRENT_NODE.set(nid)  # this task's calls count against the node's cap
+            call = CallContext(self.run_id, nid, self.budget)
+        else:
+            call = CallContext(self.run_id, nid)
         if np.static is not None:
             messages = np.static
             system = np.system.source if np.system is not None else None
@@ -297,6 +299,7 @@ class _Run:
             self.rng,
             self.log,
             np.checks,
+            call,
         )
         try:
             outcome = await np.runner(ctx)
@@ -471,11 +474,9 @@ async def run(
     rid = resume or run_id or new_run_id()
     limit = budget if budget is not None else workflow.budget
     caps = plan.caps
+    # the run's own: it travels with each call (CallContext), so runs sharing a gateway
+    # never see each other's budget
     run_budget = Budget(limit, spent=spent, node_caps=caps, run_id=rid) if limit or caps else None
-    if run_budget is not None:
-        if getattr(gateway, "budget", None) is not None:
-            raise DagtierUsageError("the gateway already has a budget; pass budget= to one only")
-        gateway.budget = run_budget
     started = time.time()
     if run_store is not None:
         await run_store.begin_run(
@@ -527,8 +528,6 @@ async def run(
             raise
         status = state.stop_reason or ("failed" if state.failed else "succeeded")
     finally:
-        if run_budget is not None:
-            gateway.budget = None
         nodes = state.finalize(status)
         result = RunResult(
             rid,

@@ -13,7 +13,7 @@ import pytest
 import dagtier
 from dagtier.budget import Budget
 from dagtier.catalog import Catalog, Usage, catalog_from_dict
-from dagtier.providers import CompletionRequest, PythonProvider
+from dagtier.providers import CompletionRequest, Gateway, ProviderRegistry, PythonProvider
 from dagtier.providers.base import Completion
 from dagtier.store import MemoryStore, open_store
 
@@ -141,3 +141,51 @@ def test_reserve_and_settle_account_exactly() -> None:
     assert (b.spent, b.reserved, b.remaining) == pytest.approx((0.1, 0.5, 0.4))
     b.settle(t2, 0.0)
     assert b.remaining == pytest.approx(0.9)
+
+
+async def test_fifty_budgeted_runs_share_one_gateway_each_with_its_own_budget() -> None:
+    """50 concurrent runs on one gateway: each run's spend stays within its own budget and
+    matches its own calls, and each run's node cap counts that run's calls only."""
+    calls: Counter[tuple[str, str]] = Counter()
+    billed: Counter[str] = Counter()
+    rng = random.Random(50)
+
+    async def model(entry: Any, request: CompletionRequest) -> Completion:
+        run_id, node = request.metadata["run_id"], request.metadata["node_id"]
+        calls[run_id, node] += 1
+        await anyio.sleep(rng.random() * 0.002)
+        usage = Usage(-(-request.prompt_chars // 4), rng.randint(1, request.max_tokens))
+        billed[run_id] += (usage.input_tokens * 1.0 + usage.output_tokens * 2.0) / 1e6
+        return Completion("ok", entry.model, usage)
+
+    # 'once' reserves (1 + 100 * 2) / 1e6: its cap fits one call of one run, not two
+    wf = dagtier.parse_workflow(
+        "name: shared\nconcurrency: 8\ndefaults: {max_tokens: 1000}\nnodes:\n"
+        + "".join(f"  n{i}: {{prompt: 'task {i}'}}\n" for i in range(8))
+        + "  once: {prompt: hi, max_tokens: 100, budget: 0.0003}\n"
+    )
+    gateway = Gateway(python_catalog(), ProviderRegistry({"python": PythonProvider(model)}))
+    worst = (2 + 1000 * 2.0) / 1e6  # one wide node's reservation
+    limits = {f"run-{i:02d}": (1.0 if i % 2 else worst * (1 + i % 5)) for i in range(50)}
+    results: dict[str, dagtier.RunResult] = {}
+
+    async def one(run_id: str) -> None:
+        results[run_id] = await dagtier.run(
+            wf, gateway=gateway, run_id=run_id, budget=limits[run_id], store=MemoryStore()
+        )
+
+    async with anyio.create_task_group() as tg:
+        for run_id in limits:
+            tg.start_soon(one, run_id)
+    await gateway.registry.aclose()
+
+    for run_id, limit in limits.items():
+        r = results[run_id]
+        assert billed[run_id] <= limit + 1e-12
+        assert r.cost == pytest.approx(billed[run_id], abs=1e-12)
+        assert calls[run_id, "once"] <= 1
+        if limit == 1.0:  # enough for everything: every node ran once, 'once' within its cap
+            assert r.status == "succeeded", (run_id, r.error)
+            assert all(calls[run_id, n] == 1 for n in wf.nodes)
+        else:  # 8 worst cases never fit 5
+            assert r.status == "budget_exhausted"

@@ -6,6 +6,7 @@ from typing import Any
 
 import anyio
 import pytest
+import structlog.testing
 from _fault_server import FaultServer
 from _helpers import FakeClock, make_catalog
 
@@ -20,6 +21,7 @@ from dagtier._exceptions import (
 from dagtier.catalog import ModelEntry, catalog_from_dict
 from dagtier.providers import (
     BreakerPolicy,
+    CallContext,
     CallResult,
     Completion,
     CompletionRequest,
@@ -319,7 +321,7 @@ class RecordingBudget:
         self.spent = 0.0
         self.log: list[tuple[str, float]] = []
 
-    def reserve(self, amount: float) -> float:
+    def reserve(self, amount: float, node_id: str | None) -> float:
         if self.spent + self.reserved + amount > self.limit:
             raise BudgetExhausted(f"would exceed ${self.limit}")
         self.reserved += amount
@@ -338,9 +340,9 @@ async def test_budget_reserves_the_worst_case_and_settles_the_actual_cost(
     """Each attempt reserves (chars/4 + max_tokens) at the model's prices and settles after."""
     catalog = make_catalog(fault_server.base_url, {1: ["a-model"]})
     budget = RecordingBudget(limit=1.0)
-    gateway = Gateway(catalog, clock=clock, budget=budget)
+    gateway = Gateway(catalog, clock=clock)
     fault_server.script("a-model", ["500", "ok"])
-    r = await gateway.call(1, _req(max_tokens=1000))
+    r = await gateway.call(1, _req(max_tokens=1000), CallContext(budget=budget))
     await gateway.registry.aclose()
     worst = (3 * 1.0 + 1000 * 5.0) / 1e6  # ceil(11/4)=3 input tokens, 1000 output tokens
     assert budget.log == [
@@ -351,9 +353,10 @@ async def test_budget_reserves_the_worst_case_and_settles_the_actual_cost(
     ]
     assert budget.reserved == pytest.approx(0.0)
     assert budget.spent == pytest.approx(r.cost) and r.cost == pytest.approx((10 + 25) / 1e6)
-    tight = Gateway(catalog, clock=clock, budget=RecordingBudget(limit=worst / 2))
     with pytest.raises(BudgetExhausted):
-        await tight.call(1, _req(max_tokens=1000))
+        await gateway.call(
+            1, _req(max_tokens=1000), CallContext(budget=RecordingBudget(limit=worst / 2))
+        )
     assert len(fault_server.requests_for("a-model")) == 2  # no call without a reservation
 
 
@@ -385,7 +388,7 @@ async def test_unpriced_paid_model_fails_loudly_before_any_call(
 
 
 async def test_local_fallback_is_announced(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A tier served by the local fallback says so, in the result and once in the log."""
     for var in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
@@ -393,7 +396,7 @@ async def test_local_fallback_is_announced(
     from dagtier.catalog import default_catalog
 
     catalog = default_catalog()
-    if not catalog.uses_local_fallback(1):
+    if not ProviderRegistry.usable(catalog, 1)[1]:
         pytest.skip("the local model is not installed")
 
     async def fake_local(entry: ModelEntry, request: CompletionRequest) -> Completion:
@@ -402,12 +405,12 @@ async def test_local_fallback_is_announced(
         return Completion("{}", entry.model, Usage(5, 5), meta={"local": True})
 
     gateway = Gateway(catalog, ProviderRegistry({"local": PythonProvider(fake_local)}))
-    with caplog.at_level("INFO", logger="dagtier.providers"):
+    with structlog.testing.capture_logs() as logs:  # the pipeline every dagtier log goes through
         r1 = await gateway.call(1, _req())
         r2 = await gateway.call(1, _req())
     assert r1.local_fallback and r2.local_fallback
     assert r1.cost == 0.0 and r1.model.is_local
-    assert sum("embedded local model" in m for m in caplog.messages) == 1
+    assert sum("embedded local model" in e["event"] for e in logs) == 1
 
 
 async def test_a_cost_reported_by_the_provider_beats_the_token_prices() -> None:

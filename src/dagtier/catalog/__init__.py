@@ -7,10 +7,8 @@ replaces the default one, a new name adds a model, and a tier listed replaces th
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass
-from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -127,23 +125,6 @@ class ModelEntry(BaseModel):
     def is_local(self) -> bool:
         return self.provider == "local"
 
-    def availability(self) -> tuple[bool, str]:
-        """Whether this model can be called right now, and why not."""
-        if self.provider == "local":
-            from ..providers.local import local_model_status
-
-            return local_model_status()
-        if self.provider in ("replay", "python"):
-            return True, "in-process"
-        if self.api_key_env and not os.environ.get(self.api_key_env):
-            return False, f"${self.api_key_env} is not set"
-        if (
-            self.provider in ("anthropic", "openai")
-            and importlib.util.find_spec(self.provider) is None
-        ):
-            return False, f"the '{self.provider}' package is not installed"
-        return True, f"key in ${self.api_key_env}" if self.api_key_env else "no key needed"
-
 
 class CatalogFile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -197,30 +178,6 @@ class Catalog:
     def tier_models(self, tier: Tier) -> list[ModelEntry]:
         """The tier's models in fallback order (all of them, usable or not)."""
         return [self.models[n] for n in self.tiers[tier]]
-
-    @cached_property
-    def _usable(self) -> dict[Tier, tuple[list[ModelEntry], bool]]:
-        out: dict[Tier, tuple[list[ModelEntry], bool]] = {}
-        for tier in TIERS:
-            usable = [m for m in self.tier_models(tier) if m.availability()[0]]
-            local = False
-            if not usable and self.local_fallback:
-                fb = self.models[self.local_fallback]
-                if fb.availability()[0]:
-                    usable, local = [fb], True
-            out[tier] = (usable, local)
-        return out
-
-    def usable_models(self, tier: Tier) -> list[ModelEntry]:
-        """The models dagtier will actually call for ``tier``, in order.
-
-        When none of the tier's own models is usable (no API key set), this is the local
-        fallback model, if it is installed; :meth:`uses_local_fallback` tells which.
-        """
-        return self._usable[tier][0]
-
-    def uses_local_fallback(self, tier: Tier) -> bool:
-        return self._usable[tier][1]
 
     def top_price_model(self) -> ModelEntry | None:
         """The first tier-3 model: the reference for "what if everything ran on tier 3"."""

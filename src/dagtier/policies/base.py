@@ -18,7 +18,7 @@ from .._logging import redact_text
 from .._types import JSON, NodeStatus, Tier
 from ..events import AttemptFinished, EventBus, PolicyDecision
 from ..providers.base import CompletionRequest
-from ..providers.gateway import Gateway
+from ..providers.gateway import NO_CONTEXT, CallContext, Gateway
 from ..results import Attempt
 from .checks import CheckPlan, run_checks  # module level: a function-level import ran the import
 from .judge import JudgeUnavailable  # machinery on every attempt (~1 µs each)
@@ -65,6 +65,8 @@ class NodeContext:
     log: Any
     check_plan: CheckPlan
     """The node's checks in the order they run (from the run's plan)."""
+    call: CallContext = NO_CONTEXT
+    """The run's per-call state (run id, node id, budget): passed with every gateway call."""
     attempts: list[Attempt] = field(default_factory=list)
     parsed: dict[int, JSON] = field(default_factory=dict)
     """Parsed output per attempt index (JSON nodes)."""
@@ -99,7 +101,7 @@ class NodeContext:
         index = len(self.attempts)
         t0 = time.perf_counter()
         try:
-            call = await self.gateway.call(tier, self.request)
+            call = await self.gateway.call(tier, self.request, self.call)
         except ProviderError as exc:
             att = Attempt(
                 index,

@@ -43,7 +43,7 @@ async def cascade_from(
     served: list[str] | None = None
     for t in range(start, top + 1):
         tier = cast(Tier, t)
-        models = [m.name for m in ctx.gateway.catalog.usable_models(tier)]
+        models = [m.name for m in ctx.gateway.usable_models(tier)]
         if last is not None and models == served:
             # e.g. no API key for tiers 1 and 2, which both fall back to the local model:
             # asking the same model again is not an escalation, only a second bill. The

@@ -230,7 +230,16 @@ async def _run_judge(
     if req.system:
         task = f"{req.system}\n\n{task}"
     jreq = JudgeRequest(
-        check, task, text, ctx.node_id, ctx.task_key, tier, meta, ctx.gateway, req.metadata
+        check,
+        task,
+        text,
+        ctx.node_id,
+        ctx.task_key,
+        tier,
+        meta,
+        ctx.gateway,
+        req.metadata,
+        ctx.call,
     )
     try:
         verdict = await judge(jreq)

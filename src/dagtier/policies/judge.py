@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from .._types import Tier
 from ..catalog import Usage
 from ..providers.base import CompletionRequest, Message
+from ..providers.gateway import NO_CONTEXT, CallContext
 
 if TYPE_CHECKING:
     from .._exceptions import ProviderError
@@ -69,6 +70,8 @@ class JudgeRequest:
     """The answer's ``Completion.meta`` (the replay provider's recorded quality lives here)."""
     gateway: Gateway
     request_metadata: Mapping[str, str] = field(default_factory=dict)
+    call: CallContext = NO_CONTEXT
+    """The judged node's call context: the judge's calls count against its run's budget."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +282,7 @@ async def llm_judge(req: JudgeRequest) -> JudgeVerdict:
         metadata={**req.request_metadata, "purpose": "judge"},
     )
     try:
-        call = await req.gateway.call(req.check.tier, request)
+        call = await req.gateway.call(req.check.tier, request, req.call)
     except ProviderError as exc:
         raise JudgeUnavailable(exc) from exc
     parsed = parse_verdict(call.completion.text)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from ._resilience import BreakerPolicy, Clock, RetryPolicy, SystemClock
 from .base import Completion, CompletionRequest, Message, Provider
-from .gateway import Budget, CallResult, Gateway, check_priced
+from .gateway import Budget, CallContext, CallResult, Gateway
 from .python import PythonProvider
-from .registry import ProviderRegistry
+from .registry import ProviderRegistry, check_priced
 
 __all__ = [
     "BreakerPolicy",
     "Budget",
+    "CallContext",
     "CallResult",
     "Clock",
     "Completion",

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import email.utils
 import json
-import logging
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -38,9 +37,7 @@ from .._exceptions import (
     RateLimited,
     ServerError,
 )
-from .._logging import redact_text, secret_values
-
-log = logging.getLogger("dagtier.providers")
+from .._logging import get_logger, redact_text, secret_values
 
 _CONTEXT_HINTS = (
     "context_length_exceeded",
@@ -152,7 +149,7 @@ def decide_retryable(
         verdict, reason = True, f"status {status_code} is transient"
     else:
         verdict, reason = False, f"status {status_code} will not change on retry"
-    log.debug("retryable=%s: %s", verdict, reason)
+    get_logger().debug("retryable", verdict=verdict, reason=reason)
     return verdict, reason
 
 

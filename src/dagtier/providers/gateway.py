@@ -14,15 +14,16 @@ For each model the gateway keeps, per (provider, base_url, model):
   tier (say, one with a single model) unusable for good;
 - limits from the catalog entry: concurrent calls, requests/minute, tokens/minute.
 
-An optional :class:`Budget` reserves the worst case of each attempt (prompt characters / 4
-input tokens plus ``max_tokens`` output tokens, at the model's prices) before the call and
-settles the actual cost after it, so concurrent calls cannot overshoot a budget.
+Per-run state never lives on the gateway: each call is handed a :class:`CallContext` (run
+id, node id, the run's :class:`Budget`), so any number of concurrent runs share one gateway,
+its breakers and its limits. A budget reserves the worst case of each attempt (prompt
+characters / 4 input tokens plus ``max_tokens`` output tokens, at the model's prices) before
+the call and settles the actual cost after it, so concurrent calls cannot overshoot it.
 """
 
 from __future__ import annotations
 
 import inspect
-import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,12 +32,12 @@ from typing import Any, Protocol, runtime_checkable
 import anyio
 
 from .._exceptions import (
-    CatalogError,
     ModelUnavailable,
     ProviderError,
     ProviderStatusError,
     ProviderTimeout,
 )
+from .._logging import get_logger
 from .._types import Tier
 from ..catalog import Catalog, ModelEntry, Usage
 from ._resilience import (
@@ -50,9 +51,7 @@ from ._resilience import (
     estimate_tokens,
 )
 from .base import Completion, CompletionRequest
-from .registry import ProviderRegistry
-
-log = logging.getLogger("dagtier.providers")
+from .registry import ProviderRegistry, check_priced
 
 ModelKey = tuple[str, str | None, str]
 
@@ -82,16 +81,17 @@ class CallResult:
 
 @runtime_checkable
 class Budget(Protocol):
-    """A spending limit the gateway reserves against before each provider call.
+    """A run's spending limit, reserved against before each provider call of that run.
 
-    ``reserve`` raises (e.g. :class:`~dagtier.BudgetExhausted`) when the amount does not fit;
+    ``reserve(amount, node_id)`` names the calling node (None outside a node) so per-node
+    caps can apply. ``reserve`` raises (e.g. :class:`~dagtier.BudgetExhausted`) when the amount does not fit;
     the gateway lets that error propagate and makes no call. ``settle`` is always called
     once per successful ``reserve``, with the actual cost (0 when the provider refused the
     call with an error status, the reserved amount when the outcome is unknown: a timeout,
     a dropped connection, a cancellation). Either method may be sync or async.
     """
 
-    def reserve(self, amount: float) -> Any: ...
+    def reserve(self, amount: float, node_id: str | None) -> Any: ...
 
     def settle(self, token: Any, actual: float) -> Any: ...
 
@@ -102,31 +102,22 @@ async def _maybe_await(value: Any) -> Any:
     return value
 
 
-def check_priced(entry: ModelEntry) -> None:
-    """Fail loudly, before any call, for a model whose cost dagtier cannot compute.
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """Who is calling the gateway: the per-run state a call needs, handed down explicitly.
 
-    Raises:
-        CatalogError: the entry has no price, or a hosted paid API (anthropic or openai with
-            no ``base_url``) is priced at zero, which is always a catalog mistake.
+    One gateway serves any number of concurrent runs; what differs between them travels
+    here, never on the gateway. The executor makes one per node.
     """
-    price = getattr(entry, "price", None)
-    if price is None:
-        raise CatalogError(
-            f"model '{entry.name or entry.model}' has no price",
-            hint="give it price: {input: ..., output: ...} in USD per million tokens",
-        )
-    if (
-        entry.provider in ("anthropic", "openai")
-        and entry.base_url is None
-        and price.input == 0
-        and price.output == 0
-    ):
-        raise CatalogError(
-            f"model '{entry.name or entry.model}' calls {entry.provider}'s paid API but is "
-            "priced at 0: its cost would be reported as free",
-            hint="set its price from the provider's pricing page, or set base_url if it is "
-            "a free self-hosted endpoint",
-        )
+
+    run_id: str | None = None
+    node_id: str | None = None
+    budget: Budget | None = None
+    """The run's budget (and per-node caps); None: no limit."""
+
+
+NO_CONTEXT = CallContext()
+"""A call outside any run: no budget, no node."""
 
 
 class Gateway:
@@ -142,7 +133,6 @@ class Gateway:
         sleep: Callable[[float], Awaitable[object]] | None = None,
         clock: Clock | None = None,
         breaker: BreakerPolicy | None = None,
-        budget: Budget | None = None,
     ) -> None:
         """
         Args:
@@ -153,13 +143,11 @@ class Gateway:
             sleep: kept for compatibility; ``clock`` supersedes it.
             clock: reads the time and waits (backoff, breakers, rate limits).
             breaker: circuit breaker policy, one breaker per model.
-            budget: optional spending limit, reserved around each provider call.
         """
         self.catalog = catalog
         self.registry = registry or ProviderRegistry()
         self.retry = retry or RetryPolicy()
         self.breaker_policy = breaker or BreakerPolicy()
-        self.budget = budget
         self._rng = rng or random.Random()
         if clock is None:
             clock = SystemClock() if sleep is None else _SleepClock(sleep)
@@ -167,6 +155,22 @@ class Gateway:
         self._breakers: dict[ModelKey, CircuitBreaker] = {}
         self._limits: dict[ModelKey, ModelLimits] = {}
         self._announced_local: set[Tier] = set()
+        self._usable: dict[Tier, tuple[list[ModelEntry], bool]] = {}
+
+    def _usable_of(self, tier: Tier) -> tuple[list[ModelEntry], bool]:
+        usable = self._usable.get(tier)
+        if usable is None:
+            usable = self._usable[tier] = self.registry.usable(self.catalog, tier)
+        return usable
+
+    def usable_models(self, tier: Tier) -> list[ModelEntry]:
+        """The models this gateway calls for ``tier``, in order: the tier's models that can
+        be called here, else the catalog's local fallback (see :meth:`uses_local_fallback`)."""
+        return self._usable_of(tier)[0]
+
+    def uses_local_fallback(self, tier: Tier) -> bool:
+        """None of ``tier``'s own models is usable and the local fallback model serves it."""
+        return self._usable_of(tier)[1]
 
     @staticmethod
     def _key(entry: ModelEntry) -> ModelKey:
@@ -191,8 +195,12 @@ class Gateway:
             )
         return lim
 
-    async def call(self, tier: Tier, request: CompletionRequest) -> CallResult:
+    async def call(
+        self, tier: Tier, request: CompletionRequest, context: CallContext = NO_CONTEXT
+    ) -> CallResult:
         """Call ``tier``'s models in catalog order until one answers.
+
+        ``context`` names the run and node making the call and carries the run's budget.
 
         Cancellation: a cancelled call leaves no reservation open on the budget and no
         breaker probe claimed; a local-model generation in a worker thread runs on to its
@@ -201,20 +209,18 @@ class Gateway:
         Raises:
             CatalogError: a model of the tier is not priced (before any call).
             ModelUnavailable: no model of the tier answered; ``__cause__`` is the last error.
-            Whatever ``budget.reserve`` raises when the budget is exhausted.
+            Whatever ``context.budget.reserve`` raises when the budget is exhausted.
         """
-        models = self.catalog.usable_models(tier)
+        models, local = self._usable_of(tier)
         for entry in models:
             check_priced(entry)
-        local = self.catalog.uses_local_fallback(tier)
         if local and tier not in self._announced_local:
             self._announced_local.add(tier)
             # INFO, not WARNING: the CLI announces it to the user; this is for the log file.
-            log.info(
-                "tier %s: none of its models is usable (no API key set); using the embedded "
-                "local model %s",
-                tier,
-                models[0].name if models else "-",
+            _log(context, tier).info(
+                "none of the tier's models is usable (no API key set); using the embedded "
+                "local model",
+                model=models[0].name if models else "-",
             )
         errors: list[ProviderError] = []
         skipped: list[ModelEntry] = []
@@ -222,15 +228,20 @@ class Gateway:
             br = self.breaker_for(entry)
             if not br.allow(self.clock.monotonic()):
                 skipped.append(entry)
-                log.info("skipping %s: circuit open", entry.name)
+                _log(context, tier).info("skipping a model: circuit open", model=entry.name)
                 continue
-            served = await self._try_model(entry, request, errors, br, probe=br.state != "closed")
+            served = await self._try_model(
+                entry, tier, request, context, errors, br, probe=br.state != "closed"
+            )
             if served is not None:
                 return self._result(served, entry, errors, skipped, local)
         for entry in skipped:
             # Every other model failed too: an open circuit must not make the tier unusable.
-            log.info("calling %s although its circuit is open: no other model answered", entry.name)
-            served = await self._try_model(entry, request, errors, None, probe=False)
+            _log(context, tier).info(
+                "calling a model although its circuit is open: no other model answered",
+                model=entry.name,
+            )
+            served = await self._try_model(entry, tier, request, context, errors, None, probe=False)
             if served is not None:
                 return self._result(served, entry, errors, skipped, local)
         last = errors[-1] if errors else None
@@ -265,7 +276,9 @@ class Gateway:
     async def _try_model(
         self,
         entry: ModelEntry,
+        tier: Tier,
         request: CompletionRequest,
+        context: CallContext,
         errors: list[ProviderError],
         breaker: CircuitBreaker | None,
         *,
@@ -276,18 +289,18 @@ class Gateway:
         try:
             for attempt in range(1, self.retry.max_attempts + 1):
                 try:
-                    served = await self._attempt(entry, request)
+                    served = await self._attempt(entry, request, context)
                 except ProviderError as exc:
                     errors.append(exc)
                     if breaker is not None:
                         breaker.record(not counts_as_failure(exc), self.clock.monotonic())
                         outcome_recorded = True
-                    log.info(
-                        "%s attempt %d failed: %s (retryable=%s)",
-                        entry.name,
-                        attempt,
-                        exc,
-                        exc.retryable,
+                    _log(context, tier).info(
+                        "provider call failed",
+                        model=entry.name,
+                        try_=attempt,
+                        error=str(exc),
+                        retryable=exc.retryable,
                     )
                     if not exc.retryable or attempt == self.retry.max_attempts:
                         return None
@@ -307,7 +320,7 @@ class Gateway:
                 breaker.release_probe()
 
     async def _attempt(
-        self, entry: ModelEntry, request: CompletionRequest
+        self, entry: ModelEntry, request: CompletionRequest, context: CallContext
     ) -> tuple[Completion, float]:
         """One provider call under the model's limits, the budget and the attempt timeout."""
         provider = self.registry.get(entry)
@@ -317,12 +330,13 @@ class Gateway:
         timeout = request.timeout_s
         if timeout is None:
             timeout = self.retry.attempt_timeout_s
+        budget = context.budget
         async with limits.acquire(est_tokens):
             token: Any = None
             reserved = 0.0
-            if self.budget is not None:
+            if budget is not None:
                 reserved = entry.cost(Usage(input_tokens=est_in, output_tokens=est_out))
-                token = await _maybe_await(self.budget.reserve(reserved))
+                token = await _maybe_await(budget.reserve(reserved, context.node_id))
             settle_with = reserved  # unknown outcome (cancelled): assume the worst
             actual_tokens = est_tokens
             try:
@@ -349,9 +363,15 @@ class Gateway:
                 return completion, cost
             finally:
                 limits.settle_tokens(est_tokens, actual_tokens)
-                if self.budget is not None:
+                if budget is not None:
                     with anyio.CancelScope(shield=True):
-                        await _maybe_await(self.budget.settle(token, settle_with))
+                        await _maybe_await(budget.settle(token, settle_with))
+
+
+def _log(context: CallContext, tier: Tier) -> Any:
+    """The logger for a call, bound to who made it (built only when something is logged:
+    the happy path logs nothing)."""
+    return get_logger().bind(run_id=context.run_id, node_id=context.node_id, tier=tier)
 
 
 class _SleepClock:
@@ -371,6 +391,7 @@ class _SleepClock:
 __all__ = [
     "BreakerPolicy",
     "Budget",
+    "CallContext",
     "CallResult",
     "Gateway",
     "RetryPolicy",
