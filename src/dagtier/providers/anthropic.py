@@ -14,45 +14,21 @@ llama.cpp server use its ``/v1/chat/completions`` through the ``openai`` provide
 from __future__ import annotations
 
 import json
-import time
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import ProviderError
 from ..catalog import ModelEntry
-from ._common import (
-    SdkClient,
-    anthropic_usage,
-    finished_completion,
-    key_secrets,
-    read_api_key,
-)
-from ._errors import translate
+from ._common import SdkProvider, anthropic_usage, finished_completion
 from .base import Completion, CompletionRequest
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
 
 
-class AnthropicProvider:
+class AnthropicProvider(SdkProvider["AsyncAnthropic"]):
     """Calls the Messages API. One instance per (base_url, key variable); reuses one client."""
 
     name = "anthropic"
-
-    def __init__(
-        self,
-        *,
-        base_url: str | None = None,
-        api_key_env: str | None = "ANTHROPIC_API_KEY",
-        default_timeout_s: float = 600.0,
-    ) -> None:
-        self.base_url = base_url
-        self.api_key_env = api_key_env
-        self.default_timeout_s = default_timeout_s
-        self._client = SdkClient(self._new_client)
-
-    def __repr__(self) -> str:
-        # The key variable's name only, never its value.
-        return f"AnthropicProvider(base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
+    usual_key_env = "ANTHROPIC_API_KEY"
 
     def _new_client(self, key: str) -> AsyncAnthropic:
         from anthropic import AsyncAnthropic
@@ -60,9 +36,6 @@ class AnthropicProvider:
         return AsyncAnthropic(
             api_key=key, base_url=self.base_url, max_retries=0, timeout=self.default_timeout_s
         )
-
-    def _get_client(self, model: ModelEntry) -> AsyncAnthropic:
-        return self._client.get(read_api_key(self.name, model.model, self.api_key_env))
 
     def build_params(self, model: ModelEntry, request: CompletionRequest) -> dict[str, Any]:
         """The keyword arguments for ``messages.create`` (public for tests and debugging)."""
@@ -86,25 +59,10 @@ class AnthropicProvider:
             params["timeout"] = request.timeout_s
         return params
 
-    async def complete(self, model: ModelEntry, request: CompletionRequest) -> Completion:
-        """Send one request. Raises a :class:`~dagtier.ProviderError` subclass on failure."""
-        secrets = key_secrets(self.api_key_env)
-        start = time.perf_counter()
-        error: ProviderError | None = None
-        try:
-            client = self._get_client(model)
-            message = await client.messages.create(**self.build_params(model, request))
-        except ProviderError as exc:
-            error = exc
-        except Exception as exc:
-            error = translate(exc, provider=self.name, model=model.model, secrets=secrets)
-            if not hasattr(exc, "status_code"):
-                error.__cause__ = exc  # connection/decoding details help; no body to leak
-        if error is not None:
-            # Raised outside the except block: no implicit __context__ holding the SDK error.
-            raise error
-        latency = time.perf_counter() - start
-        request_id = getattr(message, "_request_id", None)
+    async def _send(self, client: AsyncAnthropic, params: dict[str, Any]) -> Any:
+        return await client.messages.create(**params)
+
+    def _read(self, model: ModelEntry, message: Any, latency_s: float) -> Completion:
         blocks = list(message.content or [])
         parts = [getattr(b, "text", "") for b in blocks if getattr(b, "type", "") == "text"]
         tool_inputs = [getattr(b, "input", None) for b in blocks if b.type == "tool_use"]
@@ -121,10 +79,7 @@ class AnthropicProvider:
             out_of_tokens=stop == "max_tokens",
             served_model=getattr(message, "model", None),
             usage=anthropic_usage(getattr(message, "usage", None)),
-            latency_s=latency,
-            request_id=request_id,
+            latency_s=latency_s,
+            request_id=getattr(message, "_request_id", None),
             response_id=getattr(message, "id", None),
         )
-
-    async def aclose(self) -> None:
-        await self._client.aclose()

@@ -65,6 +65,10 @@ class Provider(Protocol):
 
     ``complete`` raises a :class:`~dagtier.ProviderError` subclass on failure, never an SDK
     exception: each provider translates at one choke point.
+
+    A provider may also define ``async def prepare(self, model) -> None``: one-off set-up
+    (importing an SDK, building a client) that the gateway awaits before the attempt's
+    timeout starts. Without it, everything happens inside ``complete``.
     """
 
     async def complete(self, model: ModelEntry, request: CompletionRequest) -> Completion: ...

@@ -331,6 +331,11 @@ class Gateway:
         if timeout is None:
             timeout = self.retry.attempt_timeout_s
         budget = context.budget
+        prepare = getattr(provider, "prepare", None)
+        if prepare is not None:
+            # building an SDK client imports the SDK (seconds): before the attempt's clock
+            # starts, and in a thread, so neither this attempt nor other nodes pay for it
+            await prepare(entry)
         async with limits.acquire(est_tokens):
             token: Any = None
             reserved = 0.0

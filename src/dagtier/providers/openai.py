@@ -12,46 +12,35 @@ tokens are cache reads, reasoning tokens are not output tokens.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import ProviderError, ProviderResponseError
+from .._exceptions import ProviderResponseError
 from ..catalog import ModelEntry
-from ._common import (
-    SdkClient,
-    finished_completion,
-    key_secrets,
-    openai_usage,
-    read_api_key,
-)
-from ._errors import translate
+from ._common import DEFAULT_KEY_ENV, KeyEnvDefault, SdkProvider, finished_completion, openai_usage
 from .base import Completion, CompletionRequest
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
 
-class OpenAIProvider:
+class OpenAIProvider(SdkProvider["AsyncOpenAI"]):
     """Calls Chat Completions. One instance per (base_url, key variable); reuses one client."""
 
     name = "openai"
+    usual_key_env = "OPENAI_API_KEY"
 
     def __init__(
         self,
         *,
         base_url: str | None = None,
-        api_key_env: str | None = "OPENAI_API_KEY",
+        api_key_env: str | KeyEnvDefault | None = DEFAULT_KEY_ENV,
         strict_schema: bool = False,
         default_timeout_s: float = 600.0,
     ) -> None:
-        self.base_url = base_url
-        self.api_key_env = api_key_env
+        super().__init__(
+            base_url=base_url, api_key_env=api_key_env, default_timeout_s=default_timeout_s
+        )
         self.strict_schema = strict_schema
-        self.default_timeout_s = default_timeout_s
-        self._client = SdkClient(self._new_client)
-
-    def __repr__(self) -> str:
-        return f"OpenAIProvider(base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
 
     def _new_client(self, key: str) -> AsyncOpenAI:
         from openai import AsyncOpenAI
@@ -59,9 +48,6 @@ class OpenAIProvider:
         return AsyncOpenAI(
             api_key=key, base_url=self.base_url, max_retries=0, timeout=self.default_timeout_s
         )
-
-    def _get_client(self, model: ModelEntry) -> AsyncOpenAI:
-        return self._client.get(read_api_key(self.name, model.model, self.api_key_env))
 
     def build_params(self, model: ModelEntry, request: CompletionRequest) -> dict[str, Any]:
         """The keyword arguments for ``chat.completions.create``."""
@@ -89,23 +75,10 @@ class OpenAIProvider:
             params["timeout"] = request.timeout_s
         return params
 
-    async def complete(self, model: ModelEntry, request: CompletionRequest) -> Completion:
-        """Send one request. Raises a :class:`~dagtier.ProviderError` subclass on failure."""
-        secrets = key_secrets(self.api_key_env)
-        start = time.perf_counter()
-        error: ProviderError | None = None
-        try:
-            client = self._get_client(model)
-            resp = await client.chat.completions.create(**self.build_params(model, request))
-        except ProviderError as exc:
-            error = exc
-        except Exception as exc:
-            error = translate(exc, provider=self.name, model=model.model, secrets=secrets)
-            if not hasattr(exc, "status_code"):
-                error.__cause__ = exc
-        if error is not None:
-            raise error  # outside the except block: no __context__ holding the SDK error
-        latency = time.perf_counter() - start
+    async def _send(self, client: AsyncOpenAI, params: dict[str, Any]) -> Any:
+        return await client.chat.completions.create(**params)
+
+    def _read(self, model: ModelEntry, resp: Any, latency_s: float) -> Completion:
         request_id = getattr(resp, "_request_id", None)
         choices = getattr(resp, "choices", None) or []
         if not choices:
@@ -129,10 +102,7 @@ class OpenAIProvider:
             out_of_tokens=finish == "length",
             served_model=getattr(resp, "model", None),
             usage=openai_usage(getattr(resp, "usage", None)),
-            latency_s=latency,
+            latency_s=latency_s,
             request_id=request_id,
             response_id=getattr(resp, "id", None),
         )
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
