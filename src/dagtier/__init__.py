@@ -21,6 +21,7 @@ from ._exceptions import (
     DagtierUsageError,
     GraphError,
     ModelUnavailable,
+    NodeBudgetExceeded,
     Overloaded,
     ProviderConnectionError,
     ProviderError,
@@ -41,10 +42,11 @@ if TYPE_CHECKING:
     from .executor import run
     from .plan import Plan, compile_workflow
     from .policies import record_outcome
-    from .providers import Completion, CompletionRequest, Provider, PythonProvider
+    from .providers import Completion, CompletionRequest, Gateway, Provider, PythonProvider
     from .results import Attempt, CheckResult, NodeResult, RunResult
     from .spec import Workflow, json_schema, load_workflow, parse_workflow
-    from .store import MemoryStore
+    from .store import MemoryStore, ResultCache, RunStore, StatsStore, open_store
+    from .store.sqlite import SqliteStore
 
 # Public names are imported on first use: `import dagtier` stays fast (pydantic, networkx,
 # jinja2 and structlog cost a few hundred ms together; provider SDKs more).
@@ -61,6 +63,7 @@ _LAZY: dict[str, str] = {
     "compile_workflow": "plan",
     "Completion": "providers",
     "CompletionRequest": "providers",
+    "Gateway": "providers",
     "Provider": "providers",
     "PythonProvider": "providers",
     "Attempt": "results",
@@ -72,6 +75,11 @@ _LAZY: dict[str, str] = {
     "load_workflow": "spec",
     "parse_workflow": "spec",
     "MemoryStore": "store",
+    "ResultCache": "store",
+    "RunStore": "store",
+    "StatsStore": "store",
+    "open_store": "store",
+    "SqliteStore": "store.sqlite",
     "record_outcome": "policies",
 }
 
@@ -108,10 +116,12 @@ __all__ = (
     "DagtierError",
     "DagtierUsageError",
     "EventBus",
+    "Gateway",
     "GraphError",
     "MemoryStore",
     "ModelEntry",
     "ModelUnavailable",
+    "NodeBudgetExceeded",
     "NodeResult",
     "Overloaded",
     "Plan",
@@ -124,11 +134,15 @@ __all__ = (
     "ProviderTimeout",
     "PythonProvider",
     "RateLimited",
+    "ResultCache",
     "RunError",
     "RunResult",
+    "RunStore",
     "ServerError",
     "SpecError",
     "SpecIssue",
+    "SqliteStore",
+    "StatsStore",
     "StoreError",
     "Usage",
     "Workflow",
@@ -138,6 +152,7 @@ __all__ = (
     "json_schema",
     "load_catalog",
     "load_workflow",
+    "open_store",
     "parse_workflow",
     "record_outcome",
     "run",

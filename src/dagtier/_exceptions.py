@@ -14,8 +14,8 @@
           Overloaded    529 / 503
           ServerError   other >= 500
           BadRequest    400 / 404 / 422
-          ContextTooLong
-          ContentFiltered
+            ContextTooLong         the prompt does not fit the model's context window
+          ContentFiltered          refused or filtered by the provider's safety system
           AuthError     401 / 403
         ProviderResponseError      a 200 whose body is unusable (malformed, empty)
         ModelUnavailable           no model of a tier could be called (after fallback)
@@ -25,8 +25,9 @@
       StoreError
     DagtierUsageError(TypeError)   Python code called dagtier wrongly
 
-Constructors take keyword arguments and build the message themselves, so every raise
-site reads the same and no message forgets the context a user needs.
+Constructors take the message first and every structured field as a keyword argument
+(``SpecError`` takes only keywords: it builds its message from its issues), so every raise
+site reads the same. ``tests/core/test_exceptions.py`` holds this drawing to the classes.
 """
 
 from __future__ import annotations

@@ -410,7 +410,9 @@ async def run(
         providers: provider objects by name, overriding the built-in ones.
         gateway: a ready gateway (retry, fallback and limits configured); built from
             ``catalog`` and ``providers`` when omitted.
-        store: where runs and statistics go (a RunStore and/or StatsStore); default: in memory.
+        store: where runs and statistics go: a :class:`~dagtier.RunStore` and/or
+            :class:`~dagtier.StatsStore` (and :class:`~dagtier.ResultCache`), such as
+            ``dagtier.open_store(path)`` (SQLite) or :class:`~dagtier.MemoryStore` (the default).
         concurrency: at most this many nodes call models at once (default: the workflow's).
         fail_fast: stop everything at the first failed node (default: the workflow's).
         subscribers: callables receiving every :mod:`dagtier.events` event.
