@@ -34,6 +34,12 @@ from dagtier.spec.models import Workflow
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """dagtier promises trio as well as asyncio: the scheduler and gateway run on both."""
+    return str(request.param)
+
+
 def workflow(nodes: dict[str, Any], **extra: Any) -> Workflow:
     return dagtier.parse_workflow(
         __import__("json").dumps({"name": "t", "nodes": nodes, **extra}), "<test>"

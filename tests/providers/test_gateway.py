@@ -34,6 +34,12 @@ from dagtier.providers import (
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """dagtier promises trio as well as asyncio: the scheduler and gateway run on both."""
+    return str(request.param)
+
+
 def _req(**kw: Any) -> CompletionRequest:
     return CompletionRequest.from_prompt("hello there", **kw)
 
