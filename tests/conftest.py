@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
+
+# No timed asserts in tests: hypothesis's per-example deadline (200 ms) is one, and fails at
+# random on a machine shared by other jobs.
+settings.register_profile("dagtier", deadline=None)
+settings.load_profile("dagtier")
 
 
 @pytest.fixture
