@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -187,56 +186,11 @@ def schema() -> None:
 @app.command()
 def models(models: ModelsOpt = None) -> None:
     """List the catalog by tier and say which models are usable now, and why not."""
-    from rich.console import Console
-    from rich.table import Table
-
     from .catalog import load_catalog
-    from .providers.registry import ProviderRegistry
+    from .report.tables import output_console, print_models
 
     cat = guarded(lambda: load_catalog(models))
-    table = Table(title=f"model catalog ({cat.source}; prices checked {cat.prices_checked or '?'})")
-    for col in (
-        "tier",
-        "name",
-        "provider",
-        "model id",
-        "$/M in",
-        "$/M out",
-        "$/M cache r/w",
-        "context",
-        "usable",
-    ):
-        table.add_column(col)
-    rows: list[tuple[str, str]] = [(str(t), n) for t in (1, 2, 3) for n in cat.tiers[t]]
-    listed = {n for _, n in rows}
-    rows += [("-", n) for n in cat.models if n not in listed]
-    for tier, name in rows:
-        m = cat.models[name]
-        ok, why = ProviderRegistry.availability(m)
-        p = m.price
-        cache = f"{_fmt(p.cache_read)}/{_fmt(p.cache_write)}"
-        table.add_row(
-            tier,
-            name,
-            m.provider,
-            m.model,
-            _fmt(p.input),
-            _fmt(p.output),
-            cache,
-            f"{m.context_window:,}",
-            ("yes: " if ok else "no: ") + why,
-        )
-    Console(soft_wrap=False, width=200).print(table)
-    for t in (1, 2, 3):
-        usable, local = ProviderRegistry.usable(cat, t)
-        if local:
-            typer.echo(f"tier {t}: no usable model; runs on the local model '{cat.local_fallback}'")
-        elif not usable:
-            typer.echo(f"tier {t}: no usable model (set an API key, or install the local model)")
-
-
-def _fmt(v: float | None) -> str:
-    return "-" if v is None else f"{v:g}"
+    print_models(cat, output_console())
 
 
 @app.command()
@@ -323,7 +277,6 @@ def run(
     wf = guarded(lambda: load_workflow(workflow))
     from ._durable import parse_duration
     from .providers.registry import ProviderRegistry
-    from .store import open_store
 
     values = guarded(lambda: _parse_inputs(input or [], inputs))
     given = values if values or not resume else None  # resume: the first run's inputs
@@ -331,7 +284,6 @@ def run(
     if given is not None:
         guarded(lambda: executor.coerce_inputs(wf, given))
     ttl = guarded(lambda: parse_duration(cache_ttl, "--cache-ttl"))
-    run_store = guarded(lambda: open_store(store))
     local = [
         str(t)
         for t in (1, 2, 3)
@@ -345,35 +297,33 @@ def run(
         )
 
     from .report.live import LiveView, live_enabled
+    from .report.tables import output_console, print_run_summary
     from .telemetry import LogSubscriber
 
-    console = _console()
+    console = output_console()
     live = LiveView(console) if live_enabled(console, quiet=quiet or json_out or verbose) else None
     subscribers: list[Any] = [LogSubscriber()] + ([live] if live is not None else [])
 
-    async def go() -> Any:
-        try:
-            return await executor.run(
-                wf,
-                given,
-                catalog=cat,
-                concurrency=concurrency,
-                fail_fast=fail_fast or None,
-                store=run_store,
-                resume=resume,
-                force=force,
-                budget=budget,
-                cache_ttl_s=ttl,
-                subscribers=subscribers,
-            )
-        finally:
-            await run_store.aclose()
+    async def go(run_store: Any) -> Any:
+        return await executor.run(
+            wf,
+            given,
+            catalog=cat,
+            concurrency=concurrency,
+            fail_fast=fail_fast or None,
+            store=run_store,
+            resume=resume,
+            force=force,
+            budget=budget,
+            cache_ttl_s=ttl,
+            subscribers=subscribers,
+        )
 
     def go_live() -> Any:
         if live is None:
-            return anyio.run(go)
+            return anyio.run(_with_store, store, go)
         with live:
-            return anyio.run(go)
+            return anyio.run(_with_store, store, go)
 
     try:
         result = guarded(go_live, debug=debug)
@@ -385,7 +335,7 @@ def run(
 
         typer.echo(json.dumps(redact_value(result.to_dict()), indent=2, default=str))
     else:
-        _print_summary(result)
+        print_run_summary(result, console)
     if not result.ok:
         raise typer.Exit(_exit.RUN_FAILED)
 
@@ -409,59 +359,6 @@ def _setup_logging(*, verbose: bool, log_json: Path | None) -> Any:
     return log_file
 
 
-def _console() -> Any:
-    """stdout for people: rich honours NO_COLOR, FORCE_COLOR and TTY detection."""
-    from rich.console import Console
-
-    console = Console(soft_wrap=True)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        # piped or captured: no terminal to fit, so do not squeeze tables into 80 columns
-        console = Console(soft_wrap=True, width=120)
-    return console
-
-
-def _print_summary(result: Any) -> None:
-    from rich.table import Table
-
-    console = _console()
-    table = Table(title=f"run {result.run_id}: {result.status}")
-    for col in ("node", "status", "tier", "model", "attempts", "tokens", "cost $", "secs"):
-        table.add_column(
-            col,
-            justify="right" if col in ("attempts", "tokens", "cost $", "secs") else "left",
-            overflow="fold",  # a model name cut to "local-sm…" says nothing
-        )
-    for r in result.nodes.values():
-        table.add_row(
-            r.node_id,
-            r.status,
-            str(r.tier or "-"),
-            r.model or "-",
-            str(len(r.attempts)),
-            str(r.usage.total),
-            f"{r.cost:.6f}",
-            f"{r.latency_s:.2f}",
-        )
-    console.print(table)
-    console.print(f"total cost: ${result.cost:.6f}")
-    for r in result.nodes.values():
-        if r.error:
-            from ._logging import redact_text
-
-            console.print(f"{r.node_id}: {redact_text(r.error)}", markup=False, style="red")
-    if result.error:
-        console.print(f"run: {result.error}", markup=False)
-    if result.outputs:
-        console.print("outputs:")
-        for k, v in result.outputs.items():
-            console.print(f"  {k}: {v}", markup=False)
-    console.print(
-        f"full report: dagtier report {result.run_id} --format html -o report.html",
-        markup=False,
-        highlight=False,
-    )
-
-
 @app.command()
 def stats(
     workflow: Annotated[
@@ -482,8 +379,6 @@ def stats(
 ) -> None:
     """Per task key and tier: observations, successes, estimated success rate, mean cost and
     latency, and the tier the adaptive policy would pick now."""
-    import anyio
-
     from .policies.stats_view import collect, render
 
     wf = None
@@ -496,27 +391,16 @@ def stats(
         else:
             name = workflow
 
-    async def go() -> Any:
-        from .store import open_store
-
-        st = open_store(store)
-        try:
-            return await collect(st, workflow=wf, workflow_name=name, task=task)
-        finally:
-            aclose = getattr(st, "aclose", None)
-            if aclose is not None:
-                await aclose()
-
-    keys = guarded(lambda: anyio.run(go))
+    keys = _in_store(store, lambda st: collect(st, workflow=wf, workflow_name=name, task=task))
     if json_out:
         typer.echo(json.dumps([k.to_dict() for k in keys], indent=2))
         return
     if not keys:
         typer.echo("no statistics yet" + (" for that filter" if workflow or task else ""))
         return
-    from rich.console import Console
+    from .report.tables import output_console, print_uncut
 
-    Console(soft_wrap=False, width=200).print(render(keys))
+    print_uncut(render(keys), output_console())
 
 
 def main() -> None:
@@ -535,20 +419,12 @@ def runs(
     json_out: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
 ) -> None:
     """List recent runs with their status (a crashed run shows as interrupted), to --resume."""
-    import anyio
 
-    from .store import open_store
+    async def go(st: Any) -> tuple[str, list[tuple[Any, dict[str, int]]]]:
+        records = await st.list_runs(limit)
+        return str(st.path), [(r, await st.node_counts(r.run_id)) for r in records]
 
-    st = guarded(lambda: open_store(store))
-
-    async def go() -> list[tuple[Any, dict[str, int]]]:
-        try:
-            records = await st.list_runs(limit)
-            return [(r, await st.node_counts(r.run_id)) for r in records]
-        finally:
-            await st.aclose()
-
-    rows = guarded(lambda: anyio.run(go))
+    where, rows = _in_store(store, go)
     if json_out:
         from dataclasses import asdict
 
@@ -557,31 +433,9 @@ def runs(
             item.pop("node_fingerprints", None)
         typer.echo(json.dumps(out, indent=2, default=str))
         return
-    if not rows:
-        typer.echo(f"no runs in {st.path}")
-        return
-    from datetime import datetime
+    from .report.tables import output_console, print_runs
 
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"runs in {st.path}")
-    for col in ("run id", "workflow", "status", "started", "nodes ok/total", "cost $"):
-        table.add_column(col, justify="right" if col in ("cost $", "nodes ok/total") else "left")
-    for r, counts in rows:
-        ok = sum(n for s, n in counts.items() if s in ("succeeded", "unverified", "cached"))
-        total = len(r.node_fingerprints) or sum(counts.values())
-        table.add_row(
-            r.run_id,
-            r.workflow,
-            r.status,
-            datetime.fromtimestamp(r.started_at).strftime("%Y-%m-%d %H:%M:%S"),
-            f"{ok}/{total}",
-            f"{r.cost:.6f}",
-        )
-    Console(soft_wrap=True).print(table)
-    if any(r.status in ("interrupted", "failed", "budget_exhausted") for r, _ in rows):
-        typer.echo("resume one with: dagtier run WORKFLOW.yaml --resume RUN_ID")
+    print_runs(rows, where, output_console())
 
 
 cache_app = typer.Typer(help="The result cache of nodes with cache: true.", no_args_is_help=True)
@@ -599,28 +453,22 @@ def cache_clear(
     ] = None,
 ) -> None:
     """Delete cached answers (all, or only old ones)."""
-    import anyio
-
     from ._durable import parse_duration
-    from .store import open_store
 
     age = guarded(lambda: parse_duration(older_than, "--older-than")) if older_than else None
-    st = guarded(lambda: open_store(store))
 
-    async def go() -> int:
-        try:
-            return await st.cache_clear(older_than_s=age)
-        finally:
-            await st.aclose()
+    async def go(st: Any) -> tuple[str, int]:
+        return str(st.path), await st.cache_clear(older_than_s=age)
 
-    n = guarded(lambda: anyio.run(go))
-    typer.echo(f"removed {n} cached answer{'s' if n != 1 else ''} from {st.path}")
+    where, n = _in_store(store, go)
+    typer.echo(f"removed {n} cached answer{'s' if n != 1 else ''} from {where}")
 
 
 # --- reports and estimates (issue 6) ----------------------------------------------------
 
 
-async def _with_store(path: Path | None, fn: Callable[[Any], Any]) -> Any:
+async def _with_store(path: Path | None, fn: Callable[[Any], Awaitable[T]]) -> T:
+    """``fn(store)`` on the store at ``path``, closed afterwards whatever happens."""
     from .store import open_store
 
     store = open_store(path)
@@ -628,6 +476,13 @@ async def _with_store(path: Path | None, fn: Callable[[Any], Any]) -> Any:
         return await fn(store)
     finally:
         await store.aclose()
+
+
+def _in_store(path: Path | None, fn: Callable[[Any], Awaitable[T]]) -> T:
+    """:func:`_with_store` on its own event loop, its errors turned into diagnostics."""
+    import anyio
+
+    return guarded(lambda: anyio.run(_with_store, path, fn))
 
 
 def _workflow_for(source: str | None, override: Path | None) -> Any:
@@ -692,8 +547,6 @@ def report(
     ] = None,
 ) -> None:
     """Per-node cost report of a run: attempts, tiers, escalations, cache hits, savings."""
-    import anyio
-
     from .catalog import load_catalog
     from .report import build_report, compare_reports
     from .report.render import FORMATS
@@ -729,7 +582,7 @@ def report(
             return compare_reports(await load(s, compare[0]), await load(s, compare[1]))
         return await load(s, run_id)
 
-    result = guarded(lambda: anyio.run(_with_store, store, go))
+    result = _in_store(store, go)
     _render_report(result, format, output)
 
 
@@ -742,6 +595,7 @@ def _render_report(result: Any, format: str, output: Path | None) -> None:
         render_json,
         render_to_text,
     )
+    from .report.tables import output_console, record_text
 
     if isinstance(result, Comparison):
         if format == "json":
@@ -752,24 +606,14 @@ def _render_report(result: Any, format: str, output: Path | None) -> None:
             _err("error[usage]: --compare renders as table, json or csv")
             raise typer.Exit(_exit.USAGE)
         elif output is None:
-            print_comparison(result, _console())
+            print_comparison(result, output_console())
         else:
-            _write(_record_text(lambda c: print_comparison(result, c)), output)
+            _write(record_text(lambda c: print_comparison(result, c)), output)
         return
     if format == "table" and output is None:
-        print_table(result, _console())
+        print_table(result, output_console())
     else:
         _write(render_to_text(result, format), output)  # type: ignore[arg-type]
-
-
-def _record_text(draw: Callable[[Any], None]) -> str:
-    import io
-
-    from rich.console import Console
-
-    console = Console(record=True, width=160, file=io.StringIO(), color_system=None)
-    draw(console)
-    return str(console.export_text())
 
 
 @app.command()
@@ -796,10 +640,9 @@ def estimate(
     json_out: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
 ) -> None:
     """Forecast a workflow's cost per node and per policy, before running it (dry run)."""
-    import anyio
-
     from .catalog import load_catalog
     from .report.estimate import estimate_workflow, print_estimate
+    from .report.tables import output_console
     from .spec import load_workflow
 
     wf = guarded(lambda: load_workflow(workflow))
@@ -815,12 +658,12 @@ def estimate(
                 out[key] = await s.tier_stats(key)
             return out
 
-        stats = guarded(lambda: anyio.run(_with_store, store, read))
+        stats = _in_store(store, read)
     est = estimate_workflow(wf, cat, inputs=values, stats=stats)
     if json_out:
         typer.echo(json.dumps(est.to_dict(), indent=2))
     else:
-        print_estimate(est, _console())
+        print_estimate(est, output_console())
 
 
 @app.command()

@@ -11,7 +11,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from .._logging import redact_text
-from .render import savings_lines, usd
+from ._text import savings_lines, usd
 
 if TYPE_CHECKING:
     from .model import NodeRow, RunReport

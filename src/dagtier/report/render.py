@@ -12,39 +12,15 @@ import json
 from typing import TYPE_CHECKING, Literal
 
 from .._logging import redact_text, redact_value
+from ._text import savings_lines, usd
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from .model import Comparison, RunReport, Savings
+    from .model import Comparison, RunReport
 
 Format = Literal["table", "json", "csv", "html"]
 FORMATS: tuple[str, ...] = ("table", "json", "csv", "html")
-
-
-def usd(value: float | None, places: int = 6) -> str:
-    return "-" if value is None else f"${value:,.{places}f}"
-
-
-def savings_lines(s: Savings) -> list[str]:
-    """The savings, each line saying what it is compared against."""
-    lines = [f"actual cost: {usd(s.actual)}"]
-    if s.top_tier_cost is not None:
-        pct = s.pct(s.vs_top_tier, s.top_tier_cost)
-        lines.append(
-            f"vs. every node on tier 3 ({s.top_tier_model}): {usd(s.top_tier_cost)}, "
-            f"saved {usd(s.vs_top_tier)}" + (f" ({pct:.1f}%)" if pct is not None else "")
-        )
-    if s.static_cost is not None:
-        pct = s.pct(s.vs_static, s.static_cost)
-        lines.append(
-            f"vs. the workflow's static tiers: {usd(s.static_cost)}, "
-            f"saved {usd(s.vs_static)}" + (f" ({pct:.1f}%)" if pct is not None else "")
-        )
-    else:
-        lines.append("vs. static tiers: unknown (the workflow file is not available)")
-    lines.append(f"note: {s.note}")
-    return lines
 
 
 def render_json(report: RunReport | Comparison) -> str:
@@ -254,8 +230,6 @@ def render_to_text(report: RunReport, fmt: Format, *, width: int = 160) -> str:
         from .html import render_html
 
         return render_html(report)
-    from rich.console import Console
+    from .tables import record_text
 
-    console = Console(record=True, width=width, file=io.StringIO(), color_system=None)
-    print_table(report, console)
-    return console.export_text()
+    return record_text(lambda console: print_table(report, console), width=width)
