@@ -9,25 +9,16 @@ from typing import Any
 
 import anyio
 import pytest
+from _catalog import one_per_tier
 
 import dagtier
 from dagtier.budget import Budget
-from dagtier.catalog import Catalog, Usage, catalog_from_dict
+from dagtier.catalog import Usage
 from dagtier.providers import CompletionRequest, Gateway, ProviderRegistry, PythonProvider
 from dagtier.providers.base import Completion
 from dagtier.store import MemoryStore, open_store
 
 pytestmark = pytest.mark.anyio
-
-PRICE = {"input": 1.0, "output": 2.0}  # USD per million tokens
-
-
-def python_catalog() -> Catalog:
-    models: dict[str, Any] = {
-        f"py{t}": {"provider": "python", "model": f"py-model-{t}", "price": PRICE}
-        for t in (1, 2, 3)
-    }
-    return catalog_from_dict({"models": models, "tiers": {1: ["py1"], 2: ["py2"], 3: ["py3"]}})
 
 
 def wide(n: int, max_tokens: int = 1000, extra: str = "") -> dagtier.Workflow:
@@ -63,7 +54,7 @@ async def test_concurrent_nodes_never_spend_past_the_budget(seed: int) -> None:
     model = Billing(rng)
     result = await dagtier.run(
         wide(32),
-        catalog=python_catalog(),
+        catalog=one_per_tier("py"),
         providers={"python": PythonProvider(model)},
         budget=limit,
     )
@@ -85,7 +76,7 @@ async def test_an_exhausted_run_resumes_with_a_larger_budget(tmp_path: Path) -> 
     small = 5 * (10 + 200) / 1e6
     r1 = await dagtier.run(
         wf,
-        catalog=python_catalog(),
+        catalog=one_per_tier("py"),
         providers={"python": PythonProvider(model)},
         store=store,
         budget=small,
@@ -94,7 +85,7 @@ async def test_an_exhausted_run_resumes_with_a_larger_budget(tmp_path: Path) -> 
     first_calls = set(model.calls)
     r2 = await dagtier.run(
         wf,
-        catalog=python_catalog(),
+        catalog=one_per_tier("py"),
         providers={"python": PythonProvider(model)},
         store=store,
         resume=r1.run_id,
@@ -118,7 +109,7 @@ async def test_a_node_cap_fails_that_node_only() -> None:
     model = Billing(random.Random(2))
     result = await dagtier.run(
         wf,
-        catalog=python_catalog(),
+        catalog=one_per_tier("py"),
         providers={"python": PythonProvider(model)},
         store=MemoryStore(),
     )
@@ -164,7 +155,7 @@ async def test_fifty_budgeted_runs_share_one_gateway_each_with_its_own_budget() 
         + "".join(f"  n{i}: {{prompt: 'task {i}'}}\n" for i in range(8))
         + "  once: {prompt: hi, max_tokens: 100, budget: 0.0003}\n"
     )
-    gateway = Gateway(python_catalog(), ProviderRegistry({"python": PythonProvider(model)}))
+    gateway = Gateway(one_per_tier("py"), ProviderRegistry({"python": PythonProvider(model)}))
     worst = (2 + 1000 * 2.0) / 1e6  # one wide node's reservation
     limits = {f"run-{i:02d}": (1.0 if i % 2 else worst * (1 + i % 5)) for i in range(50)}
     results: dict[str, dagtier.RunResult] = {}

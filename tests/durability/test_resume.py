@@ -7,24 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _catalog import one_per_tier
 
 import dagtier
 from dagtier import RunError
-from dagtier.catalog import Catalog, catalog_from_dict
 from dagtier.providers import CompletionRequest, PythonProvider
 from dagtier.store import open_store
 
 pytestmark = pytest.mark.anyio
-
-PRICE = {"input": 1.0, "output": 2.0}  # USD per million tokens: easy arithmetic
-
-
-def python_catalog() -> Catalog:
-    models: dict[str, Any] = {
-        f"py{t}": {"provider": "python", "model": f"py-model-{t}", "price": PRICE}
-        for t in (1, 2, 3)
-    }
-    return catalog_from_dict({"models": models, "tiers": {1: ["py1"], 2: ["py2"], 3: ["py3"]}})
 
 
 WF = """
@@ -62,7 +52,7 @@ async def _run(wf: Any, store_path: Path, model: Model, **kw: Any) -> dagtier.Ru
         return await dagtier.run(
             wf,
             kw.pop("inputs", None),
-            catalog=python_catalog(),
+            catalog=one_per_tier("py"),
             providers={"python": PythonProvider(model)},
             store=store,
             **kw,

@@ -11,29 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from _catalog import one_per_tier
+
 import dagtier
-from dagtier.catalog import Catalog, ModelEntry, catalog_from_dict
+from dagtier.catalog import ModelEntry
 from dagtier.providers import CompletionRequest, Gateway, ProviderRegistry, PythonProvider
 from dagtier.results import RunResult
 
 PRICES = {1: 1.0, 2: 10.0, 3: 100.0}
 """USD per million tokens, input and output alike: tier 3 costs 100x tier 1."""
-
-
-def catalog() -> Catalog:
-    return catalog_from_dict(
-        {
-            "models": {
-                f"m{t}": {
-                    "provider": "python",
-                    "model": f"model-{t}",
-                    "price": {"input": p, "output": p},
-                }
-                for t, p in PRICES.items()
-            },
-            "tiers": {1: ["m1"], 2: ["m2"], 3: ["m3"]},
-        }
-    )
 
 
 Answer = Callable[[int, CompletionRequest], Any]
@@ -68,7 +54,11 @@ async def _no_sleep(_: float) -> None:
 
 def gateway(models: Models) -> Gateway:
     """The real gateway over the scripted models, with backoff sleeps skipped."""
-    return Gateway(catalog(), ProviderRegistry({"python": PythonProvider(models)}), sleep=_no_sleep)
+    return Gateway(
+        one_per_tier("m", model_id="model-{tier}", prices=PRICES),
+        ProviderRegistry({"python": PythonProvider(models)}),
+        sleep=_no_sleep,
+    )
 
 
 def workflow(node_yaml: str, *, name: str = "wf", output: str = "text") -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from _catalog import make_catalog
 
 import dagtier
 
@@ -18,16 +19,9 @@ nodes:
 """
 
 
-def _catalog(tier2: str) -> dagtier.Catalog:
-    price = {"input": 1, "output": 1}
-    return dagtier.catalog_from_dict(
-        {
-            "models": {
-                "a": {"provider": "python", "model": "a", "price": price},
-                "b": {"provider": "python", "model": "b", "price": price},
-            },
-            "tiers": {1: ["a"], 2: [tier2], 3: ["b"]},
-        }
+def _catalog(tiers: dict[int, list[str]]) -> dagtier.Catalog:
+    return make_catalog(
+        tiers, {m: {"price": {"input": 1, "output": 1}} for t in tiers.values() for m in t}
     )
 
 
@@ -42,7 +36,9 @@ async def test_a_tier_sharing_the_previous_tiers_model_is_not_paid_again() -> No
 
     wf = dagtier.parse_workflow(WF)
     result = await dagtier.run(
-        wf, catalog=_catalog("a"), providers={"python": dagtier.PythonProvider(model)}
+        wf,
+        catalog=_catalog({1: ["a"], 2: ["a"], 3: ["b"]}),
+        providers={"python": dagtier.PythonProvider(model)},
     )
     node = result["n"]
     assert calls == ["a", "b"]
@@ -59,14 +55,7 @@ async def test_every_tier_on_one_model_makes_one_call() -> None:
         calls.append(entry.model)
         return "not json"
 
-    cat = dagtier.catalog_from_dict(
-        {
-            "models": {
-                "a": {"provider": "python", "model": "a", "price": {"input": 1, "output": 1}}
-            },
-            "tiers": {1: ["a"], 2: ["a"], 3: ["a"]},
-        }
-    )
+    cat = _catalog({1: ["a"], 2: ["a"], 3: ["a"]})
     result = await dagtier.run(
         dagtier.parse_workflow(WF), catalog=cat, providers={"python": dagtier.PythonProvider(model)}
     )
@@ -82,15 +71,7 @@ async def test_distinct_models_still_escalate_one_tier_at_a_time() -> None:
         calls.append(entry.model)
         return '{"ok": true}' if entry.model == "b" and len(calls) == 3 else "not json"
 
-    cat = dagtier.catalog_from_dict(
-        {
-            "models": {
-                m: {"provider": "python", "model": m, "price": {"input": 1, "output": 1}}
-                for m in ("a", "m", "b")
-            },
-            "tiers": {1: ["a"], 2: ["m"], 3: ["b"]},
-        }
-    )
+    cat = _catalog({1: ["a"], 2: ["m"], 3: ["b"]})
     result = await dagtier.run(
         dagtier.parse_workflow(WF), catalog=cat, providers={"python": dagtier.PythonProvider(model)}
     )

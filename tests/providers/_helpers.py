@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio.lowlevel
-
-from dagtier.catalog import Catalog, catalog_from_dict
+from _catalog import loopback_catalog as make_catalog  # noqa: F401 (the providers tests' name)
 
 ANTHROPIC_KEY = "sk-ant-test-SECRET123abcdefXYZ"
 OPENAI_KEY = "sk-test-SECRET456ghijklmnoPQR"
@@ -29,31 +26,3 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-def make_catalog(
-    url: str,
-    tiers: dict[int, list[str]],
-    *,
-    models: dict[str, dict[str, Any]] | None = None,
-) -> Catalog:
-    """A catalog whose models live on the fault server: ``a-*`` names speak Anthropic, the rest
-    OpenAI. Prices are Haiku's and GPT-4o-mini's unless ``models`` says otherwise."""
-    names = {n for ns in tiers.values() for n in ns}
-    defs: dict[str, dict[str, Any]] = {}
-    for name in names:
-        anthropic = name.startswith("a-")
-        defs[name] = {
-            "provider": "anthropic" if anthropic else "openai",
-            "model": name,
-            "base_url": url if anthropic else url + "/v1",
-            "api_key_env": "TEST_ANTHROPIC_KEY" if anthropic else "TEST_OPENAI_KEY",
-            "price": (
-                {"input": 1.0, "output": 5.0, "cache_read": 0.10, "cache_write": 1.25}
-                if anthropic
-                else {"input": 0.15, "output": 0.60, "cache_read": 0.075}
-            ),
-        }
-    for name, extra in (models or {}).items():
-        defs.setdefault(name, {}).update(extra)
-    return catalog_from_dict({"models": defs, "tiers": tiers})

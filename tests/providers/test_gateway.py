@@ -7,6 +7,7 @@ from typing import Any
 import anyio
 import pytest
 import structlog.testing
+from _catalog import make_catalog as python_catalog
 from _fault_server import FaultServer
 from _helpers import FakeClock, make_catalog
 
@@ -231,19 +232,7 @@ async def test_an_open_circuit_never_makes_a_lone_model_unusable(
 
 
 def _python_catalog(**limits: Any) -> Any:
-    return catalog_from_dict(
-        {
-            "models": {
-                "py": {
-                    "provider": "python",
-                    "model": "py-model",
-                    "price": {"input": 1.0, "output": 2.0},
-                    **limits,
-                },
-            },
-            "tiers": {1: ["py"]},
-        }
-    )
+    return python_catalog({1: ["py"]}, {"py": limits})
 
 
 async def test_concurrency_limit_is_honoured() -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagtier.catalog import Catalog, catalog_from_dict
+from _catalog import make_catalog
+
+from dagtier.catalog import Catalog
 from dagtier.spec import parse_workflow
 
 WORKFLOW = """
@@ -34,18 +36,13 @@ outputs:
 
 
 def catalog() -> Catalog:
-    def model(name: str, inp: float, out: float) -> dict[str, Any]:
-        return {"provider": "python", "model": name, "price": {"input": inp, "output": out}}
-
-    return catalog_from_dict(
+    return make_catalog(
+        {1: ["cheap"], 2: ["mid"], 3: ["top"]},
         {
-            "models": {
-                "cheap": model("cheap-1", 1.0, 2.0),
-                "mid": model("mid-1", 3.0, 6.0),
-                "top": model("top-1", 10.0, 30.0),
-            },
-            "tiers": {1: ["cheap"], 2: ["mid"], 3: ["top"]},
-        }
+            "cheap": {"model": "cheap-1", "price": {"input": 1.0, "output": 2.0}},
+            "mid": {"model": "mid-1", "price": {"input": 3.0, "output": 6.0}},
+            "top": {"model": "top-1", "price": {"input": 10.0, "output": 30.0}},
+        },
     )
 
 
