@@ -10,6 +10,7 @@ from _catalog import make_catalog
 
 from dagtier import CatalogError, SpecError
 from dagtier.catalog import Price, Usage, catalog_from_dict, default_catalog, load_catalog
+from dagtier.providers.registry import ProviderRegistry
 
 
 def test_every_token_kind_is_priced_and_unlisted_kinds_take_the_conservative_rate() -> None:
@@ -116,12 +117,16 @@ def test_a_tier_without_a_key_runs_on_the_local_fallback(monkeypatch: pytest.Mon
         "local_fallback": "stand-in",
     }
     cat = catalog_from_dict(data)
-    assert cat.model("remote").availability() == (False, "$TEST_CATALOG_KEY is not set")
-    assert [m.name for m in cat.usable_models(1)] == ["stand-in"]
-    assert cat.uses_local_fallback(1)
-    assert [m.name for m in cat.usable_models(2)] == ["stand-in"]
-    assert not cat.uses_local_fallback(2)  # the tier's own second model, not a stand-in
+
+    def usable(tier: int) -> tuple[list[str], bool]:
+        models, stand_in = ProviderRegistry.usable(cat, tier)
+        return [m.name for m in models], stand_in
+
+    assert ProviderRegistry.availability(cat.model("remote")) == (
+        False,
+        "$TEST_CATALOG_KEY is not set",
+    )
+    assert usable(1) == (["stand-in"], True)
+    assert usable(2) == (["stand-in"], False)  # the tier's own second model, not a stand-in
     monkeypatch.setenv("TEST_CATALOG_KEY", "k")
-    keyed = catalog_from_dict(data)
-    assert [m.name for m in keyed.usable_models(1)] == ["remote"]
-    assert not keyed.uses_local_fallback(1)
+    assert usable(1) == (["remote"], False)
