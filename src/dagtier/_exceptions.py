@@ -22,6 +22,7 @@
       RunError         a run stopped: node failed, budget exhausted, interrupted
         BudgetExhausted            the run's budget cannot cover the next call
           NodeBudgetExceeded       a node's own cap cannot (the node fails, the run goes on)
+        StepError                  a code node, a command or a tool loop failed (the node fails)
       StoreError
     DagtierUsageError(TypeError)   Python code called dagtier wrongly
 
@@ -209,6 +210,14 @@ class BudgetExhausted(RunError):
 
 class NodeBudgetExceeded(BudgetExhausted):
     code = "node-budget-exceeded"
+
+
+class StepError(RunError):
+    """A node's own code failed: a ``run`` function raised, a ``command`` exited non-zero or
+    was not found, a tool loop called an undeclared tool or returned what JSON cannot hold.
+    The node fails; the run's other branches go on."""
+
+    code = "step-failed"
 
 
 class StoreError(DagtierError):

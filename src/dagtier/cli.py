@@ -148,12 +148,12 @@ def _parse_inputs(pairs: list[str], file: Path | None) -> dict[str, Any]:
 @app.command()
 def validate(workflow: WorkflowArg) -> None:
     """Check a workflow file and report every problem with its line and column."""
-    from .spec import load_workflow
+    from .spec.loader import load_and_import
 
-    wf = guarded(lambda: load_workflow(workflow))
+    wf = guarded(lambda: load_and_import(workflow))
     policies: dict[str, int] = {}
-    for nid in wf.nodes:
-        kind = wf.node_policy(nid).kind
+    for nid, node in wf.nodes.items():
+        kind = node.kind if not node.uses_model else wf.node_policy(nid).kind
         policies[kind] = policies.get(kind, 0) + 1
     summary = ", ".join(f"{n} {k}" for k, n in sorted(policies.items()))
     typer.echo(f"ok: {workflow} is valid: workflow '{wf.name}', {len(wf.nodes)} nodes ({summary})")

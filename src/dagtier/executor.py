@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 
 from . import _durable
-from ._exceptions import BudgetExhausted, DagtierUsageError, SpecError, SpecIssue
+from ._exceptions import BudgetExhausted, DagtierUsageError, SpecError, SpecIssue, StepError
 from ._logging import get_logger, redact_text
 from ._types import RunStatus
 from ._yaml import did_you_mean
@@ -35,6 +35,7 @@ from .providers.gateway import CallContext, Gateway
 from .providers.registry import ProviderRegistry
 from .results import NodeResult, RunResult
 from .spec.models import Workflow
+from .steps import run_step
 from .store import MemoryStore, ResultCache, RunRecord, RunStore, StatsStore
 
 
@@ -252,14 +253,16 @@ class _Run:
             call = CallContext(self.run_id, nid, self.budget)
         else:
             call = CallContext(self.run_id, nid)
+        if np.kind in ("run", "command"):
+            return await self._run_step(nid, started)
+        tctx: dict[str, Any] = {"inputs": self.inputs}
+        for ref in np.refs:
+            tctx[ref] = self.outputs[ref]
         if np.static is not None:
             messages = np.static
             system = np.system.source if np.system is not None else None
         else:
             try:
-                tctx: dict[str, Any] = {"inputs": self.inputs}
-                for ref in np.refs:
-                    tctx[ref] = self.outputs[ref]
                 messages = (Message("user", np.prompt.render(tctx)),)
                 system = np.system.render(tctx) if np.system is not None else None
             except Exception as exc:  # a template error at run time (a missing key's field)
@@ -300,6 +303,7 @@ class _Run:
             self.log,
             np.checks,
             call,
+            values=tctx,
         )
         try:
             outcome = await np.runner(ctx)
@@ -336,6 +340,33 @@ class _Run:
         if ckey is not None and self.cache is not None and result.status == "succeeded":
             await self.cache.cache_put(ckey, _durable.answer_of(self.run_id, result))
         return result
+
+    async def _run_step(self, nid: str, started: float) -> NodeResult:
+        """A code node: no model, no policy; its output, or the error that failed it."""
+        np = self.plan.nodes[nid]
+        values: dict[str, Any] = {"inputs": self.inputs}
+        for ref in np.refs:
+            values[ref] = self.outputs[ref]
+        try:
+            output = await run_step(self.wf.nodes[nid], values, np.search)
+        except StepError as exc:
+            return NodeResult(
+                nid,
+                "failed",
+                error=redact_text(str(exc)),
+                started_at=started,
+                finished_at=time.time(),
+                task_key=np.task_key,
+            )
+        return NodeResult(
+            nid,
+            "succeeded",
+            output=output,
+            text=output if isinstance(output, str) else json.dumps(output, ensure_ascii=False),
+            started_at=started,
+            finished_at=time.time(),
+            task_key=np.task_key,
+        )
 
     def finalize(self, status: RunStatus | None) -> dict[str, NodeResult]:
         """Mark nodes that never ran: skipped below a failure, else cancelled."""

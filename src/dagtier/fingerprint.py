@@ -44,7 +44,7 @@ def shaping_fields(
     temperature, output, and the catalog models of ``tiers`` (those the node may call).
     Worked out once per plan (:mod:`dagtier.plan`)."""
     node = workflow.nodes[nid]
-    return {
+    fields = {
         "policy": workflow.node_policy(nid).model_dump(mode="json"),
         "checks": [c.model_dump(mode="json", by_alias=True) for c in workflow.node_checks(nid)],
         "max_tokens": workflow.node_setting(nid, "max_tokens"),
@@ -55,6 +55,12 @@ def shaping_fields(
             for t in tiers
         },
     }
+    if node.kind != "prompt" or node.tools:
+        # only then: a plain prompt node's fingerprint stays what stored runs have
+        fields["step"] = node.model_dump(
+            mode="json", include={"run", "command", "cwd", "env", "agent", "tools", "max_turns"}
+        )
+    return fields
 
 
 def own_fingerprint(

@@ -133,6 +133,9 @@ def critical_path(
 
 
 def _label(workflow: Workflow, node_id: str) -> str:
+    kind = workflow.nodes[node_id].kind
+    if kind in ("run", "command"):
+        return kind  # code: no model, no policy
     return workflow.node_policy(node_id).label
 
 

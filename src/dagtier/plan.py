@@ -25,8 +25,9 @@ from .graph import build_graph, topological_order
 from .policies import POLICIES
 from .policies.checks import CheckPlan, build_check_plan
 from .providers.base import Message
-from .spec.models import AdaptivePolicy, CascadePolicy, StaticPolicy, Workflow
+from .spec.models import AdaptivePolicy, CascadePolicy, NodeKind, StaticPolicy, Workflow
 from .spec.templates import Template, analyze
+from .steps import search_dirs
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -43,6 +44,11 @@ class NodePlan:
     built-in defaults."""
 
     node_id: str
+    kind: NodeKind
+    """prompt, run, command or agent: what the executor does with the node."""
+    search: tuple[str, ...]
+    """Directories its ``module:function`` references are also looked for in (the
+    workflow file's own)."""
     prompt: Template
     system: Template | None
     static: tuple[Message, ...] | None
@@ -171,22 +177,28 @@ def _node_plan(workflow: Workflow, catalog: Catalog, nid: str) -> NodePlan:
     node = workflow.nodes[nid]
     names: set[str] = set()
     read: set[str] = set()
-    for source in (node.prompt, node.system):
-        if source:
-            refs = analyze(source)
-            names |= refs.names
-            read |= refs.inputs
+    for _, source in node.templates():
+        refs = analyze(source)
+        names |= refs.names
+        read |= refs.inputs
+    if node.kind in ("run", "agent"):
+        # a function may take any upstream output and any input by parameter name
+        names |= {"inputs", *node.depends_on}
+        read.clear()
     inputs_read = None if "inputs" in names and not read else tuple(sorted(read))
     policy = workflow.node_policy(nid)
     checks = workflow.node_checks(nid)
     tiers = set(policy.tiers) | {c.tier for c in checks if c.type == "judge"}
     shaping = fp.shaping_fields(workflow, catalog, nid, sorted(tiers))
-    static = "{" not in node.prompt and "{" not in (node.system or "")
+    prompt = node.prompt or ""
+    static = node.kind == "prompt" and "{" not in prompt and "{" not in (node.system or "")
     return NodePlan(
         node_id=nid,
-        prompt=Template(node.prompt),
+        kind=node.kind,
+        search=search_dirs(workflow.source),
+        prompt=Template(prompt),
         system=Template(node.system) if node.system else None,
-        static=(Message("user", node.prompt),) if static else None,
+        static=(Message("user", prompt),) if static else None,
         refs=tuple(sorted(names - {"inputs"})),
         inputs_read=inputs_read,
         task_key=workflow.task_key(nid),
@@ -202,8 +214,6 @@ def _node_plan(workflow: Workflow, catalog: Catalog, nid: str) -> NodePlan:
         checks=build_check_plan(workflow, nid),
         shaping=shaping,
         own_fixed=(
-            fp.own_fingerprint(node.prompt, node.system, shaping, {}, ())
-            if inputs_read == ()
-            else None
+            fp.own_fingerprint(prompt, node.system, shaping, {}, ()) if inputs_read == () else None
         ),
     )

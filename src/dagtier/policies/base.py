@@ -71,6 +71,9 @@ class NodeContext:
     parsed: dict[int, JSON] = field(default_factory=dict)
     """Parsed output per attempt index (JSON nodes)."""
     decision: str | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    """What the node's templates see: ``inputs`` and upstream outputs (command checks
+    render their arguments with these)."""
 
     @property
     def checks(self) -> list[Any]:

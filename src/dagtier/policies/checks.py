@@ -1,7 +1,7 @@
 """Quality checks on an answer: deterministic validators first, cheapest first, then the
 judge, only when every validator passed (a judge call costs money; a regex does not).
 
-Order: non-empty, length, regex, JSON, JSON Schema, user callables, judge. Implicit checks
+Order: non-empty, length, regex, JSON, JSON Schema, user callables, commands, judge. Implicit checks
 join in their place: every answer must be non-empty, and a JSON node's answer must parse
 as JSON and match the node's output schema when it has one. The first failing check
 decides; each check that ran is recorded on the attempt with its verdict and reason.
@@ -15,14 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._callables import CallableError
 from .._types import JSON, Tier, Verdict
 from ..catalog import Usage
 from ..results import CheckResult
 from . import validators as v
-from .validators import CallableError, parse_json_output, schema_errors
+from .validators import parse_json_output, schema_errors
 
 if TYPE_CHECKING:
-    from ..spec.models import JudgeCheck, Workflow
+    from ..spec.models import CommandCheck, JudgeCheck, Workflow
     from .base import NodeContext
 
 __all__ = [
@@ -60,12 +61,16 @@ class CheckPlan:
     """The node's own validators (not python, not judge), cheapest first, duplicates of
     the implicit checks removed."""
     python: tuple[str, ...]
+    commands: tuple[CommandCheck, ...]
+    """Subprocesses that must exit 0 (after the python checks: slower, but free)."""
     judges: tuple[JudgeCheck, ...]
 
     @property
     def bare(self) -> bool:
         """Text output and no checks: only the implicit non-empty check runs."""
-        return not (self.json_output or self.deterministic or self.python or self.judges)
+        return not (
+            self.json_output or self.deterministic or self.python or self.commands or self.judges
+        )
 
 
 def build_check_plan(workflow: Workflow, node_id: str) -> CheckPlan:
@@ -76,11 +81,14 @@ def build_check_plan(workflow: Workflow, node_id: str) -> CheckPlan:
     is_json = out.format == "json"
     det: list[Any] = []
     python: list[str] = []
+    commands: list[CommandCheck] = []
     judges: list[JudgeCheck] = []
     for check in workflow.node_checks(node_id):
         kind = check.type
         if kind == "judge":
             judges.append(check)
+        elif kind == "command":
+            commands.append(check)
         elif kind == "python":
             python.append(check.function)
         elif kind == "non_empty" or (kind == "json" and is_json):
@@ -99,7 +107,13 @@ def build_check_plan(workflow: Workflow, node_id: str) -> CheckPlan:
     det.sort(key=lambda c: _RANK[c.type])
     output_validator = v.schema_validator(out.schema_) if out.schema_ is not None else None
     return CheckPlan(
-        is_json, out.schema_, output_validator, tuple(det), tuple(python), tuple(judges)
+        is_json,
+        out.schema_,
+        output_validator,
+        tuple(det),
+        tuple(python),
+        tuple(commands),
+        tuple(judges),
     )
 
 
@@ -212,12 +226,34 @@ async def run_checks(ctx: NodeContext, text: str, tier: Tier, meta: dict[str, An
                 if ctx.log is not None:
                     ctx.log.info("python check failed", check=spec, reason=r.reason)
                 return failed(r)
+    for cc in plan.commands:
+        r = await _run_command_check(ctx, cc, text)
+        results.append(r)
+        if not r.passed:
+            return failed(r)
     checked = Checked("pass", "", results, parsed)
     for jc in plan.judges:
         await _run_judge(ctx, jc, text, tier, meta, checked)
         if checked.verdict == "fail":
             break
     return checked
+
+
+async def _run_command_check(ctx: NodeContext, check: CommandCheck, text: str) -> CheckResult:
+    from ..spec.templates import Template
+    from ..steps import run_command_check
+
+    values = ctx.values
+
+    def render(source: str, answer_file: str) -> str:
+        return Template(source).render({**values, "answer_file": answer_file})
+
+    ok, reason = await run_command_check(
+        check.command, text, cwd=check.cwd, env=check.env, timeout_s=check.timeout_s, render=render
+    )
+    if not ok and ctx.log is not None:
+        ctx.log.info("command check failed", reason=reason[-500:])
+    return CheckResult("command", ok, reason)
 
 
 async def _run_judge(

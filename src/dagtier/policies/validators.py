@@ -11,7 +11,6 @@ the callable, without paying for an answer nobody can check.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import re
@@ -19,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .._callables import CallableError, import_callable
 from .._types import JSON
 from ..results import CheckResult
 
@@ -119,15 +119,6 @@ class UserCheck:
     is_async: bool
 
 
-class CallableError(Exception):
-    """A ``python`` check's function cannot be imported or is not callable."""
-
-    def __init__(self, spec: str, problem: str) -> None:
-        self.spec = spec
-        self.problem = problem
-        super().__init__(f"python check '{spec}': {problem}")
-
-
 _CALLABLES: dict[str, UserCheck | CallableError] = {}
 
 
@@ -151,25 +142,10 @@ def load_callable(spec: str) -> UserCheck:
 
 
 def _resolve(spec: str) -> UserCheck | CallableError:
-    module_name, _, attr = spec.partition(":")
     try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        return CallableError(
-            spec,
-            f"cannot import module '{module_name}' ({type(exc).__name__}: {exc}); "
-            "make sure it is on PYTHONPATH where the workflow runs",
-        )
-    fn = getattr(module, attr, None)
-    if fn is None:
-        names = sorted(n for n in dir(module) if not n.startswith("_"))
-        return CallableError(
-            spec,
-            f"module '{module_name}' has no attribute '{attr}'"
-            + (f" (it defines: {', '.join(names[:12])})" if names else ""),
-        )
-    if not callable(fn):
-        return CallableError(spec, f"'{attr}' is a {type(fn).__name__}, not a function")
+        fn = import_callable(spec)
+    except CallableError as exc:
+        return exc
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):  # builtins without a signature: pass the answer only

@@ -10,9 +10,42 @@ from ..catalog import ModelEntry, Usage
 
 
 @dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool as the model sees it: a name, what it does, and its arguments' JSON Schema."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool call a model asked for."""
+
+    id: str
+    name: str
+    arguments: str
+    """The arguments as JSON text, as the model wrote them (may be malformed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutput:
+    """A tool's answer to one call, sent back to the model."""
+
+    call_id: str
+    name: str
+    content: str
+    is_error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     role: Literal["user", "assistant"]
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    """On an assistant message: the calls the model asked for."""
+    tool_outputs: tuple[ToolOutput, ...] = ()
+    """On a user message: the answers to the previous assistant message's calls."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +62,8 @@ class CompletionRequest:
     """Per-attempt timeout. None: no timeout beyond the provider's own."""
     metadata: Mapping[str, str] = field(default_factory=dict)
     """Not sent to the model: run id, node id, task key (the replay provider keys on them)."""
+    tools: tuple[ToolSpec, ...] = ()
+    """Tools the model may call (native tool calling); the answer may then be tool calls."""
 
     @classmethod
     def from_prompt(cls, prompt: str, **kwargs: Any) -> CompletionRequest:
@@ -38,8 +73,21 @@ class CompletionRequest:
     def prompt_chars(self) -> int:
         msgs = self.messages
         # one message is the common case: no generator per call (asked twice per call)
-        n = len(msgs[0].content) if len(msgs) == 1 else sum(len(m.content) for m in msgs)
+        n = len(msgs[0].content) if len(msgs) == 1 else sum(_chars(m) for m in msgs)
+        if self.tools:
+            n += sum(len(t.description) + len(str(t.parameters)) for t in self.tools)
         return n + len(self.system or "")
+
+
+def _chars(m: Message) -> int:
+    """A message's size in characters, tool calls and their outputs included (they are
+    prompt tokens of the next turn, so the budget's worst case must count them)."""
+    n = len(m.content)
+    for c in m.tool_calls:
+        n += len(c.name) + len(c.arguments)
+    for o in m.tool_outputs:
+        n += len(o.content)
+    return n
 
 
 @dataclass(slots=True)
@@ -57,6 +105,8 @@ class Completion:
     cost_usd: float | None = None
     """The call's cost in USD as the provider itself reports it, when it does (the replay
     provider charges recorded costs). The gateway uses it over the catalog's token prices."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """Tools the model asked to call (only when the request offered tools)."""
 
 
 @runtime_checkable

@@ -40,6 +40,8 @@ SCENARIOS: tuple[str, ...] = (
 )
 CHARS_PER_TOKEN = 4
 ASSUMED_INPUT_TOKENS = 500
+ASSUMED_TOOL_TURNS = 3
+"""Model calls a tool-using node is priced at without recorded evidence."""
 """Size assumed for an input whose value is not given."""
 PRIOR_PASS = {1: 0.6, 2: 0.8, 3: 0.95}
 """Assumed chance that a tier's answer passes a node's checks, before any evidence."""
@@ -155,6 +157,13 @@ def estimate_workflow(
     nodes: list[NodeEstimate] = []
     for nid in topological_order(build_graph(workflow)):
         node = workflow.nodes[nid]
+        if not node.uses_model:
+            # code: free; what it outputs is sized like an input for the nodes reading it
+            out_tokens[nid] = ASSUMED_INPUT_TOKENS
+            est = NodeEstimate(nid, policy_label(workflow, nid), 0, 0, {}, {}, {})
+            est.costs.update(dict.fromkeys(SCENARIOS, 0.0))
+            nodes.append(est)
+            continue
         names: set[str] = set()
         input_names: set[str] = set()
         for src in (node.prompt, node.system):
@@ -196,6 +205,9 @@ def estimate_workflow(
                     if jm is not None:
                         cost += jm.cost(Usage(tokens_in + tokens_out, JUDGE_OUTPUT_TOKENS))
                 call[t] = cost
+                if node.tools:
+                    # a tool loop's turns each resend the conversation: priced as that many calls
+                    call[t] *= min(ASSUMED_TOOL_TURNS, node.max_turns)
             p[t] = _pass_rate(st, PRIOR_PASS[t] if has_checks else 1.0)
         est = NodeEstimate(
             nid, policy_label(workflow, nid), tokens_in, tokens_out, call, p, evidence
@@ -222,7 +234,9 @@ def estimate_workflow(
         nodes.append(est)
     assumptions = [
         f"output tokens = max_tokens (an upper bound); {CHARS_PER_TOKEN} characters a token",
-        f"inputs not given are assumed to be {ASSUMED_INPUT_TOKENS} tokens",
+        f"inputs not given, and code nodes' outputs, are assumed to be {ASSUMED_INPUT_TOKENS} "
+        "tokens",
+        f"a tool-using node makes {ASSUMED_TOOL_TURNS} model calls (at most its max_turns)",
         "without recorded evidence, a tier's answer passes checks with probability "
         + ", ".join(f"T{t} {v:.0%}" for t, v in PRIOR_PASS.items())
         + " (1.0 for nodes without checks)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,10 @@ RESERVED_IDS = frozenset(
 )
 
 
+CHECK_NAMES = frozenset({"answer_file"})
+"""Names a command check's templates may use besides inputs and upstream nodes."""
+
+
 def _field_choices() -> dict[tuple[str | int, ...], Sequence[str]]:
     def keys(model: type[Any]) -> list[str]:
         return [f.alias or name for name, f in model.model_fields.items()]
@@ -58,7 +63,14 @@ def _field_choices() -> dict[tuple[str | int, ...], Sequence[str]]:
     check_keys = sorted(
         {
             k
-            for c in (m.JsonSchemaCheck, m.RegexCheck, m.LengthCheck, m.PythonCheck, m.JudgeCheck)
+            for c in (
+                m.JsonSchemaCheck,
+                m.RegexCheck,
+                m.LengthCheck,
+                m.PythonCheck,
+                m.CommandCheck,
+                m.JudgeCheck,
+            )
             for k in keys(c)
         }
     )
@@ -93,13 +105,28 @@ def parse_workflow(text: str, source: str = "<string>") -> m.Workflow:
     try:
         wf = m.Workflow.model_validate(data)
     except ValidationError as exc:
-        issues += issues_from_validation_error(exc, positions, data, field_choices=_field_choices())
+        issues += [
+            # a node of no kind reads as the missing field most nodes have: prompt
+            replace(
+                i,
+                path=f"{i.path}.prompt",
+                code="missing-field",
+                message="required field 'prompt' is missing",
+                hint="or set run (a Python function), command (a subprocess) or agent instead",
+            )
+            if i.code == "missing-node-kind"
+            else i
+            for i in issues_from_validation_error(
+                exc, positions, data, field_choices=_field_choices()
+            )
+        ]
     # the graph and template checks read the raw document, so they run even when some
     # field has the wrong type: one `dagtier validate` lists every problem
     issues += check_semantics(data, positions)
     if issues or wf is None:
         raise SpecError(source=source, issues=_sorted(issues))
     wf._source = source
+    wf._positions = positions
     return wf
 
 
@@ -120,22 +147,41 @@ def _str_list(value: Any) -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
+_RawTemplates = list[tuple[tuple[str | int, ...], str]]
+
+
+def _raw_templates(node: dict[str, Any]) -> _RawTemplates:
+    """A raw node's templates with their paths below the node: prompt, system, a command's
+    arguments, its cwd and env values, and the arguments of its command checks."""
+    out: _RawTemplates = []
+    for key in ("prompt", "system", "cwd"):
+        if isinstance(node.get(key), str):
+            out.append(((key,), node[key]))
+    command = node.get("command")
+    if isinstance(command, list):
+        out += [(("command", i), a) for i, a in enumerate(command) if isinstance(a, str)]
+    env = node.get("env")
+    if isinstance(env, dict):
+        out += [(("env", str(k)), v) for k, v in env.items() if isinstance(v, str)]
+    checks = node.get("checks")
+    for i, check in enumerate(checks if isinstance(checks, list) else []):
+        if isinstance(check, dict) and check.get("type") == "command":
+            for path, src in _raw_templates({k: check.get(k) for k in ("command", "cwd", "env")}):
+                out.append((("checks", i, *path), src))
+    return out
+
+
 def _raw_view(
     data: dict[str, Any],
-) -> tuple[dict[str, tuple[list[str], str | None, str | None]], set[str], dict[str, str]]:
-    """Node id -> (depends_on, prompt, system), input names and outputs, read from the raw
+) -> tuple[dict[str, tuple[list[str], _RawTemplates]], set[str], dict[str, str]]:
+    """Node id -> (depends_on, templates), input names and outputs, read from the raw
     document. Values of the wrong type are left out: the model validation reports those."""
     raw_nodes = data.get("nodes")
-    nodes: dict[str, tuple[list[str], str | None, str | None]] = {}
+    nodes: dict[str, tuple[list[str], _RawTemplates]] = {}
     if isinstance(raw_nodes, dict):
         for nid, node in raw_nodes.items():
             node = node if isinstance(node, dict) else {}
-            prompt, system = node.get("prompt"), node.get("system")
-            nodes[str(nid)] = (
-                _str_list(node.get("depends_on")),
-                prompt if isinstance(prompt, str) else None,
-                system if isinstance(system, str) else None,
-            )
+            nodes[str(nid)] = (_str_list(node.get("depends_on")), _raw_templates(node))
     raw_inputs = data.get("inputs")
     inputs = {str(k) for k in raw_inputs} if isinstance(raw_inputs, dict) else set()
     raw_outputs = data.get("outputs")
@@ -192,7 +238,7 @@ def check_semantics(data: dict[str, Any], positions: Positions) -> list[SpecIssu
 
     g = nx.DiGraph()
     g.add_nodes_from(node_ids)
-    for nid, (depends_on, _, _) in nodes.items():
+    for nid, (depends_on, _) in nodes.items():
         for i, dep in enumerate(depends_on):
             path = ("nodes", nid, "depends_on", i)
             if dep == nid:
@@ -220,7 +266,9 @@ def check_semantics(data: dict[str, Any], positions: Positions) -> list[SpecIssu
     # defined on a cyclic graph too, so a cycle does not also flag every template in it
     is_upstream = ancestry(g)
 
-    def check_template(path: tuple[str | int, ...], source: str, owner: str | None) -> None:
+    def check_template(
+        path: tuple[str | int, ...], source: str, owner: str | None, allowed: frozenset[str]
+    ) -> None:
         try:
             refs = analyze(source)
         except TemplateProblem as exc:
@@ -233,7 +281,7 @@ def check_semantics(data: dict[str, Any], positions: Positions) -> list[SpecIssu
             )
             return
         for name in sorted(refs.names):
-            if name == "inputs":
+            if name == "inputs" or name in allowed:
                 continue
             if name not in nodes:
                 choices = [*node_ids, "inputs"]
@@ -265,13 +313,13 @@ def check_semantics(data: dict[str, Any], positions: Positions) -> list[SpecIssu
             )
             add(path, f"template uses undeclared input '{name}'", "undeclared-input", hint)
 
-    for nid, (_, prompt, system) in nodes.items():
-        if prompt:
-            check_template(("nodes", nid, "prompt"), prompt, nid)
-        if system:
-            check_template(("nodes", nid, "system"), system, nid)
+    for nid, (_, templates) in nodes.items():
+        for rel, source in templates:
+            if source:
+                allowed = CHECK_NAMES if rel[0] == "checks" else frozenset()
+                check_template(("nodes", nid, *rel), source, nid, allowed)
     for name, source in outputs.items():
-        check_template(("outputs", name), source, None)
+        check_template(("outputs", name), source, None, frozenset())
     return issues
 
 
@@ -283,3 +331,107 @@ def _block_offset(source: str, template_line: int | None) -> int:
 def _suggest_id(nid: str) -> str:
     out = "".join(c if c.isalnum() or c == "_" else "_" for c in nid)
     return out if out and not out[0].isdigit() else f"n_{out}"
+
+
+def load_and_import(path: str | Path) -> m.Workflow:
+    """:func:`load_workflow`, then :func:`check_callables` (what ``dagtier validate`` does).
+
+    Raises:
+        SpecError: the file's problems, or else its callables' problems.
+    """
+    wf = load_workflow(path)
+    issues = check_callables(wf)
+    if issues:
+        raise SpecError(source=wf.source, issues=issues)
+    return wf
+
+
+def check_callables(workflow: m.Workflow) -> list[SpecIssue]:
+    """Import every ``module:function`` the workflow names and check its shape: a ``run``
+    function's required parameters must name inputs or upstream nodes, an ``agent`` takes
+    one context argument, a tool's arguments must have a JSON Schema.
+
+    This runs the user's module imports, so it is not part of parsing: ``dagtier validate``
+    calls it (a module may only be importable where the workflow runs).
+    """
+    from .._callables import CallableError, import_callable
+    from ..steps import search_dirs, signature_problem
+    from ..tools import ToolSchemaError, load_tool
+
+    search = search_dirs(workflow.source)
+    positions: Positions = workflow._positions
+    issues: list[SpecIssue] = []
+
+    def add(path: tuple[str | int, ...], message: str, code: str, hint: str) -> None:
+        line, col = locate(positions, path)
+        issues.append(SpecIssue(format_path(path), message, code, line, col, hint))
+
+    def load(path: tuple[str | int, ...], spec: str, what: str) -> Any:
+        try:
+            return import_callable(spec, search=search, what=what)
+        except CallableError as exc:
+            add(
+                path,
+                str(exc),
+                "callable-not-found",
+                "write module:function; the module is "
+                "looked for on PYTHONPATH and next to the workflow file",
+            )
+            return None
+
+    for nid, node in workflow.nodes.items():
+        for i, check in enumerate(node.checks or []):
+            if check.type == "python":
+                load(("nodes", nid, "checks", i, "function"), check.function, "python check")
+        if node.run is not None:
+            fn = load(("nodes", nid, "run"), node.run, "run")
+            if fn is not None:
+                problem = signature_problem(fn, set(node.depends_on) | set(workflow.inputs))
+                if problem:
+                    add(
+                        ("nodes", nid, "run"),
+                        f"run '{node.run}': {problem}",
+                        "bad-signature",
+                        "name its parameters after inputs or nodes in depends_on",
+                    )
+        if node.agent is not None:
+            fn = load(("nodes", nid, "agent"), node.agent, "agent")
+            if fn is not None:
+                problem = _agent_signature_problem(fn)
+                if problem:
+                    add(
+                        ("nodes", nid, "agent"),
+                        f"agent '{node.agent}': {problem}",
+                        "bad-signature",
+                        "def my_agent(ctx: dagtier.AgentContext) -> str",
+                    )
+        for i, spec in enumerate(node.tools):
+            try:
+                load_tool(spec, search=search)
+            except CallableError as exc:
+                code = "tool-schema" if isinstance(exc, ToolSchemaError) else "callable-not-found"
+                add(
+                    ("nodes", nid, "tools", i),
+                    str(exc),
+                    code,
+                    "type-hint every parameter with JSON-friendly types (str, int, list[str], "
+                    "a pydantic model...)",
+                )
+    return _sorted(issues)
+
+
+def _agent_signature_problem(fn: Any) -> str | None:
+    import inspect
+
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return "its signature cannot be read"
+    required = [
+        p
+        for p in params
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if len(required) != 1 and not (not required and params):
+        return f"it must take one argument (the context), it takes {len(required)} required"
+    return None

@@ -16,6 +16,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from .._callables import SPEC_PATTERN
 from .._types import TIERS, FixWorth
 from .._types import Tier as _Tier
 
@@ -119,12 +120,57 @@ class LengthCheck(_Model):
     max: int | None = Field(default=None, ge=1)
 
 
+CallableRef = Annotated[str, Field(pattern=SPEC_PATTERN)]
+"""``module:function``: importable from ``sys.path`` or the workflow file's directory."""
+
+
+def _check_argv(value: Any) -> Any:
+    # a shell string would have to be split, and quoting rules differ by shell: refuse it
+    # with the list it should be, instead of pydantic's bare "Input should be a valid list"
+    if isinstance(value, str):
+        raise PydanticCustomError(
+            "command_not_a_list",
+            "command must be a list of arguments, not a string (nothing is split by a shell); "
+            "write it as {suggestion}",
+            {"suggestion": "[" + ", ".join(value.split()) + "]"},
+        )
+    if isinstance(value, list) and not value:
+        raise PydanticCustomError(
+            "command_not_a_list", "command is empty; give at least the program to run"
+        )
+    if isinstance(value, list) and not all(isinstance(v, str | int | float) for v in value):
+        raise PydanticCustomError(
+            "command_not_a_list",
+            "every argument of command must be a string, got {value}",
+            {"value": repr(value)},
+        )
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return value
+
+
+Argv = Annotated[list[str], BeforeValidator(_check_argv)]
+"""A subprocess's argv as a YAML list; each item is a template (``{{ inputs.path }}``)."""
+
+
 class PythonCheck(_Model):
     """A user function ``module:function`` taking the output (and the node id) and returning
     ``bool`` or ``(bool, reason)``."""
 
     type: Literal["python"]
-    function: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    function: CallableRef
+
+
+class CommandCheck(_Model):
+    """A subprocess that must exit 0: the answer is in the file ``{{ answer_file }}`` names
+    (also ``$DAGTIER_ANSWER_FILE``), and the arguments may use inputs and upstream outputs.
+    The tail of its output is the failing check's reason (what a cascade escalates on)."""
+
+    type: Literal["command"]
+    command: Argv
+    cwd: str | None = None
+    env: dict[str, str] | None = None
+    timeout_s: float = Field(default=300, gt=0)
 
 
 class JudgeCheck(_Model):
@@ -144,6 +190,7 @@ Check = Annotated[
     | RegexCheck
     | LengthCheck
     | PythonCheck
+    | CommandCheck
     | JudgeCheck,
     Field(discriminator="type"),
 ]
@@ -362,16 +409,111 @@ class NodeSettings(_Model):
     """Per-node spending cap in USD (all attempts and judge calls)."""
 
 
-class Node(NodeSettings):
-    """One step of the workflow: a prompt sent to a model chosen by the node's policy."""
+NodeKind = Literal["prompt", "run", "command", "agent"]
+_KINDS: tuple[NodeKind, ...] = ("prompt", "run", "command", "agent")
 
-    prompt: str = Field(min_length=1)
+
+class Node(NodeSettings):
+    """One step of the workflow. Its kind is the one of these it sets:
+
+    - ``prompt``: a prompt sent to a model chosen by the node's policy (with ``tools``, the
+      model may call Python functions over several turns);
+    - ``run``: a Python function ``module:function`` (no model);
+    - ``command``: a subprocess (no model); a non-zero exit fails the node;
+    - ``agent``: a Python function driving its own agent loop through dagtier's gateway,
+      on the tier the node's policy chooses.
+    """
+
+    prompt: str | None = Field(default=None, min_length=1)
     system: str | None = None
+    run: CallableRef | None = None
+    """``module:function`` called with the inputs and upstream outputs its parameters name."""
+    command: Argv | None = None
+    """A subprocess's arguments; output ``{stdout, stderr, exit_code}``."""
+    cwd: str | None = None
+    """``command``: the working directory (a template)."""
+    env: dict[str, str] | None = None
+    """``command``: variables added to the environment (values are templates)."""
+    agent: CallableRef | None = None
+    """``module:function`` taking an :class:`~dagtier.AgentContext`; returns the answer."""
+    tools: list[CallableRef] = Field(default_factory=list)
+    """``prompt`` and ``agent`` nodes: Python functions the model may call."""
+    max_turns: int = Field(default=10, gt=0)
+    """A tool loop's model calls per attempt; past it the loop has stalled."""
+    stall_turns: int = Field(default=3, gt=0)
+    """A tool loop whose calls only repeat earlier ones for this many turns has stalled: a
+    cascade continues the conversation one tier up."""
+    tool_timeout_s: float = Field(default=60, gt=0)
+    """Each tool call's time limit; past it the model gets an error result."""
     depends_on: list[str] = Field(default_factory=list)
     task: str | None = None
     """A label (classification, extraction, code, ...) that shares learning across workflows."""
     output: OutputSpec = OutputSpec()
     description: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Node:
+        given = [k for k in _KINDS if getattr(self, k) is not None]
+        if not given:
+            raise PydanticCustomError(
+                "missing_node_kind",
+                "a node needs one of prompt (a model call), run (a Python function), "
+                "command (a subprocess) or agent",
+            )
+        if len(given) != 1:
+            raise PydanticCustomError(
+                "node_kind",
+                "a node sets exactly one of prompt, run, command, agent; this one sets {given}",
+                {"given": ", ".join(given) or "none"},
+            )
+        kind = given[0]
+        if kind != "command" and (self.cwd is not None or self.env is not None):
+            raise PydanticCustomError(
+                "node_kind",
+                "cwd and env belong to command nodes; this is a {kind} node",
+                {"kind": kind},
+            )
+        if self.tools and kind not in ("prompt", "agent"):
+            raise PydanticCustomError(
+                "node_kind",
+                "tools belong to prompt and agent nodes; this is a {kind} node",
+                {"kind": kind},
+            )
+        if self.system is not None and kind != "prompt":
+            raise PydanticCustomError(
+                "node_kind",
+                "system belongs to prompt nodes; this is a {kind} node",
+                {"kind": kind},
+            )
+        return self
+
+    @property
+    def kind(self) -> NodeKind:
+        """Which of prompt, run, command, agent the node is (the executor dispatches on it)."""
+        for k in _KINDS:
+            if getattr(self, k) is not None:
+                return k
+        raise AssertionError("validated: a node has a kind")  # pragma: no cover
+
+    @property
+    def uses_model(self) -> bool:
+        return self.kind in ("prompt", "agent")
+
+    def templates(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Every template of the node with its field path: prompt, system, a command's
+        arguments, cwd and env values."""
+        out: list[tuple[tuple[str | int, ...], str]] = []
+        if self.prompt is not None:
+            out.append((("prompt",), self.prompt))
+        if self.system is not None:
+            out.append((("system",), self.system))
+        for i, arg in enumerate(self.command or ()):
+            out.append((("command", i), arg))
+        if self.cwd is not None:
+            out.append((("cwd",), self.cwd))
+        for k, v in (self.env or {}).items():
+            out.append((("env", k), v))
+        return out
 
 
 DEFAULT_POLICY = StaticPolicy(kind="static", tier=1)
@@ -394,6 +536,8 @@ class Workflow(_Model):
     concurrency: int = Field(default=16, gt=0)
     fail_fast: bool = False
     _source: str = PrivateAttr(default="<workflow>")
+    _positions: dict[Any, tuple[int, int]] = PrivateAttr(default_factory=dict)
+    """YAML positions by field path (for messages about fields after loading)."""
 
     @property
     def source(self) -> str:
