@@ -33,6 +33,7 @@ from ._exceptions import (
     ServerError,
     SpecError,
     SpecIssue,
+    StepError,
     StoreError,
 )
 
@@ -143,6 +144,7 @@ __all__ = (
     "SpecIssue",
     "SqliteStore",
     "StatsStore",
+    "StepError",
     "StoreError",
     "Usage",
     "Workflow",
