@@ -146,6 +146,9 @@ def user_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
             async def is_async(answer, node_id, tier):
                 return (answer == "ok" and node_id == "n" and tier == 1, "checked async")
 
+            def leaks_key(answer):
+                return (False, "rejected under key sk-proj-leak0123456789abcdef")
+
             def on_json(answer, text):
                 return answer["a"] == 1 and text.startswith("{")
 
@@ -188,6 +191,28 @@ async def test_python_callable(
         assert att.checks[-1].reason == reason
     else:
         assert att.reason == reason.format(m=user_checks)
+
+
+async def test_a_check_reason_quoting_a_key_is_stored_redacted(
+    user_checks: str, tmp_path: Path
+) -> None:
+    """A python check whose reason quotes a key leaves no trace of it in the store's file."""
+    from dagtier.store import open_store
+
+    store = open_store(tmp_path / "runs.db")
+    wf = workflow(static(f"- {{type: python, function: '{user_checks}:leaks_key'}}\n"))
+    result = await run(wf, const("ok"), store=store)
+    loaded = await store.load_run(result.run_id)
+    assert loaded is not None
+    att = loaded[1]["n"].attempts[0]
+    assert att.reason == "python: rejected under key [REDACTED]"
+    assert [(c.check, c.reason) for c in att.checks][-1] == (
+        "python",
+        "rejected under key [REDACTED]",
+    )
+    await store.aclose()
+    for path in tmp_path.glob("runs.db*"):  # the store and its WAL
+        assert b"sk-proj-leak" not in path.read_bytes(), path
 
 
 async def test_python_callable_gets_the_parsed_object_of_a_json_node(user_checks: str) -> None:

@@ -660,7 +660,10 @@ def _attempt_row(run_id: str, node_id: str, a: Attempt, node_text: str | None) -
         a.latency_s,
         a.verdict,
         redact_text(a.reason) if a.reason else "",
-        _compact([asdict(c) for c in a.checks]) if a.checks else None,
+        # a user check's reason is free text and may quote a key, like the attempt's reason
+        _compact([asdict(c) | {"reason": redact_text(c.reason)} for c in a.checks])
+        if a.checks
+        else None,
         a.judge_cost,
         _usage_json(a.judge_usage) if a.judge_usage.total else None,
         a.request_id,
