@@ -19,6 +19,14 @@ from ._exceptions import SpecError, SpecIssue
 PathKey = tuple[str | int, ...]
 Positions = dict[PathKey, tuple[int, int]]
 
+MAX_DOCUMENT_CHARS = 4 * 1024 * 1024
+"""Longest workflow or catalog file read (parsing runs at about 0.3 MB/s, so this bounds it to
+seconds); inputs, however large, are given at run time and never parsed as YAML."""
+MAX_ALIAS_VALUES = 100_000
+"""Most values that aliases (``*name``) may add by repeating an anchored value: far above
+any real use (a default policy repeated on 1,000 nodes adds about 5,000), far below the
+billions a "billion laughs" document expands to."""
+
 
 def format_path(path: Sequence[str | int]) -> str:
     out = ""
@@ -48,6 +56,20 @@ def load_yaml(
     Raises:
         SpecError: on a YAML syntax error, or a key given twice when ``problems`` is None.
     """
+    if len(text) > MAX_DOCUMENT_CHARS:
+        raise SpecError(
+            source=source,
+            issues=[
+                SpecIssue(
+                    path="",
+                    message=f"the document is longer than {MAX_DOCUMENT_CHARS:,} characters",
+                    code="document-too-large",
+                    line=text.count("\n", 0, MAX_DOCUMENT_CHARS) + 1,
+                    hint="pass large texts as inputs at run time (-i name=@file), "
+                    "not inside the YAML",
+                )
+            ],
+        )
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
@@ -55,7 +77,7 @@ def load_yaml(
             return None, {}
         positions: Positions = {}
         issues: list[SpecIssue] = []
-        _walk(root, (), positions, issues)
+        _walk(root, (), positions, issues, _Expansion(source, positions))
         if issues:
             if problems is None:
                 raise SpecError(source=source, issues=issues)
@@ -85,12 +107,67 @@ def load_yaml(
                 )
             ],
         ) from None
+    except RecursionError:
+        raise SpecError(
+            source=source,
+            issues=[
+                SpecIssue(
+                    path="",
+                    message="the document is nested too deeply to read",
+                    code="yaml-too-deep",
+                    hint="a workflow needs a few levels of nesting; look for runaway brackets",
+                )
+            ],
+        ) from None
     finally:
         loader.dispose()
     return data, positions
 
 
-def _walk(node: yaml.Node, path: PathKey, positions: Positions, issues: list[SpecIssue]) -> None:
+class _Expansion:
+    """Counts the values that aliases repeat, so a "billion laughs" document stops early."""
+
+    def __init__(self, source: str, positions: Positions) -> None:
+        self.source = source
+        self.positions = positions
+        self.seen: set[int] = set()
+        self.repeated = 0
+
+    def visit(self, node: yaml.Node, path: PathKey) -> None:
+        if id(node) not in self.seen:
+            self.seen.add(id(node))
+            return
+        # an alias is the anchored node object itself, met again
+        self.repeated += 1
+        if self.repeated > MAX_ALIAS_VALUES:
+            # the top-level field the expansion happens under: deeper paths are artefacts
+            # of the expansion itself, and the alias's own position is not kept by PyYAML
+            top = path[:1]
+            line, column = locate(self.positions, top, key=True)
+            raise SpecError(
+                source=self.source,
+                issues=[
+                    SpecIssue(
+                        path=format_path(top),
+                        message=f"aliases (*name) repeat more than {MAX_ALIAS_VALUES:,} "
+                        "values here: aliases of lists that hold aliases multiply",
+                        code="yaml-alias-bomb",
+                        line=line,
+                        column=column,
+                        hint="write the repeated values out, or repeat an anchor fewer times",
+                    )
+                ],
+            )
+
+
+def _walk(
+    node: yaml.Node,
+    path: PathKey,
+    positions: Positions,
+    issues: list[SpecIssue],
+    expansion: _Expansion,
+) -> None:
+    expansion.visit(node, path)
     positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
@@ -124,11 +201,11 @@ def _walk(node: yaml.Node, path: PathKey, positions: Positions, issues: list[Spe
             # the later value is the one in the data (PyYAML keeps the last), so its
             # positions are the ones the other issues must point at
             # a key's own position is more useful than its value's for "unknown key" errors
-            _walk(value_node, (*path, key), positions, issues)
+            _walk(value_node, (*path, key), positions, issues, expansion)
             positions[(*path, key, "__key__")] = (line, key_node.start_mark.column + 1)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, (*path, i), positions, issues)
+            _walk(item, (*path, i), positions, issues, expansion)
 
 
 def locate(
@@ -228,6 +305,10 @@ def issues_from_validation_error(
                 if field:
                     loc = (*loc, field)
             line, col = locate(positions, loc)
+        if hint is None:
+            # a validator's PydanticCustomError may carry the hint in its context
+            ctx_hint = (err.get("ctx") or {}).get("hint")
+            hint = ctx_hint if isinstance(ctx_hint, str) else None
         issues.append(
             SpecIssue(
                 path=format_path(loc), message=message, code=code, line=line, column=col, hint=hint

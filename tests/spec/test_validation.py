@@ -433,3 +433,60 @@ def test_json_schema_validates_the_shipped_workflows() -> None:
 def test_schema_is_json_serialisable() -> None:
     """`dagtier schema` output is plain JSON."""
     assert json.loads(json.dumps(json_schema()))["title"] == "dagtier workflow"
+
+
+BILLION_LAUGHS = (
+    "name: x\nnodes:\n  a:\n    prompt: hi\nlol0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    + "".join(f"lol{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 10))
+)
+
+
+def test_alias_bomb_is_refused_where_it_expands() -> None:
+    """A "billion laughs" document stops with yaml-alias-bomb at the field that expands,
+    instead of expanding a billion values."""
+    assert problems(BILLION_LAUGHS) == [("lol4", 9, 7, "yaml-alias-bomb")]
+    message, hint = only_issue(BILLION_LAUGHS)
+    assert message.startswith("aliases (*name) repeat more than 100,000 values here")
+    assert hint == "write the repeated values out, or repeat an anchor fewer times"
+
+
+def test_aliases_in_ordinary_use_are_fine() -> None:
+    """One anchored policy repeated on many nodes is read as written."""
+    nodes = "".join(f"  n{i}:\n    prompt: hi\n    policy: *p\n" for i in range(200))
+    text = "name: x\ndefaults:\n  policy: &p {kind: cascade, start: 1, max: 2}\nnodes:\n" + nodes
+    wf = parse_workflow(text, "flow.yaml")
+    assert wf.node_policy("n199").max == 2  # type: ignore[union-attr]
+
+
+def test_a_document_too_large_is_refused_before_parsing() -> None:
+    """A file beyond the size limit is document-too-large, with the hint to pass inputs instead."""
+    from dagtier._yaml import MAX_DOCUMENT_CHARS
+
+    text = "name: x\n" + "# padding\n" * (MAX_DOCUMENT_CHARS // 10)
+    assert problems(text) == [("", MAX_DOCUMENT_CHARS // 10 + 1, None, "document-too-large")]
+    assert "inputs at run time" in (only_issue(text)[1] or "")
+
+
+def test_deeply_nested_document_is_a_spec_error() -> None:
+    """Runaway nesting is yaml-too-deep, not a RecursionError traceback."""
+    assert problems("[" * 1_200) == [("", None, None, "yaml-too-deep")]
+
+
+def test_length_check_with_min_above_max() -> None:
+    """A length check no answer could pass is impossible-check at the check, with the fix."""
+    text = "name: x\nnodes:\n  a:\n    prompt: hi\n    checks:\n      - {type: length, min: 10, max: 5}\n"
+    assert problems(text) == [("nodes.a.checks[0]", 6, 9, "impossible-check")]
+    assert only_issue(text) == (
+        "min 10 is above max 5: no answer could pass this check",
+        "set min <= max",
+    )
+
+
+@pytest.mark.parametrize("value", ["1.0e+11", "100000000000", "1025"])
+def test_concurrency_beyond_any_provider_limit(value: str) -> None:
+    """A concurrency no provider admits is value-too-large at the field, with a sane range."""
+    text = f"name: x\nconcurrency: {value}\nnodes:\n  a:\n    prompt: hi\n"
+    assert problems(text) == [("concurrency", 2, 14, "value-too-large")]
+    message, hint = only_issue(text)
+    assert message.endswith("is more than 1024 nodes calling models at once")
+    assert hint and "16 to 64" in hint

@@ -21,6 +21,8 @@ from .._types import TIERS, FixWorth
 from .._types import Tier as _Tier
 
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+MAX_CONCURRENCY = 1024
+"""More nodes calling models at once than any provider's rate limit admits."""
 _ID_RE = re.compile(ID_PATTERN)
 
 
@@ -118,6 +120,16 @@ class LengthCheck(_Model):
     type: Literal["length"]
     min: int | None = Field(default=None, ge=0)
     max: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> LengthCheck:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise PydanticCustomError(
+                "impossible_check",
+                "min {min} is above max {max}: no answer could pass this check",
+                {"min": self.min, "max": self.max, "hint": "set min <= max"},
+            )
+        return self
 
 
 CallableRef = Annotated[str, Field(pattern=SPEC_PATTERN)]
@@ -534,6 +546,7 @@ class Workflow(_Model):
     budget: float | None = Field(default=None, gt=0)
     """Run budget in USD: no call starts that could take spending past it."""
     concurrency: int = Field(default=16, gt=0)
+    """Most nodes calling models at once (at most ``MAX_CONCURRENCY``)."""
     fail_fast: bool = False
     _source: str = PrivateAttr(default="<workflow>")
     _positions: dict[Any, tuple[int, int]] = PrivateAttr(default_factory=dict)
@@ -543,6 +556,21 @@ class Workflow(_Model):
     def source(self) -> str:
         """The file the workflow came from (for messages)."""
         return self._source
+
+    @field_validator("concurrency")
+    @classmethod
+    def _concurrency_bounded(cls, value: int) -> int:
+        if value > MAX_CONCURRENCY:
+            raise PydanticCustomError(
+                "value_too_large",
+                "concurrency {value} is more than {max} nodes calling models at once",
+                {
+                    "value": value,
+                    "max": MAX_CONCURRENCY,
+                    "hint": "providers refuse far fewer concurrent calls (429); try 16 to 64",
+                },
+            )
+        return value
 
     @field_validator("nodes")
     @classmethod
