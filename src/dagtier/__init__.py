@@ -38,6 +38,7 @@ from ._exceptions import (
 )
 
 if TYPE_CHECKING:
+    from .batch import BatchSummary, ItemResult, batch_results, run_batch
     from .catalog import Catalog, ModelEntry, Price, Usage, catalog_from_dict, load_catalog
     from .events import EventBus
     from .executor import run
@@ -52,6 +53,10 @@ if TYPE_CHECKING:
 # Public names are imported on first use: `import dagtier` stays fast (pydantic, networkx,
 # jinja2 and structlog cost a few hundred ms together; provider SDKs more).
 _LAZY: dict[str, str] = {
+    "BatchSummary": "batch",
+    "ItemResult": "batch",
+    "batch_results": "batch",
+    "run_batch": "batch",
     "Catalog": "catalog",
     "ModelEntry": "catalog",
     "Price": "catalog",
@@ -106,6 +111,7 @@ __all__ = (
     "Attempt",
     "AuthError",
     "BadRequest",
+    "BatchSummary",
     "BudgetExhausted",
     "Catalog",
     "CatalogError",
@@ -119,6 +125,7 @@ __all__ = (
     "EventBus",
     "Gateway",
     "GraphError",
+    "ItemResult",
     "MemoryStore",
     "ModelEntry",
     "ModelUnavailable",
@@ -149,6 +156,7 @@ __all__ = (
     "Usage",
     "Workflow",
     "__version__",
+    "batch_results",
     "catalog_from_dict",
     "compile_workflow",
     "json_schema",
@@ -158,4 +166,5 @@ __all__ = (
     "parse_workflow",
     "record_outcome",
     "run",
+    "run_batch",
 )

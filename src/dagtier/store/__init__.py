@@ -2,7 +2,8 @@
 
 Two protocols, so a PostgreSQL store can follow without touching the executor or the
 policies: :class:`RunStore` (durable runs, resume) and :class:`StatsStore` (per task key and
-tier evidence, for the adaptive policy), plus the optional :class:`ResultCache`.
+tier evidence, for the adaptive policy), plus the optional :class:`ResultCache` and
+:class:`BatchStore` (which run each item of a batch became, for ``dagtier batch --resume``).
 :class:`MemoryStore` implements them in process; :func:`open_store` opens the SQLite file
 (``dagtier.store.sqlite``, imported on first use).
 """
@@ -138,6 +139,71 @@ class RunStore(Protocol):
     async def list_runs(self, limit: int = 50) -> list[RunRecord]: ...
 
 
+@dataclass(slots=True)
+class BatchRecord:
+    """A batch: one workflow over the items of one inputs file, each item a durable run."""
+
+    batch_id: str
+    workflow: str
+    status: str
+    """``running``, ``succeeded`` (every item ran), ``failed`` (stopped on a bad item),
+    ``cancelled`` (Ctrl-C), ``budget_exhausted``; ``interrupted`` when its process is gone."""
+    started_at: float
+    items_path: str
+    items_fingerprint: str
+    """sha256 of the inputs file: a resume refuses a file that changed under it."""
+    items_total: int
+    source: str | None = None
+    finished_at: float | None = None
+    budget: float | None = None
+    pid: int | None = None
+    host: str | None = None
+
+
+@dataclass(slots=True)
+class BatchItem:
+    """One item of a batch as the store knows it: the run it became, or why it did not."""
+
+    index: int
+    line: int
+    run_id: str | None
+    status: str | None
+    """The run's status (``interrupted`` when its process is gone), ``invalid`` for an item
+    that never became a run, None for a run that never began."""
+    cost: float = 0.0
+    error: str | None = None
+    finished_at: float | None = None
+
+
+@runtime_checkable
+class BatchStore(Protocol):
+    async def claim_batch(self, record: BatchRecord) -> BatchRecord | None:
+        """Record ``record`` as running in this process (creating it if new).
+
+        Returns None, changing nothing, when the batch is running in another live process;
+        else the stored record (on a resume: the first run's path, fingerprint and size)."""
+        ...
+
+    async def record_batch_item(
+        self,
+        batch_id: str,
+        index: int,
+        line: int,
+        run_id: str | None,
+        *,
+        status: str | None = None,
+        error: str | None = None,
+    ) -> None: ...
+
+    async def finish_batch(self, batch_id: str, status: str) -> None: ...
+
+    async def load_batch(self, batch_id: str) -> tuple[BatchRecord, list[BatchItem]] | None:
+        """The batch and its items in index order, each with its run's status and cost."""
+        ...
+
+    async def list_batches(self, limit: int = 50) -> list[BatchRecord]: ...
+
+
 @runtime_checkable
 class ResultCache(Protocol):
     async def cache_get(self, key: str, *, ttl_s: float | None) -> CachedAnswer | None:
@@ -183,6 +249,8 @@ class MemoryStore:
         self.runs: dict[str, RunRecord] = {}
         self.nodes: dict[str, dict[str, NodeResult]] = {}
         self.cache: dict[str, CachedAnswer] = {}
+        self.batches: dict[str, BatchRecord] = {}
+        self.batch_items: dict[str, dict[int, BatchItem]] = {}
 
     async def tier_stats(self, task_key: str) -> dict[Tier, TierStats]:
         return self.stats.get(task_key, {})
@@ -245,9 +313,59 @@ class MemoryStore:
             del self.cache[k]
         return len(old)
 
+    async def claim_batch(self, record: BatchRecord) -> BatchRecord | None:
+        held = self.batches.get(record.batch_id)
+        if held is None:
+            self.batches[record.batch_id] = held = record
+            self.batch_items[record.batch_id] = {}
+        elif held.status == "running":  # one process: a batch running here is alive
+            return None
+        held.status, held.finished_at = "running", None
+        held.budget, held.source = record.budget, record.source
+        return held
+
+    async def record_batch_item(
+        self,
+        batch_id: str,
+        index: int,
+        line: int,
+        run_id: str | None,
+        *,
+        status: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        self.batch_items.setdefault(batch_id, {})[index] = BatchItem(
+            index, line, run_id, status, error=error
+        )
+
+    async def finish_batch(self, batch_id: str, status: str) -> None:
+        rec = self.batches.get(batch_id)
+        if rec is not None:
+            rec.status, rec.finished_at = status, time.time()
+
+    async def load_batch(self, batch_id: str) -> tuple[BatchRecord, list[BatchItem]] | None:
+        rec = self.batches.get(batch_id)
+        if rec is None:
+            return None
+        items = []
+        for _, it in sorted(self.batch_items.get(batch_id, {}).items()):
+            run = self.runs.get(it.run_id) if it.run_id else None
+            if run is not None:
+                it = BatchItem(
+                    it.index, it.line, it.run_id, run.status, run.cost, it.error, run.finished_at
+                )
+            items.append(it)
+        return rec, items
+
+    async def list_batches(self, limit: int = 50) -> list[BatchRecord]:
+        return sorted(self.batches.values(), key=lambda r: r.started_at, reverse=True)[:limit]
+
 
 __all__ = [
     "ENV_STORE",
+    "BatchItem",
+    "BatchRecord",
+    "BatchStore",
     "CachedAnswer",
     "MemoryStore",
     "ResultCache",

@@ -29,7 +29,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from .._logging import redact_text
 from .._types import RunStatus, Tier
 from ..catalog import Usage
 from ..results import Attempt, CheckResult, NodeResult
-from . import CachedAnswer, RunRecord, TierStats
+from . import BatchItem, BatchRecord, CachedAnswer, RunRecord, TierStats
 
 # --- schema ---------------------------------------------------------------------------------
 
@@ -133,6 +133,34 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         """,
     ),
     (3, "ALTER TABLE attempts ADD COLUMN response_model TEXT;"),
+    (
+        4,
+        """
+        CREATE TABLE batches (
+            batch_id TEXT PRIMARY KEY,
+            workflow TEXT NOT NULL,
+            status TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            finished_at REAL,
+            items_path TEXT NOT NULL,
+            items_fingerprint TEXT NOT NULL,
+            items_total INTEGER NOT NULL,
+            source TEXT,
+            budget REAL,
+            pid INTEGER,
+            host TEXT
+        );
+        CREATE TABLE batch_items (
+            batch_id TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            line INTEGER NOT NULL,
+            run_id TEXT,
+            status TEXT,
+            error TEXT,
+            PRIMARY KEY (batch_id, idx)
+        ) WITHOUT ROWID;
+        """,
+    ),
 )
 """Ordered schema migrations: (version reached, SQL). Append; never edit a released step."""
 
@@ -598,6 +626,140 @@ class SqliteStore:
 
         await self._submit((op,))
         return deleted[0] if deleted else 0
+
+    # --- BatchStore -------------------------------------------------------------------------
+
+    async def claim_batch(self, record: BatchRecord) -> BatchRecord | None:
+        """Create the batch, or take over a stopped one; None when a live process runs it.
+
+        The check and the take-over are one ``BEGIN IMMEDIATE`` transaction, so of two
+        ``--resume`` of the same batch started together exactly one wins."""
+        pid, host = os.getpid(), self._host
+        claimed: list[BatchRecord | None] = []
+
+        def op(con: sqlite3.Connection) -> None:
+            row = con.execute(
+                f"SELECT {_BATCH_COLS} FROM batches WHERE batch_id = ?", (record.batch_id,)
+            ).fetchone()
+            if row is None:
+                con.execute(
+                    f"INSERT INTO batches ({_BATCH_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        record.batch_id,
+                        record.workflow,
+                        "running",
+                        record.started_at,
+                        None,
+                        record.items_path,
+                        record.items_fingerprint,
+                        record.items_total,
+                        record.source,
+                        record.budget,
+                        pid,
+                        host,
+                    ),
+                )
+                claimed.append(replace(record, status="running", pid=pid, host=host))
+                return
+            if row[2] == "running" and process_alive(row[10], row[11]):
+                claimed.append(None)
+                return
+            con.execute(
+                "UPDATE batches SET status = 'running', finished_at = NULL, pid = ?, host = ?, "
+                "budget = ?, source = ? WHERE batch_id = ?",
+                (pid, host, record.budget, record.source, record.batch_id),
+            )
+            held = _batch_record(row)
+            held.status, held.pid, held.host = "running", pid, host
+            held.budget, held.source = record.budget, record.source
+            claimed.append(held)
+
+        await self._submit((op,))
+        return claimed[0]
+
+    async def record_batch_item(
+        self,
+        batch_id: str,
+        index: int,
+        line: int,
+        run_id: str | None,
+        *,
+        status: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        params = (batch_id, index, line, run_id, status, redact_text(error) if error else None)
+
+        def op(con: sqlite3.Connection) -> None:
+            con.execute("INSERT OR REPLACE INTO batch_items VALUES (?,?,?,?,?,?)", params)
+
+        await self._submit((op,))
+
+    async def finish_batch(self, batch_id: str, status: str) -> None:
+        params = (status, time.time(), batch_id)
+
+        def op(con: sqlite3.Connection) -> None:
+            con.execute("UPDATE batches SET status = ?, finished_at = ? WHERE batch_id = ?", params)
+
+        await self._submit((op,))
+
+    async def load_batch(self, batch_id: str) -> tuple[BatchRecord, list[BatchItem]] | None:
+        def q(con: sqlite3.Connection) -> tuple[BatchRecord, list[BatchItem]] | None:
+            row = con.execute(
+                f"SELECT {_BATCH_COLS} FROM batches WHERE batch_id = ?", (batch_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            items = []
+            for r in con.execute(
+                "SELECT b.idx, b.line, b.run_id, b.status, b.error, r.status, r.cost, "
+                "r.finished_at, r.pid, r.host FROM batch_items b LEFT JOIN runs r "
+                "ON r.run_id = b.run_id WHERE b.batch_id = ? ORDER BY b.idx",
+                (batch_id,),
+            ):
+                status = r[5] if r[5] is not None else r[3]
+                if status == "running" and not process_alive(r[8], r[9]):
+                    status = "interrupted"
+                items.append(BatchItem(r[0], r[1], r[2], status, r[6] or 0.0, r[4], r[7]))
+            return _batch_record(row), items
+
+        result: tuple[BatchRecord, list[BatchItem]] | None = await self._read(q)
+        return result
+
+    async def list_batches(self, limit: int = 50) -> list[BatchRecord]:
+        def q(con: sqlite3.Connection) -> list[BatchRecord]:
+            rows = con.execute(
+                f"SELECT {_BATCH_COLS} FROM batches ORDER BY started_at DESC LIMIT ?", (limit,)
+            ).fetchall()
+            return [_batch_record(r) for r in rows]
+
+        result: list[BatchRecord] = await self._read(q)
+        return result
+
+
+_BATCH_COLS = (
+    "batch_id, workflow, status, started_at, finished_at, items_path, items_fingerprint, "
+    "items_total, source, budget, pid, host"
+)
+
+
+def _batch_record(row: tuple[Any, ...]) -> BatchRecord:
+    status = row[2]
+    if status == "running" and not process_alive(row[10], row[11]):
+        status = "interrupted"
+    return BatchRecord(
+        row[0],
+        row[1],
+        status,
+        row[3],
+        row[5],
+        row[6],
+        row[7],
+        source=row[8],
+        finished_at=row[4],
+        budget=row[9],
+        pid=row[10],
+        host=row[11],
+    )
 
 
 _RUN_COLS = (
