@@ -478,6 +478,7 @@ async def run_batch(
     batch_id: str | None = None,
     subscribers: Iterable[Subscriber] = (),
     on_result: Callable[[ItemResult], Any] | None = None,
+    on_start: Callable[[int], Any] | None = None,
     cache_ttl_s: float | None = _durable.DEFAULT_CACHE_TTL_S,
 ) -> BatchSummary:
     """Run ``workflow`` once per item, every item a durable run in ``store``.
@@ -501,6 +502,7 @@ async def run_batch(
         batch_id: the id of a new batch (default: a new one).
         subscribers: receive every run's :mod:`dagtier.events` events.
         on_result: called (or awaited) with each item's result as it finishes.
+        on_start: called with the number of items once the file is scanned (progress bars).
         cache_ttl_s: as for :func:`dagtier.run`.
 
     Raises:
@@ -521,6 +523,8 @@ async def run_batch(
     )
     if source.bad and on_bad_item == "stop":
         raise bad_items_error(source.path, source.bad)
+    if on_start is not None:
+        on_start(source.total)
     store = store if store is not None else MemoryStore()
     if not isinstance(store, RunStore) or not isinstance(store, BatchStore):
         raise DagtierUsageError(

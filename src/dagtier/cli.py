@@ -545,8 +545,22 @@ def report(
             show_default=False,
         ),
     ] = None,
+    batch: Annotated[
+        str | None,
+        typer.Option(
+            "--batch",
+            help="Report on batch BATCH_ID: cost per item over the batch, tier mix over "
+            "time, where escalations happened.",
+            metavar="BATCH_ID",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Per-node cost report of a run: attempts, tiers, escalations, cache hits, savings."""
+    if batch is not None:
+        _batch_report(batch, format, output, store)
+        return
+
     from .catalog import load_catalog
     from .report import build_report, compare_reports
     from .report.render import FORMATS
@@ -758,3 +772,210 @@ def export_outcomes(
     n = guarded(lambda: run_export(store, sys.stdout.buffer, compress=not plain))
     sys.stdout.flush()
     _err(f"exported {n} outcome rows")
+
+
+# --- batches (issue 14) -----------------------------------------------------------------
+
+
+@app.command()
+def batch(
+    workflow: WorkflowArg,
+    inputs: Annotated[
+        Path,
+        typer.Option(
+            "--inputs",
+            help="The items: a .jsonl file (one JSON object of inputs per line) or a .csv "
+            "file (a header row of input names).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Write the results (JSON lines) to FILE instead of stdout.",
+            show_default=False,
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="Runs in flight at once (each under the workflow's own).")
+    ] = 16,
+    budget: Annotated[
+        float | None,
+        typer.Option(
+            "--budget",
+            help="Most USD the whole batch may spend.",
+            metavar="USD",
+            show_default=False,
+        ),
+    ] = None,
+    on_bad_item: Annotated[
+        str,
+        typer.Option(
+            "--on-bad-item",
+            help="A malformed line: stop (refuse the batch, naming every such line) or skip "
+            "(report it as invalid and run the rest).",
+        ),
+    ] = "stop",
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            help="Finish batch BATCH_ID: finished items are not run again, interrupted runs "
+            "resume node by node.",
+            metavar="BATCH_ID",
+            show_default=False,
+        ),
+    ] = None,
+    store: StoreOpt = None,
+    models: ModelsOpt = None,
+    cache_ttl: Annotated[
+        str,
+        typer.Option(
+            "--cache-ttl", help="Max age of cached answers for cache: true nodes (30s, 12h, 7d)."
+        ),
+    ] = "7d",
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log every model call to stderr.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Run a workflow once per item of a JSONL or CSV file, every item a durable run."""
+    import shlex
+
+    import anyio
+
+    from ._durable import parse_duration
+    from .batch import new_batch_id, run_batch
+    from .catalog import load_catalog
+    from .report.batch import (
+        BatchLiveView,
+        BatchProgress,
+        print_batch_summary,
+        progress_console,
+    )
+    from .report.live import live_enabled
+    from .spec import load_workflow
+    from .store import open_store
+
+    if on_bad_item not in ("stop", "skip"):
+        _err(f"error[usage]: --on-bad-item must be stop or skip, got '{on_bad_item}'")
+        raise typer.Exit(_exit.USAGE)
+    if out is not None and not out.parent.is_dir():
+        _err(f"error[usage]: --out {out}: the directory {out.parent} does not exist")
+        raise typer.Exit(_exit.USAGE)
+    _setup_logging(verbose=verbose, log_json=None)
+    wf = guarded(lambda: load_workflow(workflow))
+    cat = guarded(lambda: load_catalog(models))
+    ttl = guarded(lambda: parse_duration(cache_ttl, "--cache-ttl"))
+    run_store = guarded(lambda: open_store(store))
+    bid = resume or new_batch_id()
+    again = ["dagtier", "batch", str(workflow), "--inputs", str(inputs)]
+    for flag, value, default in (
+        ("--out", out, None),
+        ("--store", store, None),
+        ("--models", models, None),
+        ("--concurrency", concurrency, 16),
+        ("--budget", budget, None),
+        ("--on-bad-item", on_bad_item, "stop"),
+        ("--cache-ttl", cache_ttl, "7d"),
+    ):
+        if value != default:
+            again += [flag, str(value)]
+    resume_cmd = shlex.join([*again, "--resume", bid])
+
+    console = progress_console()
+    progress = BatchProgress(0)
+    show = live_enabled(console, quiet=quiet or verbose)
+    sinks: list[Any] = []
+
+    def emit(r: Any) -> None:
+        # opened at the first result: a batch refused (bad lines, already running) leaves
+        # the results of an earlier session alone. A resume rewrites it whole.
+        if not sinks:
+            sinks.append(out.open("w", encoding="utf-8") if out is not None else sys.stdout)
+        progress.item(r)
+        sinks[0].write(r.to_json() + "\n")
+        sinks[0].flush()
+
+    async def go() -> Any:
+        try:
+            return await run_batch(
+                wf,
+                inputs,
+                store=run_store,
+                catalog=cat,
+                concurrency=concurrency,
+                budget=budget,
+                on_bad_item=on_bad_item,  # type: ignore[arg-type]
+                resume=resume,
+                batch_id=bid,
+                subscribers=[progress],
+                on_result=emit,
+                cache_ttl_s=ttl,
+                on_start=lambda total: setattr(progress, "total", total),
+            )
+        finally:
+            await run_store.aclose()
+
+    def go_live() -> Any:
+        try:
+            if not show:
+                return anyio.run(go)
+            with BatchLiveView(console, progress):
+                return anyio.run(go)
+        except KeyboardInterrupt:
+            return None
+
+    try:
+        summary = guarded(go_live, debug=debug)
+    finally:
+        if out is not None and sinks:
+            sinks[0].close()
+    if summary is None:
+        _err(
+            f"interrupted: batch {bid} stopped with {progress.done} of {progress.total} items "
+            f"done; every committed node is kept.\nresume it with:\n  {resume_cmd}"
+        )
+        raise typer.Exit(_exit.INTERRUPTED)
+    print_batch_summary(summary, console)
+    if summary.status == "budget_exhausted":
+        cut = again.index("--budget") if "--budget" in again else len(again)
+        larger = [*again[:cut], *again[cut + 2 :], "--budget", "USD", "--resume", bid]
+        _err(f"hint: resume it with a larger budget:\n  {shlex.join(larger)}")
+    elif summary.status != "finished":
+        _err(f"resume it with:\n  {resume_cmd}")
+    console.print(
+        f"batch report: dagtier report --batch {bid}"
+        + (f" --store {shlex.quote(str(store))}" if store else ""),
+        markup=False,
+        highlight=False,
+    )
+    if summary.status != "finished" or summary.succeeded != summary.total:
+        raise typer.Exit(_exit.RUN_FAILED)
+
+
+def _batch_report(batch_id: str, format: str, output: Path | None, store: Path | None) -> None:
+    from .report.batch import build_batch_report, print_batch_report, render_batch_json
+    from .report.tables import output_console, record_text
+
+    if format not in ("table", "json"):
+        _err(f"error[usage]: --batch renders as table or json, got '{format}'")
+        raise typer.Exit(_exit.USAGE)
+
+    async def go(s: Any) -> Any:
+        loaded = await s.load_batch(batch_id)
+        if loaded is None:
+            recent = ", ".join(b.batch_id for b in await s.list_batches(5)) or "(none)"
+            raise StoreError(f"no batch '{batch_id}' in the store (recent batches: {recent})")
+        return await build_batch_report(s, *loaded)
+
+    result = _in_store(store, go)
+    if format == "json":
+        _write(render_batch_json(result), output)
+    elif output is None:
+        print_batch_report(result, output_console())
+    else:
+        _write(record_text(lambda c: print_batch_report(result, c)), output)

@@ -1,0 +1,178 @@
+"""`dagtier batch` as a user runs it: a real subprocess, a real SQLite file, a real model
+server on 127.0.0.1, real Ctrl-C (SIGINT)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import dagtier
+from dagtier.cli import app
+
+from ._model_server import model_server
+
+SRC = str(Path(dagtier.__file__).resolve().parents[1])
+ITEMS = 30
+WF = """
+name: triage
+inputs: {ticket: string}
+nodes:
+  a: {prompt: "a {{ inputs.ticket }}"}
+  b: {prompt: "b {{ a }}", depends_on: [a]}
+  c: {prompt: "c {{ b }}", depends_on: [b]}
+outputs: {answer: "{{ c }}"}
+"""
+
+
+def _env(db: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")}
+    env.update(PYTHONPATH=SRC, FAKE_API_KEY="fake-key-for-tests-0000", DAGTIER_STORE=str(db))
+    return env
+
+
+def _committed(db: Path) -> set[tuple[str, str]]:
+    con = sqlite3.connect(db)
+    try:
+        return set(
+            con.execute("SELECT run_id, node_id FROM nodes WHERE status = 'succeeded'").fetchall()
+        )
+    finally:
+        con.close()
+
+
+def _lines(path: Path) -> list[dict[str, object]]:
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while len(_lines(path)) < n:
+        assert proc.poll() is None, "the batch ended before it could be interrupted"
+        assert time.monotonic() < deadline, "no results within a minute"
+        time.sleep(0.02)
+
+
+def _wait_for_claim(db: Path, batch_id: str, proc: subprocess.Popen[bytes]) -> None:
+    """Until ``proc`` holds the batch (the store names it as the batch's process)."""
+    deadline = time.monotonic() + 60
+    while True:
+        con = sqlite3.connect(db)
+        try:
+            row = con.execute(
+                "SELECT status, pid FROM batches WHERE batch_id = ?", (batch_id,)
+            ).fetchone()
+        finally:
+            con.close()
+        if row == ("running", proc.pid):
+            return
+        assert proc.poll() is None, "the resumed batch ended before the second one started"
+        assert time.monotonic() < deadline, "the resumed batch never claimed the batch"
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_ctrl_c_prints_the_resume_command_which_finishes_the_batch(tmp_path: Path) -> None:
+    """SIGINT stops the batch cleanly (exit 130) and prints the exact command that resumes
+    it; a second --resume while that one runs is refused; the resume finishes every item
+    and never calls a node again that the store had committed."""
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(WF)
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps({"ticket": f"t{i}"}) + "\n" for i in range(ITEMS)))
+    db, out = tmp_path / "runs.db", tmp_path / "out.jsonl"
+    with model_server(delay_s=0.05) as server:
+        cat = server.catalog(tmp_path / "models.yaml")
+        cmd = [sys.executable, "-m", "dagtier", "batch", str(wf), "--inputs", str(items)]
+        cmd += ["--store", str(db), "--models", str(cat), "--out", str(out), "--concurrency", "3"]
+        proc = subprocess.Popen(cmd, env=_env(db), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _wait_for_lines(out, 4, proc)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err.decode()
+        text = err.decode()
+        assert "resume it with:" in text, text
+        resume_line = text.split("resume it with:")[1].strip().splitlines()[0]
+        argv = shlex.split(resume_line)
+        assert argv[:2] == ["dagtier", "batch"] and "--resume" in argv
+        batch_id = argv[argv.index("--resume") + 1]
+        done_before = _committed(db)
+        paid_before = server.counts()
+        first = _lines(out)
+        assert 4 <= len(first) < ITEMS
+
+        again = [sys.executable, "-m", "dagtier", *argv[1:]]
+        resumed = subprocess.Popen(
+            again, env=_env(db), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        _wait_for_claim(db, batch_id, resumed)
+        second = subprocess.run(
+            again,
+            env=_env(db),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1, second.stderr
+        assert f"batch '{batch_id}' is running in process {resumed.pid}" in second.stderr
+        _, err = resumed.communicate(timeout=120)
+        assert resumed.returncode == 0, err.decode()
+
+    results = _lines(out)
+    assert sorted(r["index"] for r in results) == list(range(ITEMS))
+    for r in results:
+        assert r["status"] == "succeeded"
+        assert r["outputs"] == {"answer": f"<c <b <a t{r['index']}>>>"}
+    assert {r["index"] for r in results if r.get("resumed")} >= {r["index"] for r in first}
+    # nothing the store had committed was paid for again
+    final = server.counts()
+    for run_id, node in done_before:
+        t = f"t{str(run_id).rsplit('-', 1)[1]}"
+        prompt = {"a": f"a {t}", "b": f"b <a {t}>", "c": f"c <b <a {t}>>"}[node]
+        assert final[prompt] == paid_before[prompt] == 1, f"{run_id}/{node} was paid twice"
+    assert len(done_before) >= 12  # at least the 4 finished items' nodes
+    con = sqlite3.connect(db)
+    status = con.execute("SELECT status FROM batches WHERE batch_id = ?", (batch_id,)).fetchone()
+    con.close()
+    assert status == ("finished",)
+
+
+runner = CliRunner()
+
+
+def test_a_malformed_line_is_named_and_nothing_runs(tmp_path: Path) -> None:
+    """--on-bad-item stop (the default): exit 2, every malformed line named, no results."""
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(WF)
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"ticket": "a"}\n{"ticket": oops}\n')
+    res = runner.invoke(
+        app, ["batch", str(wf), "--inputs", str(items), "--store", str(tmp_path / "r.db")]
+    )
+    assert res.exit_code == 2, res.output
+    assert "error[spec-invalid]: 1 problem in" in res.output
+    assert "(line 2, col 1)" in res.output and "not valid JSON" in res.output
+    assert "--on-bad-item skip" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_an_unknown_items_format_is_a_usage_error(tmp_path: Path) -> None:
+    """An items file that is neither .jsonl nor .csv is refused with a hint."""
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(WF)
+    items = tmp_path / "items.txt"
+    items.write_text("x\n")
+    res = runner.invoke(app, ["batch", str(wf), "--inputs", str(items)])
+    assert res.exit_code == 2
+    assert "name the file .jsonl" in res.output
