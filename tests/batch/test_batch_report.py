@@ -80,3 +80,28 @@ def test_the_batch_report_shows_escalations_and_the_tier_mix(tmp_path: Path) -> 
     assert "escalations" in table.output and "1->2 x5" in table.output
     missing = CliRunner().invoke(app, ["report", "--batch", "nope", "--store", str(db)])
     assert missing.exit_code == 3 and "recent batches: b-esc" in missing.output
+
+
+def test_the_progress_line_counts_items_spending_and_the_tier_mix() -> None:
+    """The progress bar's caption: done, failed, running, $ spent, $/item, ETA, tier mix."""
+    from dagtier.batch import ItemResult
+    from dagtier.events import AttemptFinished, NodeFinished, RunStarted
+    from dagtier.report.batch import BatchProgress
+    from dagtier.results import Attempt, NodeResult
+
+    now = [100.0]
+    p = BatchProgress(10, clock=lambda: now[0])
+    wf = dagtier.parse_workflow(WF)
+    for i in range(3):
+        p(RunStarted(f"r{i}", wf, {}, 0.0))
+    p(AttemptFinished("r0", "label", "k", Attempt(0, 1, "m", "python", cost=0.25)))
+    p(AttemptFinished("r0", "label", "k", Attempt(1, 2, "m", "python", cost=0.75)))
+    p(NodeFinished("r0", NodeResult("label", "succeeded", tier=2)))
+    p(NodeFinished("r0", NodeResult("reply", "succeeded", tier=1)))
+    p.item(ItemResult(0, 1, "r0", "succeeded", cost=1.0, tiers={"label": 2, "reply": 1}))
+    p.item(ItemResult(1, 2, None, "invalid", error="required input 'ticket' was not given"))
+    now[0] = 110.0
+    assert p.line() == (
+        "2/10 done (1 failed), 3 running, $1.0000 spent, $1.00000/item, ETA 40s, "
+        "tiers T1 50% T2 50%"
+    )

@@ -51,13 +51,12 @@ class BatchProgress:
     """
 
     def __init__(self, total: int, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.total = total
+        from ..batch import BatchSummary
+
         self.clock = clock
         self.started = clock()
-        self.succeeded = 0
-        self.failed = 0
-        self.invalid = 0
-        self.resumed = 0
+        self.items = BatchSummary("", "", "running", total)
+        """Item counts, as the closing summary keeps them."""
         self.running = 0
         self.spent = 0.0
         """What this session's calls cost so far, calls of unfinished items included."""
@@ -67,8 +66,16 @@ class BatchProgress:
         self.tiers: Counter[int] = Counter()
 
     @property
+    def total(self) -> int:
+        return self.items.total
+
+    @total.setter
+    def total(self, value: int) -> None:
+        self.items.total = value
+
+    @property
     def done(self) -> int:
-        return self.succeeded + self.failed + self.invalid
+        return self.items.done
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, AttemptFinished):
@@ -83,23 +90,16 @@ class BatchProgress:
             self.running -= 1
 
     def item(self, r: ItemResult) -> None:
-        if r.status == "succeeded":
-            self.succeeded += 1
-        elif r.status == "invalid":
-            self.invalid += 1
-        else:
-            self.failed += 1
+        self.items.add(r)
         if r.resumed:
-            self.resumed += 1
-            for t in r.tiers.values():
-                self.tiers[t] += 1
+            self.tiers.update(r.tiers.values())
         elif r.run_id is not None:
             self.finished_now += 1
             self.finished_cost += r.cost
 
     def eta(self) -> float | None:
         elapsed = self.clock() - self.started
-        rate = (self.done - self.resumed) / elapsed if elapsed > 0 else 0.0
+        rate = (self.done - self.items.resumed) / elapsed if elapsed > 0 else 0.0
         if rate <= 0:
             return None
         return (self.total - self.done) / rate
@@ -109,7 +109,7 @@ class BatchProgress:
         per_item = self.finished_cost / self.finished_now if self.finished_now else None
         eta = self.eta()
         return (
-            f"{self.done}/{self.total} done ({self.failed + self.invalid} failed), "
+            f"{self.done}/{self.total} done ({self.items.failed + self.items.invalid} failed), "
             f"{self.running} running, ${self.spent:.4f} spent, "
             f"{'-' if per_item is None else f'${per_item:.5f}'}/item, "
             f"ETA {'-' if eta is None else _duration(eta)}, tiers {tier_mix(dict(self.tiers))}"
