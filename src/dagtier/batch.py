@@ -38,6 +38,7 @@ from .catalog import Catalog, load_catalog
 from .events import Subscriber
 from .executor import coerce_inputs, render_outputs
 from .executor import run as run_workflow
+from .plan import Plan, compile_workflow
 from .providers.base import Provider
 from .providers.gateway import Gateway
 from .providers.registry import ProviderRegistry
@@ -360,7 +361,7 @@ class _Batch:
 
     def __init__(
         self,
-        workflow: Workflow,
+        plan: Plan,
         source: _Source,
         record: BatchRecord,
         *,
@@ -373,7 +374,8 @@ class _Batch:
         on_result: Callable[[ItemResult], Any] | None,
         cache_ttl_s: float | None,
     ) -> None:
-        self.wf = workflow
+        self.plan = plan
+        self.wf = plan.workflow
         self.source = source
         self.record = record
         self.store = store
@@ -384,7 +386,7 @@ class _Batch:
         self.subscribers = subscribers
         self.on_result = on_result
         self.cache_ttl_s = cache_ttl_s
-        self.summary = BatchSummary(record.batch_id, workflow.name, "running", source.total)
+        self.summary = BatchSummary(record.batch_id, self.wf.name, "running", source.total)
         self.stop: str | None = None
 
     async def execute(self) -> None:
@@ -434,7 +436,7 @@ class _Batch:
                     record.workflow,
                     record.status,
                     nodes,
-                    outputs=render_outputs(self.wf, record.inputs, nodes),
+                    outputs=render_outputs(self.plan, record.inputs, nodes),
                     started_at=record.started_at,
                     finished_at=record.finished_at or 0.0,
                 )
@@ -446,7 +448,7 @@ class _Batch:
         resume = rid if status else None  # the run began in an earlier session
         try:
             result = await run_workflow(
-                self.wf,
+                self.plan,
                 values,
                 gateway=self.gateway,
                 store=store,
@@ -464,7 +466,7 @@ class _Batch:
 
 
 async def run_batch(
-    workflow: Workflow,
+    workflow: Workflow | Plan,
     items: str | Path | SequenceABC[Mapping[str, Any]],
     *,
     store: Any = None,
@@ -487,7 +489,8 @@ async def run_batch(
     and ``resume=`` the batch id finishes the batch.
 
     Args:
-        workflow: from :func:`dagtier.load_workflow`.
+        workflow: from :func:`dagtier.load_workflow`, or a :class:`~dagtier.Plan` (compiled
+            against the gateway's catalog); a workflow is compiled once for the batch.
         items: a ``.jsonl`` or ``.csv`` file, or a sequence of input mappings.
         store: one store for every run (RunStore + BatchStore; default: in memory).
         catalog, providers, gateway: as for :func:`dagtier.run`; one gateway serves every
@@ -511,9 +514,12 @@ async def run_batch(
         RunError: ``resume`` names no batch, another workflow, a changed items file, or a
             batch another live process is running.
     """
-    if not isinstance(workflow, Workflow):
+    plan: Plan | None = None
+    if isinstance(workflow, Plan):
+        plan, workflow = workflow, workflow.workflow
+    elif not isinstance(workflow, Workflow):
         raise DagtierUsageError(
-            f"run_batch() takes a Workflow (from dagtier.load_workflow), got "
+            f"run_batch() takes a Workflow (from dagtier.load_workflow) or a Plan, got "
             f"{type(workflow).__name__}"
         )
     if concurrency < 1:
@@ -530,10 +536,17 @@ async def run_batch(
         raise DagtierUsageError(
             f"run_batch() needs a store that keeps runs and batches, got {store!r}"
         )
+    if gateway is None:
+        if catalog is None:
+            catalog = plan.catalog if plan is not None else load_catalog()
+        gateway = Gateway(catalog, ProviderRegistry(providers))
+    if plan is None:
+        plan = compile_workflow(workflow, gateway.catalog)
     bid = resume or batch_id or new_batch_id()
     known: dict[int, str | None] = {}
+    spent = 0.0
     if resume is not None:
-        known = await _load_for_resume(store, resume, workflow, source)
+        known, spent = await _load_for_resume(store, resume, workflow, source)
     wanted = BatchRecord(
         bid,
         workflow.name,
@@ -553,15 +566,12 @@ async def run_batch(
             f"batch '{bid}' is running in {who}; running it twice at once would pay for its "
             "items twice\nhint: wait for it to end, or stop that process first"
         )
-    if gateway is None:
-        gateway = Gateway(catalog or load_catalog(), ProviderRegistry(providers))
     batch_budget = None
     if budget is not None:
-        spent = sum(c for c in await _costs(store, bid))
         batch_budget = Budget(budget, spent=spent, run_id=bid)
         gateway.budget = batch_budget
     state = _Batch(
-        workflow,
+        plan,
         source,
         record,
         store=store,
@@ -591,8 +601,9 @@ async def run_batch(
 
 async def _load_for_resume(
     store: Any, batch_id: str, workflow: Workflow, source: _Source
-) -> dict[int, str | None]:
-    """Item index -> its run's status (None: recorded, never begun) for a batch to resume.
+) -> tuple[dict[int, str | None], float]:
+    """Item index -> its run's status (None: recorded, never begun) for a batch to resume,
+    and what its items have cost so far.
 
     Raises:
         RunError: no such batch, another workflow, or a changed items file.
@@ -615,17 +626,13 @@ async def _load_for_resume(
             "item numbers would no longer match their runs\n"
             "hint: resume with the original file, or start a new batch"
         )
-    return {it.index: it.status for it in items if it.status != "invalid"}
-
-
-async def _costs(store: Any, batch_id: str) -> list[float]:
-    loaded = await store.load_batch(batch_id)
-    return [it.cost for it in loaded[1]] if loaded else []
+    known = {it.index: it.status for it in items if it.status != "invalid"}
+    return known, sum(it.cost for it in items)
 
 
 @asynccontextmanager
 async def batch_results(
-    workflow: Workflow,
+    workflow: Workflow | Plan,
     items: str | Path | SequenceABC[Mapping[str, Any]],
     **options: Any,
 ) -> AsyncIterator[MemoryObjectReceiveStream[ItemResult]]:
