@@ -338,7 +338,8 @@ def item_run_id(batch_id: str, index: int) -> str:
 
 def item_result(index: int, line: int, result: RunResult, *, resumed: bool = False) -> ItemResult:
     tiers = {nid: int(r.tier) for nid, r in result.nodes.items() if r.tier is not None and r.ok}
-    error = result.error
+    # the run's own resume hint names `dagtier run`: an item resumes with its batch
+    error = result.error.splitlines()[0] if result.error else None
     if error is None and result.status != "succeeded":
         first = next((r for r in result.nodes.values() if r.status == "failed"), None)
         if first is not None:
@@ -455,6 +456,7 @@ class _Batch:
                 run_id=rid,
                 resume=resume,
                 subscribers=self.subscribers,
+                shared_budget=self.budget,
                 cache_ttl_s=self.cache_ttl_s,
             )
         except RunError as exc:  # e.g. the workflow changed under a finished node
@@ -568,8 +570,7 @@ async def run_batch(
         )
     batch_budget = None
     if budget is not None:
-        batch_budget = Budget(budget, spent=spent, run_id=bid)
-        gateway.budget = batch_budget
+        batch_budget = Budget(budget, spent=spent, run_id=bid, scope="batch")
     state = _Batch(
         plan,
         source,
@@ -589,8 +590,6 @@ async def run_batch(
         await state.execute()
         status = state.stop or "finished"
     finally:
-        if batch_budget is not None:
-            gateway.budget = None
         summary = state.summary
         summary.status = status
         summary.elapsed_s = time.monotonic() - started

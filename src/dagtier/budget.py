@@ -16,6 +16,10 @@ Budget belongs to one run; runs sharing a gateway each hand down their own.
 The guarantee rests on the estimate being an upper bound: the output never exceeds
 ``max_tokens``, while the input estimate of 4 characters a token can be low for unusual
 text, in which case the settled cost is what the provider billed.
+
+A run budget may draw on a ``parent`` shared by many runs (a batch's budget): each call
+reserves from both, so the runs of a batch together never pass the batch's limit, and a run
+stopped by its parent ends ``budget_exhausted`` like one stopped by its own limit.
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ from ._exceptions import BudgetExhausted, NodeBudgetExceeded
 
 
 class Reservation:
-    __slots__ = ("amount", "node", "settled")
+    __slots__ = ("amount", "node", "parent", "settled")
 
-    def __init__(self, node: str | None, amount: float) -> None:
+    def __init__(self, node: str | None, amount: float, parent: Reservation | None = None) -> None:
         self.node = node
         self.amount = amount
+        self.parent = parent
         self.settled = False
 
 
@@ -45,6 +50,9 @@ class Budget:
         spent: already spent (a resumed run starts from what its committed nodes cost).
         node_caps: per-node caps by node id; a node's cap counts this run's calls for it.
         run_id: named in messages.
+        parent: a budget shared with other runs (a batch's) that every call also reserves
+            from; None: this budget alone.
+        scope: what the limit belongs to, in messages (``run``, ``batch``).
     """
 
     def __init__(
@@ -54,8 +62,12 @@ class Budget:
         spent: float = 0.0,
         node_caps: Mapping[str, float] | None = None,
         run_id: str | None = None,
+        parent: Budget | None = None,
+        scope: str = "run",
     ) -> None:
         self.limit = limit
+        self.parent = parent
+        self.scope = scope
         self.spent = spent
         self.reserved = 0.0
         self.node_caps = dict(node_caps or {})
@@ -73,13 +85,13 @@ class Budget:
         """Hold ``amount`` for one call of node ``node_id`` (None: no cap applies), or refuse.
 
         Raises:
-            BudgetExhausted: the run budget cannot cover ``amount`` now.
+            BudgetExhausted: the run budget (or its parent's) cannot cover ``amount`` now.
             NodeBudgetExceeded: the calling node's cap cannot cover it.
         """
         node = node_id
         if self.limit is not None and self.spent + self.reserved + amount > self.limit:
             exc = BudgetExhausted(
-                f"run budget ${self.limit:.6f} exhausted: ${self.spent:.6f} spent, "
+                f"{self.scope} budget ${self.limit:.6f} exhausted: ${self.spent:.6f} spent, "
                 f"${self.reserved:.6f} held by calls in flight; the next call"
                 f"{f' (node {node!r})' if node else ''} may cost up to ${amount:.6f}",
                 run_id=self.run_id,
@@ -99,15 +111,26 @@ class Budget:
                         run_id=self.run_id,
                         node_id=node,
                     )
+        parent = None
+        if self.parent is not None:
+            try:
+                parent = self.parent.reserve(amount)
+            except BudgetExhausted as exc:
+                if self.exhausted is None:  # the run's reason to stop, as for its own limit
+                    self.exhausted = exc
+                raise
+        if node is not None:
             self.node_reserved[node] = self.node_reserved.get(node, 0.0) + amount
         self.reserved += amount
-        return Reservation(node, amount)
+        return Reservation(node, amount, parent)
 
     def settle(self, token: Reservation, actual: float) -> None:
         """Replace a reservation by what the call actually cost (once per reservation)."""
         if token.settled:
             return
         token.settled = True
+        if token.parent is not None and self.parent is not None:
+            self.parent.settle(token.parent, actual)
         self.reserved -= token.amount
         self.spent += actual
         if token.node is not None:

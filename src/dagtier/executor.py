@@ -423,6 +423,7 @@ async def run(
     resume: str | None = None,
     force: bool = False,
     budget: float | None = None,
+    shared_budget: Budget | None = None,
     cache_ttl_s: float | None = _durable.DEFAULT_CACHE_TTL_S,
 ) -> RunResult:
     """Run a workflow and return every node's result.
@@ -457,6 +458,9 @@ async def run(
         budget: the run's budget in USD (default: the workflow's ``budget:``); no call
             starts that could take spending past it, and the run then ends
             ``budget_exhausted``. A resumed run counts what it already spent.
+        shared_budget: a :class:`~dagtier.budget.Budget` shared with other runs (a batch's):
+            every call also reserves from it, and the run ends ``budget_exhausted`` when it
+            runs out. *Added in issue 14.*
         cache_ttl_s: how old a cached answer may be for nodes with ``cache: true``
             (default a week; None: any age).
 
@@ -509,7 +513,11 @@ async def run(
     caps = plan.caps
     # the run's own: it travels with each call (CallContext), so runs sharing a gateway
     # never see each other's budget
-    run_budget = Budget(limit, spent=spent, node_caps=caps, run_id=rid) if limit or caps else None
+    run_budget = (
+        Budget(limit, spent=spent, node_caps=caps, run_id=rid, parent=shared_budget)
+        if limit or caps or shared_budget is not None
+        else None
+    )
     started = time.time()
     if run_store is not None:
         await run_store.begin_run(

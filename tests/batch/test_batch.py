@@ -184,21 +184,36 @@ async def test_a_malformed_line_stops_the_batch_before_anything_runs(tmp_path: P
 
 
 async def test_the_budget_is_shared_by_the_whole_batch(tmp_path: Path) -> None:
-    """A batch budget stops the batch: spending never passes it, no new item starts."""
-    wf = dagtier.parse_workflow(WF)
+    """A batch budget holds across runs (each keeping its own workflow budget too): spending
+    never passes it, no new item starts, the runs it stopped end budget_exhausted, and a
+    resume with a larger budget finishes them."""
+    wf = dagtier.parse_workflow(WF + "budget: 1.0\n")
     model = Model()
     store = open_store(tmp_path / "runs.db")
+    rows = [{"ticket": str(i)} for i in range(60)]
+    got: list[dagtier.ItemResult] = []
     summary = await dagtier.run_batch(
         wf,
-        [{"ticket": str(i)} for i in range(200)],
+        rows,
         store=store,
         gateway=gateway(model),
         concurrency=4,
         budget=0.004,
+        batch_id="b-budget",
+        on_result=got.append,
     )
     assert summary.status == "budget_exhausted"
+    assert summary.error is not None and summary.error.startswith("batch budget $0.004000")
     assert summary.cost <= 0.004
-    assert 0 < summary.succeeded < 200
+    assert 0 < summary.succeeded < 60
+    stopped = [r for r in got if r.status == "budget_exhausted"]
+    assert stopped and all(r.error and "batch budget" in r.error for r in stopped)
+    summary = await dagtier.run_batch(
+        wf, rows, store=store, gateway=gateway(model), budget=1.0, resume="b-budget"
+    )
+    assert summary.status == "finished" and summary.succeeded == 60
+    # every node of every item answered exactly once over both sessions
+    assert len(model.calls) == 120 and set(model.calls.values()) == {1}
     await store.aclose()
 
 

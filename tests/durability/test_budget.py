@@ -180,3 +180,19 @@ async def test_fifty_budgeted_runs_share_one_gateway_each_with_its_own_budget() 
             assert all(calls[run_id, n] == 1 for n in wf.nodes)
         else:  # 8 worst cases never fit 5
             assert r.status == "budget_exhausted"
+
+
+def test_a_parent_budget_bounds_its_runs_together() -> None:
+    """Two run budgets drawing on one parent: a call that fits its run but not the parent is
+    refused and names the parent; settling frees both."""
+    batch = Budget(1.0, scope="batch")
+    a, b = Budget(None, parent=batch), Budget(0.8, parent=batch)
+    ta = a.reserve(0.6)
+    with pytest.raises(dagtier.BudgetExhausted, match=r"^batch budget \$1\.000000 exhausted"):
+        b.reserve(0.5)
+    assert b.exhausted is not None and b.reserved == 0.0 and batch.reserved == 0.6
+    a.settle(ta, 0.1)
+    assert batch.spent == 0.1 and batch.reserved == 0.0
+    tb = b.reserve(0.5)
+    b.settle(tb, 0.5)
+    assert (batch.spent, b.spent, a.spent) == (0.6, 0.5, 0.1)
