@@ -35,6 +35,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .catalog import Usage
 
 
 class DagtierError(Exception):
@@ -105,6 +109,11 @@ class ProviderError(DagtierError):
 
     code = "provider-error"
     retryable: bool = False
+    cost: float = 0.0
+    """USD the failed call(s) were billed anyway (an unusable 200 is billed by its usage;
+    for :class:`ModelUnavailable`, every failed try of the call). Not a refund estimate."""
+    failures: Sequence[ProviderError] = ()
+    """For :class:`ModelUnavailable`: every failed try of the call, oldest first."""
 
     def __init__(
         self,
@@ -185,6 +194,8 @@ class ProviderResponseError(ProviderError):
 
     code = "provider-bad-response"
     retryable = True
+    usage: Usage | None = None
+    """The response's token usage, when its body reported one (an empty answer does)."""
 
 
 class ModelUnavailable(ProviderError):

@@ -38,7 +38,8 @@ class Attempt:
     judge_usage: Usage = field(default_factory=Usage)
     request_id: str | None = None
     fallbacks: list[str] = field(default_factory=list)
-    """Provider errors survived before this call succeeded (retries and fallbacks)."""
+    """The provider errors of this attempt's failed tries (retries and same-tier fallbacks):
+    those survived before the answer, or all of them when no model answered."""
     purpose: str = "answer"
     """``answer`` for the node's own call, ``canary`` for an adaptive quality canary."""
     output: str | None = None
@@ -48,6 +49,11 @@ class Attempt:
     @property
     def total_cost(self) -> float:
         return self.cost + self.judge_cost
+
+    @property
+    def tries(self) -> int:
+        """Provider calls this attempt made: its failed tries, plus the one that answered."""
+        return len(self.fallbacks) + (0 if self.verdict == "error" else 1)
 
 
 @dataclass(slots=True)
@@ -71,6 +77,11 @@ class NodeResult:
     @property
     def ok(self) -> bool:
         return self.status in ("succeeded", "unverified", "cached")
+
+    @property
+    def tries(self) -> int:
+        """Provider calls made for the node: every retry and fallback counts."""
+        return sum(a.tries for a in self.attempts)
 
     @property
     def cost(self) -> float:

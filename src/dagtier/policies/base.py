@@ -111,9 +111,11 @@ class NodeContext:
                 tier,
                 exc.model,
                 exc.provider,
+                cost=exc.cost,  # failed tries that were billed anyway
                 latency_s=time.perf_counter() - t0,
                 verdict="error",
                 reason=redact_text(str(exc)),
+                fallbacks=[redact_text(f"{type(e).__name__}: {e}") for e in exc.failures],
                 purpose=purpose,
             )
             self._record(att)

@@ -249,7 +249,7 @@ def finished_completion(
             retryable=False,
         )
     if not text.strip():
-        raise ProviderResponseError(
+        empty = ProviderResponseError(
             f"empty completion (finish reason {finish})",
             provider=provider,
             model=model.model,
@@ -257,6 +257,8 @@ def finished_completion(
             request_id=request_id,
             retryable=not out_of_tokens,
         )
+        empty.usage = usage  # billed all the same: the budget charges what it says
+        raise empty
     return Completion(
         text=text,
         model=str(served_model or model.model),

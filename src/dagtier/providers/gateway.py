@@ -32,8 +32,10 @@ from typing import Any, Protocol, runtime_checkable
 import anyio
 
 from .._exceptions import (
+    ContextTooLong,
     ModelUnavailable,
     ProviderError,
+    ProviderResponseError,
     ProviderStatusError,
     ProviderTimeout,
 )
@@ -61,17 +63,21 @@ class CallResult:
     completion: Completion
     model: ModelEntry
     cost: float
+    """What the call was billed: the answer, plus failed tries that were billed (a 200
+    with an unusable body, by its usage)."""
     errors: list[ProviderError] = field(default_factory=list)
     """Failed tries before the one that served (retries and fallbacks), oldest first."""
     skipped: list[str] = field(default_factory=list)
     """Catalog names of models skipped because their circuit was open."""
     local_fallback: bool = False
     """The tier had no usable model of its own and the embedded local model served."""
+    tries: int = 1
+    """Provider calls made (retries and fallbacks), the successful one included."""
 
     @property
     def attempts(self) -> int:
-        """Provider calls made, the successful one included."""
-        return len(self.errors) + 1
+        """Provider calls made, the successful one included (same as ``tries``)."""
+        return self.tries
 
     @property
     def fell_back(self) -> bool:
@@ -222,101 +228,228 @@ class Gateway:
                 "local model",
                 model=models[0].name if models else "-",
             )
-        errors: list[ProviderError] = []
-        skipped: list[ModelEntry] = []
-        for entry in models:
-            br = self.breaker_for(entry)
-            if not br.allow(self.clock.monotonic()):
-                skipped.append(entry)
-                _log(context, tier).info("skipping a model: circuit open", model=entry.name)
-                continue
-            served = await self._try_model(
-                entry, tier, request, context, errors, br, probe=br.state != "closed"
-            )
-            if served is not None:
-                return self._result(served, entry, errors, skipped, local)
-        for entry in skipped:
-            # Every other model failed too: an open circuit must not make the tier unusable.
+        state = _CallState(request, context, tier)
+        if models:
+            self._check_fits(models, state)
+        # Each model gets up to max_attempts tries. A model whose circuit is open (or opens
+        # under us) keeps its unused tries: when no model answered, the call waits for the
+        # earliest half-open probe, within the node's timeout, rather than failing while a
+        # usable model is merely cooling down.
+        tries_left = {
+            e.name: 0 if e.name in state.too_small else self.retry.max_attempts for e in models
+        }
+        waited = 0.0
+        wait_limit = self._wait_limit(request)
+        while True:
+            for entry in models:
+                if tries_left.get(entry.name, 0) <= 0:
+                    continue
+                br = self.breaker_for(entry)
+                if not br.allow(self.clock.monotonic()):
+                    if entry.name not in state.skipped:
+                        state.skipped.append(entry.name)
+                        _log(context, tier).info(
+                            "skipping a model: its circuit is open", model=entry.name
+                        )
+                    continue
+                served = await self._try_model(entry, state, br, tries_left)
+                if served is not None:
+                    return self._result(served, entry, state, local)
+            wake = self._next_reopening(models, tries_left, state)
+            if wake is None:
+                break
+            delay = max(0.0, wake - self.clock.monotonic())
+            if waited + delay > wait_limit:
+                _log(context, tier).info(
+                    "giving up: the next model's circuit half-opens after the node's timeout",
+                    wait_s=round(delay, 3),
+                    waited_s=round(waited, 3),
+                )
+                break
             _log(context, tier).info(
-                "calling a model although its circuit is open: no other model answered",
-                model=entry.name,
+                "every usable model's circuit is open: waiting for the next half-open probe",
+                sleep_s=round(delay, 3),
             )
-            served = await self._try_model(entry, tier, request, context, errors, None, probe=False)
-            if served is not None:
-                return self._result(served, entry, errors, skipped, local)
+            await self.clock.sleep(delay)
+            waited += delay
+        errors = state.errors
         last = errors[-1] if errors else None
         if last is None:
             why = "no usable model (no API key set and no local model)"
+        elif state.calls == 0 and isinstance(last, ContextTooLong):
+            why = f"no call made: {last}"
         else:
             why = f"{len(errors)} failed tries over {len(models)} model(s); last: {last}"
-        raise ModelUnavailable(
+        exc = ModelUnavailable(
             f"no model of tier {tier} answered: {why}",
             provider=last.provider if last else "-",
             model=last.model if last else "-",
-        ) from last
+        )
+        exc.cost, exc.failures = state.failed_cost, tuple(errors)
+        raise exc from last
+
+    def _wait_limit(self, request: CompletionRequest) -> float:
+        """How long a call may wait for a circuit to half-open: the node's timeout, else the
+        longest Retry-After the retry policy accepts."""
+        for limit in (request.timeout_s, self.retry.attempt_timeout_s):
+            if limit is not None:
+                return limit
+        return self.retry.max_retry_after_s
+
+    def _next_reopening(
+        self, models: list[ModelEntry], tries_left: dict[str, int], state: _CallState
+    ) -> float | None:
+        """When the earliest model that still has tries but is shut by its circuit (or
+        asked us to wait, Retry-After) may be called again; None when there is none."""
+        now = self.clock.monotonic()
+        wake: float | None = None
+        for entry in models:
+            if tries_left.get(entry.name, 0) <= 0:
+                continue
+            br = self.breaker_for(entry)
+            if br.state == "open":
+                at = br.reopens_at()
+            elif br.state == "half_open":
+                at = now + _PROBE_POLL_S  # another call is probing: look again shortly
+            else:
+                continue
+            at = max(at, state.not_before.get(entry.name, 0.0))
+            wake = at if wake is None else min(wake, at)
+        return wake
+
+    def _check_fits(self, models: list[ModelEntry], state: _CallState) -> None:
+        """Models whose context window the prompt cannot fit are never called: the call
+        could only fail, after uploading the whole prompt (and, for a huge input, after
+        minutes and gigabytes)."""
+        est_in, _ = estimate_tokens(state.request.prompt_chars, state.request.max_tokens)
+        for entry in models:
+            if est_in > entry.context_window:
+                state.too_small.add(entry.name)
+                state.errors.append(
+                    ContextTooLong(
+                        f"the prompt is about {est_in:,} tokens "
+                        f"({state.request.prompt_chars:,} characters / 4), more than the "
+                        f"model's context window of {entry.context_window:,} tokens; "
+                        "shorten the input or give this node a tier whose model has a larger "
+                        "context window",
+                        provider=entry.provider,
+                        model=entry.model,
+                        retryable=False,
+                    )
+                )
 
     def _result(
         self,
         served: tuple[Completion, float],
         entry: ModelEntry,
-        errors: list[ProviderError],
-        skipped: list[ModelEntry],
+        state: _CallState,
         local: bool,
     ) -> CallResult:
         completion, cost = served
         return CallResult(
             completion,
             entry,
-            cost,
-            errors,
-            skipped=[e.name for e in skipped] if skipped else [],
+            cost + state.failed_cost,
+            state.errors,
+            skipped=state.skipped,
             local_fallback=local,
+            tries=state.calls,
         )
 
     async def _try_model(
         self,
         entry: ModelEntry,
-        tier: Tier,
-        request: CompletionRequest,
-        context: CallContext,
-        errors: list[ProviderError],
-        breaker: CircuitBreaker | None,
-        *,
-        probe: bool,
+        state: _CallState,
+        breaker: CircuitBreaker,
+        tries_left: dict[str, int],
     ) -> tuple[Completion, float] | None:
-        """Up to ``max_attempts`` tries of one model; None when it did not answer."""
+        """Tries of one model while it has tries left and its circuit lets calls through;
+        None when it did not answer."""
+        context, tier = state.context, state.tier
+        probe = breaker.state != "closed"
         outcome_recorded = False
         try:
-            for attempt in range(1, self.retry.max_attempts + 1):
+            while tries_left[entry.name] > 0:
+                tries_left[entry.name] -= 1
+                state.calls += 1
+                n = state.calls
                 try:
-                    served = await self._attempt(entry, request, context)
+                    served = await self._attempt(entry, state.request, context)
                 except ProviderError as exc:
-                    errors.append(exc)
-                    if breaker is not None:
-                        breaker.record(not counts_as_failure(exc), self.clock.monotonic())
-                        outcome_recorded = True
-                    _log(context, tier).info(
-                        "provider call failed",
-                        model=entry.name,
-                        try_=attempt,
-                        error=str(exc),
-                        retryable=exc.retryable,
-                    )
-                    if not exc.retryable or attempt == self.retry.max_attempts:
-                        return None
-                    if self.retry.gives_up_on(exc):
-                        return None  # the server asks for a longer wait than we accept
-                    if probe or (breaker is not None and breaker.state == "open"):
-                        return None  # a failed probe, or the circuit opened: fall back now
-                    await self.clock.sleep(self.retry.delay(attempt, exc, self._rng))
-                    continue
-                if breaker is not None:
-                    breaker.record(True, self.clock.monotonic())
+                    state.errors.append(exc)
+                    state.failed_cost += exc.cost
+                    before = breaker.state
+                    breaker.record(not counts_as_failure(exc), self.clock.monotonic())
                     outcome_recorded = True
+                    log = _log(context, tier)
+                    if breaker.state != before:
+                        log.info(
+                            f"circuit {breaker.state.replace('_', '-')}",
+                            model=entry.name,
+                            was=before.replace("_", "-"),
+                        )
+                    if not exc.retryable:
+                        tries_left[entry.name] = 0
+                        log.info(
+                            "try failed, not retryable: falling back",
+                            model=entry.name,
+                            try_=n,
+                            error=str(exc),
+                        )
+                        return None
+                    if exc.retry_after is not None:
+                        state.not_before[entry.name] = self.clock.monotonic() + exc.retry_after
+                    if self.retry.gives_up_on(exc):
+                        # the server asks for a longer wait than we accept
+                        tries_left[entry.name] = 0
+                        log.info(
+                            "try failed, Retry-After too long: falling back",
+                            model=entry.name,
+                            try_=n,
+                            error=str(exc),
+                            retry_after_s=exc.retry_after,
+                        )
+                        return None
+                    if tries_left[entry.name] <= 0 or probe or breaker.state != "closed":
+                        # out of tries, a failed probe, or the circuit opened: next model
+                        log.info(
+                            "try failed: falling back",
+                            model=entry.name,
+                            try_=n,
+                            error=str(exc),
+                            tries_left=tries_left[entry.name],
+                            circuit=breaker.state.replace("_", "-"),
+                        )
+                        return None
+                    used = self.retry.max_attempts - tries_left[entry.name]
+                    delay = self.retry.delay(used, exc, self._rng)
+                    log.info(
+                        "try failed: retrying",
+                        model=entry.name,
+                        try_=n,
+                        error=str(exc),
+                        sleep_s=round(delay, 3),
+                    )
+                    await self.clock.sleep(delay)
+                    if breaker.state != "closed":
+                        # it opened while we slept (other nodes' failures): do not call it
+                        log.info(
+                            "not retrying: the model's circuit opened meanwhile",
+                            model=entry.name,
+                        )
+                        return None
+                    continue
+                before = breaker.state
+                breaker.record(True, self.clock.monotonic())
+                outcome_recorded = True
+                if breaker.state != before:
+                    _log(context, tier).info(
+                        f"circuit {breaker.state}", model=entry.name, was=before.replace("_", "-")
+                    )
                 return served
             return None
         finally:
-            if breaker is not None and probe and not outcome_recorded:
+            if probe and not outcome_recorded:
                 breaker.release_probe()
 
     async def _attempt(
@@ -360,6 +493,12 @@ class Gateway:
                 except ProviderStatusError:
                     settle_with, actual_tokens = 0.0, 0  # refused: not billed
                     raise
+                except ProviderResponseError as exc:
+                    if exc.usage is not None:
+                        # a 200 that was unusable (empty): billed as its usage says
+                        exc.cost = settle_with = entry.cost(exc.usage)
+                        actual_tokens = exc.usage.total
+                    raise
                 # A cost the provider reports itself (replay) beats the token prices.
                 cost = completion.cost_usd
                 if cost is None:
@@ -371,6 +510,27 @@ class Gateway:
                 if budget is not None:
                     with anyio.CancelScope(shield=True):
                         await _maybe_await(budget.settle(token, settle_with))
+
+
+_PROBE_POLL_S = 0.25
+"""How often a call waiting on another call's half-open probe looks at the circuit again."""
+
+
+@dataclass(slots=True)
+class _CallState:
+    """One Gateway.call's bookkeeping across its models and tries."""
+
+    request: CompletionRequest
+    context: CallContext
+    tier: Tier
+    errors: list[ProviderError] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    too_small: set[str] = field(default_factory=set)
+    not_before: dict[str, float] = field(default_factory=dict)
+    """Per model: the earliest time its last Retry-After allows another call."""
+    calls: int = 0
+    failed_cost: float = 0.0
+    """What failed tries were billed (unusable 200s, by their usage)."""
 
 
 def _log(context: CallContext, tier: Tier) -> Any:

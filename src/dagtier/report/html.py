@@ -171,7 +171,7 @@ def _nodes_table(report: RunReport) -> str:
             f"<tr><td>{escape(n.node_id)}{' ★' if n.critical else ''}</td>"
             f"<td>{escape(n.policy or '-')}</td><td>{escape(status)}</td>"
             f'<td class="n">{f"T{n.tier}" if n.tier else "-"}</td><td>{escape(n.model or "-")}</td>'
-            f'<td class="n">{len(n.attempts)}</td><td class="n">{n.escalations}</td>'
+            f'<td class="n">{sum(a.tries for a in n.attempts)}</td><td class="n">{n.escalations}</td>'
             f'<td class="n">{n.tokens:,}</td><td class="n">{n.cost:.6f}</td>'
             f'<td class="n">{n.latency_s:.2f}</td>'
             f"<td>{escape(redact_text(n.error or ''))}</td></tr>"

@@ -95,7 +95,7 @@ class ProgressState:
                 att = event.attempt
                 node.tier, node.model = att.tier, att.model
                 node.cost += att.total_cost
-                node.attempts += 1
+                node.attempts += att.tries
         elif isinstance(event, NodeStarted):
             node = self._node(event.node_id)
             node.phase, node.started_at = "running", event.at
@@ -132,7 +132,7 @@ class ProgressState:
         node.tier = r.tier if r.tier is not None else node.tier
         node.model = r.model or node.model
         node.cost = r.cost
-        node.attempts = len(r.attempts)
+        node.attempts = r.tries
         node.started_at = r.started_at if r.started_at is not None else node.started_at
         node.finished_at = r.finished_at or (self.clock() if node.started_at else None)
 

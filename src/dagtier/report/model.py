@@ -43,7 +43,9 @@ class AttemptRow:
     verdict: str
     reason: str
     fallbacks: int
-    """Provider errors survived (retries and same-tier fallbacks) before this answer."""
+    """Failed provider tries (retries and same-tier fallbacks) of this attempt."""
+    tries: int
+    """Provider calls this attempt made (its failed tries, plus the one that answered)."""
 
     @property
     def tokens(self) -> int:
@@ -187,6 +189,7 @@ def _attempt_row(a: Attempt) -> AttemptRow:
         a.verdict,
         a.reason,
         len(a.fallbacks),
+        a.tries,
     )
 
 

@@ -120,7 +120,7 @@ def print_table(report: RunReport, console: Console) -> None:
             status,
             f"T{n.tier}" if n.tier else "-",
             n.model or "-",
-            str(len(n.attempts)),
+            str(sum(a.tries for a in n.attempts)),
             str(n.escalations),
             f"{n.tokens:,}",
             f"{n.cost:.6f}",

@@ -91,7 +91,7 @@ def print_run_summary(result: RunResult, console: Console) -> None:
             r.status,
             str(r.tier or "-"),
             r.model or "-",
-            str(len(r.attempts)),
+            str(r.tries),
             str(r.usage.total),
             f"{r.cost:.6f}",
             f"{r.latency_s:.2f}",
