@@ -4,6 +4,8 @@ tests are about what is done with the attempts, not about how a model is called)
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from _catalog import make_catalog
@@ -35,15 +37,39 @@ outputs:
 """
 
 
+_TIERS = {1: ["cheap"], 2: ["mid"], 3: ["top"]}
+_MODELS = {
+    "cheap": {"model": "cheap-1", "price": {"input": 1.0, "output": 2.0}},
+    "mid": {"model": "mid-1", "price": {"input": 3.0, "output": 6.0}},
+    "top": {"model": "top-1", "price": {"input": 10.0, "output": 30.0}},
+}
+
+
 def catalog() -> Catalog:
-    return make_catalog(
-        {1: ["cheap"], 2: ["mid"], 3: ["top"]},
-        {
-            "cheap": {"model": "cheap-1", "price": {"input": 1.0, "output": 2.0}},
-            "mid": {"model": "mid-1", "price": {"input": 3.0, "output": 6.0}},
-            "top": {"model": "top-1", "price": {"input": 10.0, "output": 30.0}},
-        },
+    return make_catalog(_TIERS, _MODELS)
+
+
+CATALOG_YAML = (
+    "models:\n"
+    + "".join(
+        f"  {name}: {{provider: python, model: {m['model']}, price: {m['price']}}}\n".replace(
+            "'", ""
+        )
+        for name, m in _MODELS.items()
     )
+    + "tiers:\n"
+    + "".join(f"  {t}: [{names[0]}]\n" for t, names in _TIERS.items())
+)
+"""The same catalog as a ``--models`` file, for the command run in a subprocess."""
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment for ``python -m dagtier`` in a subprocess: this checkout's package,
+    no API keys, no colour."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_TOKEN"))}
+    return env | {"PYTHONPATH": str(SRC), "NO_COLOR": "1"}
 
 
 def workflow(text: str = WORKFLOW) -> Any:

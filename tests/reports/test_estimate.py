@@ -13,7 +13,7 @@ from dagtier.cli import app
 from dagtier.report.estimate import SCENARIOS, estimate_workflow
 from dagtier.store import TierStats
 
-from ._helpers import catalog, workflow
+from ._helpers import CATALOG_YAML, WORKFLOW, catalog, subprocess_env, workflow
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,3 +72,30 @@ def test_estimate_command_on_refactor_workflow() -> None:
     assert res.exit_code == 0, res.output
     for row in ("all-top-tier", "all-mid-tier", "static-tiers", "cascading", "adaptive"):
         assert row in res.output
+
+
+def test_the_summary_has_every_scenario_and_piped_numbers_are_whole(tmp_path: Path) -> None:
+    """Piped (even with COLUMNS=80 exported), `dagtier estimate` prints every scenario's total
+    in the summary, all-cheap-tier and as-configured included, each number whole."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "review.yaml"
+    path.write_text(WORKFLOW, encoding="utf-8")
+    est = estimate_workflow(workflow(), catalog())
+    models = tmp_path / "models.yaml"
+    models.write_text(CATALOG_YAML, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "dagtier", "estimate", str(path), "--models", str(models)],
+        capture_output=True,
+        text=True,
+        env={**subprocess_env(), "COLUMNS": "80"},
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "…" not in proc.stdout
+    summary = proc.stdout[proc.stdout.index("per scenario") :]
+    for scenario in SCENARIOS:
+        row = next(line for line in summary.splitlines() if line.startswith(f"│ {scenario} "))
+        assert f"{est.total(scenario):.6f}" in row

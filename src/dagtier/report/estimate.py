@@ -253,6 +253,8 @@ def estimate_workflow(
 def print_estimate(est: Estimate, console: Any) -> None:
     from rich.table import Table
 
+    from .tables import print_uncut
+
     table = Table(
         title=f"estimated cost of one run of '{est.workflow}' (USD)", title_justify="left"
     )
@@ -273,16 +275,16 @@ def print_estimate(est: Estimate, console: Any) -> None:
         )
     table.add_section()
     table.add_row("total", "", "", *(f"{est.total(s):.6f}" for s in SCENARIOS), "")
-    console.print(table)
+    print_uncut(table, console)
 
     summary = Table(title="per scenario", title_justify="left")
     for col in ("scenario", "cost $", "vs all-top-tier"):
         summary.add_column(col, justify="left" if col == "scenario" else "right")
     top = est.total("all-top-tier")
-    for s in ("all-top-tier", "all-mid-tier", "static-tiers", "cascading", "adaptive"):
+    for s in SCENARIOS:
         total = est.total(s)
         rel = f"{100 * (total - top) / top:+.1f}%" if top else "-"
         summary.add_row(s, f"{total:.6f}", rel)
-    console.print(summary)
+    print_uncut(summary, console)
     for a in est.assumptions:
         console.print(f"assumption: {a}", markup=False)
