@@ -129,6 +129,7 @@ def print_runs(
             col,
             justify="right" if col in ("cost $", "nodes ok/total") else "left",
             no_wrap=col in ("run id", "cost $"),  # copied into --resume and spreadsheets
+            overflow="fold",  # a narrow column wraps its text rather than cutting it
         )
     for r, counts in runs:
         ok = sum(n for s, n in counts.items() if s in _OK_STATUSES)
