@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import DagtierUsageError, RunError
+from ._exceptions import DagtierUsageError, RunError, RunNotFound
 from .fingerprint import stale_nodes
 from .results import NodeResult
 from .store import CachedAnswer, RunRecord, RunStore
@@ -31,13 +31,14 @@ async def load_for_resume(
 
     Raises:
         DagtierUsageError: no run store to resume from.
-        RunError: no such run, another workflow, or the run is still running elsewhere.
+        RunNotFound: the store holds no such run.
+        RunError: another workflow, or the run is still running elsewhere.
     """
     if store is None:
         raise DagtierUsageError("run(..., resume=...) needs a store that keeps runs")
     loaded = await store.load_run(run_id)
     if loaded is None:
-        raise RunError(
+        raise RunNotFound(
             f"no run '{run_id}' in the store\nhint: `dagtier runs` lists the runs it holds "
             "(and pass the same --store as the first run)",
             run_id=run_id,

@@ -20,6 +20,7 @@
         ProviderResponseError      a 200 whose body is unusable (malformed, empty)
         ModelUnavailable           no model of a tier could be called (after fallback)
       RunError         a run stopped: node failed, budget exhausted, interrupted
+        RunNotFound                ``resume=`` names a run the store does not hold
         BudgetExhausted            the run's budget cannot cover the next call
           NodeBudgetExceeded       a node's own cap cannot (the node fails, the run goes on)
         StepError                  a code node, a command or a tool loop failed (the node fails)
@@ -143,6 +144,11 @@ class ProviderError(DagtierError):
         text = f"{provider}/{model}: {message}"
         super().__init__(f"{text} ({', '.join(details)})" if details else text)
 
+    @property
+    def failure_code(self) -> str:
+        """The code of what went wrong underneath (for exit codes and reports)."""
+        return self.code
+
 
 class ProviderConnectionError(ProviderError):
     code = "provider-connection"
@@ -203,6 +209,12 @@ class ModelUnavailable(ProviderError):
 
     code = "model-unavailable"
 
+    @property
+    def failure_code(self) -> str:
+        # the last model's own error says what to fix (a refused key, a rate limit)
+        cause = self.__cause__
+        return cause.failure_code if isinstance(cause, ProviderError) else self.code
+
 
 class RunError(DagtierError):
     code = "run-failed"
@@ -213,6 +225,12 @@ class RunError(DagtierError):
         self.run_id = run_id
         self.node_id = node_id
         super().__init__(message)
+
+
+class RunNotFound(RunError):
+    """``resume=RUN_ID`` names a run the store does not hold (a usage error: exit 2)."""
+
+    code = "run-not-found"
 
 
 class BudgetExhausted(RunError):

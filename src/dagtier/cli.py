@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
 from . import _exit
-from ._exceptions import CatalogError, DagtierError, ProviderError, SpecError, StoreError
+from ._exceptions import (
+    AuthError,
+    CatalogError,
+    DagtierError,
+    ProviderError,
+    RunNotFound,
+    SpecError,
+    StoreError,
+)
 
 app = typer.Typer(
     name="dagtier",
@@ -52,6 +61,12 @@ def _err(text: str) -> None:
     typer.echo(redact_text(text), err=True)
 
 
+def _usage(message: str) -> NoReturn:
+    """A mistake on the command line: the diagnostic, then exit 2."""
+    _err(f"error[usage]: {message}")
+    raise typer.Exit(_exit.USAGE)
+
+
 def guarded(fn: Callable[[], T], *, debug: bool = False) -> T:
     """Turn each dagtier error family into a diagnostic on stderr and an exit code."""
     try:
@@ -61,6 +76,9 @@ def guarded(fn: Callable[[], T], *, debug: bool = False) -> T:
         raise typer.Exit(_exit.USAGE) from None
     except CatalogError as exc:
         _err(f"error[{exc.code}]: {exc}" + (f"\nhint: {exc.hint}" if exc.hint else ""))
+        raise typer.Exit(_exit.USAGE) from None
+    except RunNotFound as exc:
+        _err(f"error[{exc.code}]: {exc}")
         raise typer.Exit(_exit.USAGE) from None
     except StoreError as exc:
         _err(f"error[{exc.code}]: {exc}")
@@ -169,8 +187,7 @@ def graph(
     from .spec import load_workflow
 
     if format not in ("mermaid", "dot"):
-        _err(f"error[usage]: --format must be mermaid or dot, got '{format}'")
-        raise typer.Exit(_exit.USAGE)
+        _usage(f"--format must be mermaid or dot, got '{format}'")
     wf = guarded(lambda: load_workflow(workflow))
     typer.echo(to_mermaid(wf) if format == "mermaid" else to_dot(wf), nl=False)
 
@@ -273,6 +290,10 @@ def run(
     from .catalog import load_catalog
     from .spec import load_workflow
 
+    if budget is not None and not (math.isfinite(budget) and budget > 0):
+        # checked before anything is recorded: -1 would otherwise store a junk
+        # budget_exhausted run
+        _usage(f"--budget must be more than 0 USD, got {budget:g}\nhint: --budget 0.50")
     log_file = _setup_logging(verbose=verbose, log_json=log_json)
     wf = guarded(lambda: load_workflow(workflow))
     from ._durable import parse_duration
@@ -337,7 +358,31 @@ def run(
     else:
         print_run_summary(result, console)
     if not result.ok:
-        raise typer.Exit(_exit.RUN_FAILED)
+        raise typer.Exit(_failed_run_exit(result, cat, workflow))
+
+
+def _failed_run_exit(result: Any, cat: Any, workflow: Path) -> int:
+    """1 for a failed run, but 3 when a provider refused a key: rerunning will not help,
+    fixing the key will (the README's exit codes)."""
+    refused = [r for r in result.nodes.values() if r.error_code == AuthError.code]
+    if not refused:
+        return _exit.RUN_FAILED
+    served = {(a.provider, a.model) for r in refused for a in r.attempts}
+    keys = sorted(
+        {
+            f"${m.api_key_env}"
+            for m in cat.models.values()
+            if (m.provider, m.model) in served and m.api_key_env
+        }
+    )
+    _err(
+        f"error[{AuthError.code}]: the provider refused the API key (node "
+        f"{', '.join(repr(r.node_id) for r in refused)})\n"
+        "note: your workflow is fine; the key is not.\n"
+        f"hint: check {' and '.join(keys) if keys else 'the API key'}, then resume: "
+        f"dagtier run {workflow} --resume {result.run_id}"
+    )
+    return _exit.CONFIG
 
 
 def _may_use_tier(wf: Any, nid: str, tier: int) -> bool:
@@ -353,8 +398,7 @@ def _setup_logging(*, verbose: bool, log_json: Path | None) -> Any:
         try:
             log_file = open(log_json, "a", encoding="utf-8")  # noqa: SIM115 (closed by run)
         except OSError as exc:
-            _err(f"error[usage]: cannot write the log file {log_json}: {exc.strerror}")
-            raise typer.Exit(_exit.USAGE) from None
+            _usage(f"cannot write the log file {log_json}: {exc.strerror}")
     configure_logging(level=logging.INFO if verbose else logging.WARNING, json_file=log_file)
     return log_file
 
@@ -508,7 +552,10 @@ def _write(text: str, output: Path | None) -> None:
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            _usage(f"cannot write {output}: {exc.strerror}\nhint: the directory must exist")
         _err(f"wrote {output}")
 
 
@@ -566,15 +613,13 @@ def report(
     from .report.render import FORMATS
 
     if format not in FORMATS:
-        _err(f"error[usage]: --format must be one of {', '.join(FORMATS)}, got '{format}'")
-        raise typer.Exit(_exit.USAGE)
+        _usage(f"--format must be one of {', '.join(FORMATS)}, got '{format}'")
     chosen = sum(x for x in (run_id is not None, last, compare is not None))
     if chosen != 1:
-        _err(
-            "error[usage]: name exactly one run: RUN_ID, --last, or --compare RUN_A RUN_B\n"
+        _usage(
+            "name exactly one run: RUN_ID, --last, or --compare RUN_A RUN_B\n"
             "hint: dagtier report --last"
         )
-        raise typer.Exit(_exit.USAGE)
     cat = guarded(lambda: load_catalog(models))
 
     async def load(s: Any, rid: str | None) -> Any:
@@ -617,8 +662,7 @@ def _render_report(result: Any, format: str, output: Path | None) -> None:
         elif format == "csv":
             _write(render_comparison_csv(result), output)
         elif format == "html":
-            _err("error[usage]: --compare renders as table, json or csv")
-            raise typer.Exit(_exit.USAGE)
+            _usage("--compare renders as table, json or csv")
         elif output is None:
             print_comparison(result, output_console())
         else:
@@ -694,12 +738,14 @@ def replay(
         ),
     ],
     policy: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--policy",
-            help="Comma-separated: static:N, cascade[:START], adaptive[:TARGET].",
+            help="Comma-separated: static:N, cascade[:START], adaptive[:TARGET] (default: "
+            "static on each tier of the ladder, cascade, adaptive).",
+            show_default=False,
         ),
-    ] = "static:1,static:2,static:3,cascade,adaptive",
+    ] = None,
     judge_far: Annotated[
         float, typer.Option("--judge-far", help="The judge's false-accept rate.")
     ] = 0.1,
@@ -736,8 +782,10 @@ def replay(
     from .replay._cli import run_replay
 
     if tiers.count(",") < 1:
-        _err("error[usage]: --tiers takes 2 or 3 comma-separated model names, cheapest first")
-        raise typer.Exit(_exit.USAGE)
+        _usage("--tiers takes 2 or 3 comma-separated model names, cheapest first")
+    if policy is None:  # the default follows the ladder: no static:3 on two tiers
+        rungs = range(1, tiers.count(",") + 2)
+        policy = ",".join([*(f"static:{t}" for t in rungs), "cascade", "adaptive"])
     guarded(
         lambda: run_replay(
             file,
@@ -767,8 +815,7 @@ def export_outcomes(
     from .replay._cli import run_export
 
     if not plain and sys.stdout.isatty():
-        _err("error[usage]: refusing to write gzip to a terminal; redirect: > outcomes.csv.gz")
-        raise typer.Exit(_exit.USAGE)
+        _usage("refusing to write gzip to a terminal; redirect: > outcomes.csv.gz")
     n = guarded(lambda: run_export(store, sys.stdout.buffer, compress=not plain))
     sys.stdout.flush()
     _err(f"exported {n} outcome rows")

@@ -317,6 +317,7 @@ class _Run:
                 finished_at=time.time(),
                 task_key=key,
                 decision=ctx.decision,
+                error_code=exc.cause.failure_code,
             )
         except BudgetExhausted as exc:
             if self.budget is not None and exc is self.budget.exhausted:

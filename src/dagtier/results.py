@@ -73,6 +73,9 @@ class NodeResult:
     decision: str | None = None
     """The policy's reason for the tier it chose (adaptive), for logs and reports."""
     cache_hit: bool = False
+    error_code: str | None = None
+    """For a node that failed because no model answered, the code of the provider's error
+    underneath (``provider-auth`` for a refused key, ``provider-rate-limited``...)."""
 
     @property
     def ok(self) -> bool:
