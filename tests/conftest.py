@@ -14,3 +14,12 @@ settings.load_profile("dagtier")
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _own_default_store(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command run without --store writes to the test's own file, never to the user data
+    directory's store (whose schema another checkout of dagtier may have moved on)."""
+    monkeypatch.setenv("DAGTIER_STORE", str(tmp_path_factory.mktemp("store") / "dagtier.db"))
