@@ -132,18 +132,11 @@ def critical_path(
     return path[::-1], finish[end]
 
 
-def _label(workflow: Workflow, node_id: str) -> str:
-    kind = workflow.nodes[node_id].kind
-    if kind in ("run", "command"):
-        return kind  # code: no model, no policy
-    return workflow.node_policy(node_id).label
-
-
 def to_mermaid(workflow: Workflow) -> str:
     g = build_graph(workflow)
     lines = ["flowchart TD"]
     for n in topological_order(g):
-        lines.append(f'    {n}["{n}<br/><small>{_label(workflow, n)}</small>"]')
+        lines.append(f'    {n}["{n}<br/><small>{workflow.node_label(n)}</small>"]')
     for u, v in sorted(g.edges):
         lines.append(f"    {u} --> {v}")
     return "\n".join(lines) + "\n"
@@ -157,7 +150,7 @@ def to_dot(workflow: Workflow) -> str:
         "    node [shape=box, style=rounded];",
     ]
     for n in topological_order(g):
-        lines.append(f'    {n} [label="{n}\\n{_label(workflow, n)}"];')
+        lines.append(f'    {n} [label="{n}\\n{workflow.node_label(n)}"];')
     for u, v in sorted(g.edges):
         lines.append(f"    {u} -> {v};")
     lines.append("}")

@@ -57,13 +57,13 @@ class _Settings:
 
 def _settings_by_key(workflow: Workflow) -> dict[str, _Settings]:
     out: dict[str, _Settings] = {}
-    for nid, node in workflow.nodes.items():
-        key = node.task or f"{workflow.name}/{nid}"
-        p = workflow.node_policy(nid)
-        if p.kind == "adaptive":
+    for nid in workflow.nodes:
+        key = workflow.task_key(nid)
+        own = workflow.node_policy(nid)
+        p = own.as_adaptive()
+        # an adaptive node's own settings win over the defaults another node of the task has
+        if p is own or key not in out:
             out[key] = _Settings(p.target, p.min_tier, p.max_tier)
-        else:
-            out.setdefault(key, _Settings())
     return out
 
 

@@ -7,12 +7,10 @@ each tier's chance of passing the node's checks. Where a StatsStore has evidence
 node's task key, its recorded mean cost per call and its pass rate replace the token
 arithmetic and the assumed pass rates.
 
-Scenarios: every node once on tier 1, 2 or 3; each node on its static tier; every node as
-a cascade; every node adaptive; and each node as configured. A cascade's expected cost is
-``sum_t c_t * P(all tiers before t failed)``; adaptive, with recorded evidence, starts at
-the first tier whose (monotone) pass rate reaches its target and cascades from there;
-without evidence it cascades from its lowest tier (that is how it gathers evidence); both
-add the canary's share of a top-tier call.
+Scenarios: every node once on tier 1, 2 or 3; each node on its static tier (its policy's
+top tier); every node as a cascade; every node adaptive; and each node as configured. What
+a cascade or an adaptive node is expected to cost is the policies' own forecast
+(:mod:`dagtier.policies.forecast`); nothing here re-models them.
 """
 
 from __future__ import annotations
@@ -22,10 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .model import static_tier_of, tier_reference
+from .._types import TIERS
+from .model import tier_reference
 
 if TYPE_CHECKING:
     from ..catalog import Catalog
+    from ..plan import Plan
     from ..spec.models import Workflow
     from ..store import TierStats
 
@@ -96,43 +96,9 @@ def _pass_rate(stats: TierStats | None, prior: float) -> float:
     return (stats.successes + 1) / (stats.weight + 2)
 
 
-def _cascade(call: Mapping[int, float], p: Mapping[int, float], start: int, top: int) -> float:
-    cost, reach = 0.0, 1.0
-    for t in range(start, top + 1):
-        cost += reach * call[t]
-        reach *= 1.0 - p[t]
-    return cost
-
-
-def _adaptive(
-    call: Mapping[int, float],
-    p: Mapping[int, float],
-    lo: int,
-    hi: int,
-    target: float,
-    canary: float,
-    evidence: Mapping[int, int],
-) -> float:
-    # As the adaptive policy does: without evidence it gathers some by cascading from the
-    # bottom; with evidence it starts at the first tier whose (monotone: a higher tier is
-    # never assumed worse) pass rate reaches the target, else cascades from the bottom.
-    # The canary re-runs a share of calls on the top tier.
-    start = lo
-    if any(evidence.get(t, 0) for t in range(lo, hi + 1)):
-        best, mono = 0.0, {}
-        for t in range(lo, hi + 1):
-            best = max(best, p[t])
-            mono[t] = best
-        start = next((t for t in range(lo, hi + 1) if mono[t] >= target), lo)
-    cost = _cascade(call, p, start, hi)
-    if start < 3:
-        cost += canary * call[3]
-    return cost
-
-
 def estimate_workflow(
-    workflow: Workflow,
-    catalog: Catalog,
+    workflow: Workflow | Plan,
+    catalog: Catalog | None = None,
     *,
     inputs: Mapping[str, Any] | None = None,
     stats: Mapping[str, Mapping[int, TierStats]] | None = None,
@@ -140,68 +106,60 @@ def estimate_workflow(
     """Forecast ``workflow``'s cost per node and scenario.
 
     Args:
-        workflow: the workflow to price.
-        catalog: prices (each tier's first catalog model stands for the tier).
+        workflow: the workflow to price, or its compiled plan.
+        catalog: prices (each tier's first catalog model stands for the tier); default:
+            the plan's catalog.
         inputs: input values, when known, to size the prompts.
         stats: recorded evidence by task key and tier (from a StatsStore).
     """
-    from ..graph import build_graph, topological_order
-    from ..spec.templates import analyze
-    from ..telemetry.logs import policy_label
+    from ..catalog import Usage
+    from ..plan import Plan, compile_workflow
+    from ..policies.forecast import forecast
 
+    plan = workflow if isinstance(workflow, Plan) else compile_workflow(workflow, catalog)
+    wf, catalog = plan.workflow, catalog or plan.catalog
     inputs = dict(inputs or {})
     stats = stats or {}
-    ref = {t: tier_reference(catalog, t) for t in (1, 2, 3)}
+    ref = {t: tier_reference(catalog, t) for t in TIERS}
     missing = [t for t, m in ref.items() if m is None]
     out_tokens: dict[str, int] = {}
     nodes: list[NodeEstimate] = []
-    for nid in topological_order(build_graph(workflow)):
-        node = workflow.nodes[nid]
+    for nid in plan.order:
+        np = plan.nodes[nid]
+        node = wf.nodes[nid]
         if not node.uses_model:
             # code: free; what it outputs is sized like an input for the nodes reading it
             out_tokens[nid] = ASSUMED_INPUT_TOKENS
-            est = NodeEstimate(nid, policy_label(workflow, nid), 0, 0, {}, {}, {})
+            est = NodeEstimate(nid, wf.node_label(nid), 0, 0, {}, {}, {})
             est.costs.update(dict.fromkeys(SCENARIOS, 0.0))
             nodes.append(est)
             continue
-        names: set[str] = set()
-        input_names: set[str] = set()
-        for src in (node.prompt, node.system):
-            if src:
-                refs = analyze(src)
-                names |= refs.names
-                input_names |= refs.inputs
         tokens_in = _text_tokens(node.prompt) + _text_tokens(node.system)
-        for name in sorted(input_names):
+        for name in np.inputs_read or ():
             value = inputs.get(name)
             tokens_in += (
                 len(str(value)) // CHARS_PER_TOKEN + 1
                 if value is not None
                 else ASSUMED_INPUT_TOKENS
             )
-        tokens_in += sum(out_tokens.get(n, 0) for n in names - {"inputs"})
-        tokens_out = int(workflow.node_setting(nid, "max_tokens"))
+        tokens_in += sum(out_tokens.get(n, 0) for n in np.refs)
+        tokens_out = np.max_tokens
         out_tokens[nid] = tokens_out
-        key = node.task or f"{workflow.name}/{nid}"
-        recorded = stats.get(key, {})
-        checks = workflow.node_checks(nid)
-        has_checks = bool(checks) or node.output.format == "json"
-        judges = [c for c in checks if getattr(c, "type", None) == "judge"]
+        recorded = stats.get(np.task_key, {})
+        has_checks = bool(wf.node_checks(nid)) or node.output.format == "json"
         call: dict[int, float] = {}
         p: dict[int, float] = {}
         evidence: dict[int, int] = {}
-        for t in (1, 2, 3):
+        for t in TIERS:
             st = recorded.get(t)
             evidence[t] = st.observations if st is not None else 0
             if st is not None and st.observations:
                 call[t] = st.mean_cost
             else:
-                from ..catalog import Usage
-
                 m = ref[t]
                 cost = m.cost(Usage(tokens_in, tokens_out)) if m is not None else 0.0
-                for j in judges:
-                    jm = ref[int(j.tier)]
+                for j in np.checks.judges:
+                    jm = ref[j.tier]
                     if jm is not None:
                         cost += jm.cost(Usage(tokens_in + tokens_out, JUDGE_OUTPUT_TOKENS))
                 call[t] = cost
@@ -209,28 +167,14 @@ def estimate_workflow(
                     # a tool loop's turns each resend the conversation: priced as that many calls
                     call[t] *= min(ASSUMED_TOOL_TURNS, node.max_turns)
             p[t] = _pass_rate(st, PRIOR_PASS[t] if has_checks else 1.0)
-        est = NodeEstimate(
-            nid, policy_label(workflow, nid), tokens_in, tokens_out, call, p, evidence
-        )
-        policy = workflow.node_policy(nid)
+        policy = np.policy
+        est = NodeEstimate(nid, wf.node_label(nid), tokens_in, tokens_out, call, p, evidence)
         c = est.costs
         c["all-top-tier"], c["all-mid-tier"], c["all-cheap-tier"] = call[3], call[2], call[1]
-        c["static-tiers"] = call[static_tier_of(workflow, nid)]
-        if policy.kind == "cascade":
-            c["cascading"] = _cascade(call, p, policy.start, policy.max)
-        else:
-            c["cascading"] = _cascade(call, p, 1, 3)
-        if policy.kind == "adaptive":
-            c["adaptive"] = _adaptive(
-                call, p, policy.min_tier, policy.max_tier, policy.target, policy.canary, evidence
-            )
-        else:
-            c["adaptive"] = _adaptive(call, p, 1, 3, 0.9, 0.01, evidence)
-        c["as-configured"] = (
-            call[int(policy.tier)]
-            if policy.kind == "static"
-            else c["cascading" if policy.kind == "cascade" else "adaptive"]
-        )
+        c["static-tiers"] = call[policy.top_tier]
+        c["cascading"] = forecast(policy.as_cascade(), call, p, evidence)
+        c["adaptive"] = forecast(policy.as_adaptive(), call, p, evidence)
+        c["as-configured"] = forecast(policy, call, p, evidence)
         nodes.append(est)
     assumptions = [
         f"output tokens = max_tokens (an upper bound); {CHARS_PER_TOKEN} characters a token",
@@ -247,7 +191,7 @@ def estimate_workflow(
     ]
     if missing:
         assumptions.append(f"tiers without models cost 0: {missing}")
-    return Estimate(workflow.name, nodes, assumptions)
+    return Estimate(wf.name, nodes, assumptions)
 
 
 def print_estimate(est: Estimate, console: Any) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..telemetry.logs import count_escalations, policy_label
+from ..telemetry.logs import count_escalations
 
 if TYPE_CHECKING:
     from ..catalog import Catalog, ModelEntry
@@ -202,17 +202,6 @@ def final_answer(r: NodeResult) -> Attempt | None:
     return None
 
 
-def static_tier_of(workflow: Workflow, node_id: str) -> int:
-    """The tier a node would be pinned to without routing: a static node's own tier, the
-    top of a cascade's or adaptive policy's range (the tier that meets its checks)."""
-    p = workflow.node_policy(node_id)
-    if p.kind == "static":
-        return int(p.tier)
-    if p.kind == "cascade":
-        return int(p.max)
-    return int(p.max_tier)
-
-
 def tier_reference(catalog: Catalog, tier: int) -> ModelEntry | None:
     """The model whose prices stand for a tier in estimates: the tier's first catalog model."""
     models = catalog.tier_models(tier)  # type: ignore[arg-type]
@@ -250,7 +239,7 @@ def build_report(
         row = NodeRow(
             node_id=nid,
             status=r.status,
-            policy=policy_label(workflow, nid) if workflow and nid in workflow.nodes else None,
+            policy=workflow.node_label(nid) if workflow and nid in workflow.nodes else None,
             tier=r.tier,
             model=r.model,
             attempts=[_attempt_row(a) for a in r.attempts],
@@ -270,7 +259,7 @@ def build_report(
         if top is not None:
             row.top_tier_cost = (top.cost(final.usage) + final.judge_cost) if paid else 0.0  # type: ignore[union-attr]
         if workflow is not None and nid in workflow.nodes:
-            row.static_tier = static_tier_of(workflow, nid)
+            row.static_tier = int(workflow.node_policy(nid).top_tier)
             ref = tier_reference(catalog, row.static_tier)
             if paid and ref is not None:
                 row.static_cost = ref.cost(final.usage) + final.judge_cost  # type: ignore[union-attr]

@@ -275,6 +275,15 @@ class _PolicyModel(_Model):
         """The policy in a few characters (``dagtier graph``, reports, logs)."""
         raise NotImplementedError
 
+    def as_cascade(self) -> CascadePolicy:
+        """The cascade this node would run as: its own, else the default one (tiers 1-3)."""
+        return CascadePolicy(kind="cascade")
+
+    def as_adaptive(self) -> AdaptivePolicy:
+        """The adaptive policy this node would run as: its own, else the default one (tiers
+        1-3, target 0.9, 1% canary)."""
+        return AdaptivePolicy(kind="adaptive")
+
 
 class StaticPolicy(_PolicyModel):
     """Always run on ``tier``."""
@@ -330,6 +339,9 @@ class CascadePolicy(_PolicyModel):
     def label(self) -> str:
         return f"cascade T{self.start}→T{self.max}"
 
+    def as_cascade(self) -> CascadePolicy:
+        return self
+
 
 class AdaptivePolicy(_PolicyModel):
     """Learn per task which is the cheapest tier that meets ``target`` success."""
@@ -369,6 +381,9 @@ class AdaptivePolicy(_PolicyModel):
     @property
     def label(self) -> str:
         return f"adaptive T{self.min_tier}–T{self.max_tier} ≥{self.target:g}"
+
+    def as_adaptive(self) -> AdaptivePolicy:
+        return self
 
 
 Policy = Annotated[StaticPolicy | CascadePolicy | AdaptivePolicy, Field(discriminator="kind")]
@@ -591,6 +606,15 @@ class Workflow(_Model):
         if node.checks is not None:
             return list(node.checks)
         return list(self.defaults.checks or [])
+
+    def node_label(self, node_id: str) -> str:
+        """A node in a few characters: its policy's label (``cascade T1→T3``), or its kind
+        for code (``run``, ``command``: no model, no policy). ``dagtier graph``, reports
+        and logs show it."""
+        kind = self.nodes[node_id].kind
+        if kind in ("run", "command"):
+            return kind
+        return self.node_policy(node_id).label
 
     def task_key(self, node_id: str) -> str:
         """The key a node's learning is filed under: its ``task:`` label, else

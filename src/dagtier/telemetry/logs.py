@@ -100,13 +100,13 @@ class LogSubscriber:
         wf = self._workflow
         if wf is None or node_id not in wf.nodes:
             return None
-        return wf.nodes[node_id].task or f"{wf.name}/{node_id}"
+        return wf.task_key(node_id)
 
     def _policy(self, node_id: str) -> str | None:
         wf = self._workflow
         if wf is None or node_id not in wf.nodes:
             return None
-        return policy_label(wf, node_id)
+        return wf.node_label(node_id)
 
     def _attempt(self, event: AttemptFinished) -> None:
         att = event.attempt
@@ -177,11 +177,3 @@ def count_escalations(attempts: list[Attempt]) -> int:
         if prev.verdict == "fail" and cur.tier > prev.tier:
             n += 1
     return n
-
-
-def policy_label(workflow: Workflow, node_id: str) -> str:
-    """A node's policy in a few characters: ``static T2``, ``cascade T1→T3``, ... (the
-    same label ``dagtier graph`` draws)."""
-    from ..graph import _label
-
-    return _label(workflow, node_id)
