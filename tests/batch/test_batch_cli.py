@@ -167,8 +167,12 @@ def test_a_malformed_line_is_named_and_nothing_runs(tmp_path: Path) -> None:
     assert "Traceback" not in res.output
 
 
-def test_an_unknown_items_format_is_a_usage_error(tmp_path: Path) -> None:
+def test_an_unknown_items_format_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An items file that is neither .jsonl nor .csv is refused with a hint."""
+    # never the user's default store: another dagtier may have written a newer schema there
+    monkeypatch.setenv("DAGTIER_STORE", str(tmp_path / "runs.db"))
     wf = tmp_path / "wf.yaml"
     wf.write_text(WF)
     items = tmp_path / "items.txt"
