@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .plan import Plan
-    from .results import Attempt, NodeResult, RunResult
+    from .results import Attempt, NodeResult, RunResult, Turn
     from .spec.models import Workflow
 
 
@@ -44,6 +44,18 @@ class AttemptFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolTurn:
+    """A tool loop's model call finished and the tools it asked for ran."""
+
+    run_id: str
+    node_id: str
+    tier: int
+    index: int
+    """The turn's position in the node's loop (0 first; a continued loop counts on)."""
+    turn: Turn
+
+
+@dataclass(frozen=True, slots=True)
 class NodeFinished:
     run_id: str
     result: NodeResult
@@ -64,7 +76,15 @@ class RunFinished:
     result: RunResult
 
 
-Event = RunStarted | NodeStarted | AttemptFinished | NodeFinished | PolicyDecision | RunFinished
+Event = (
+    RunStarted
+    | NodeStarted
+    | AttemptFinished
+    | ToolTurn
+    | NodeFinished
+    | PolicyDecision
+    | RunFinished
+)
 Subscriber = Callable[[Event], None]
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 
 from . import _durable
+from ._callables import CallableError
 from ._exceptions import BudgetExhausted, DagtierUsageError, SpecError, SpecIssue, StepError
 from ._logging import get_logger, redact_text
 from ._types import RunStatus
@@ -37,6 +38,7 @@ from .results import NodeResult, RunResult
 from .spec.models import Workflow
 from .steps import run_step
 from .store import MemoryStore, ResultCache, RunRecord, RunStore, StatsStore
+from .tools import Tool, load_tool
 
 
 def coerce_inputs(workflow: Workflow, given: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -258,6 +260,19 @@ class _Run:
         tctx: dict[str, Any] = {"inputs": self.inputs}
         for ref in np.refs:
             tctx[ref] = self.outputs[ref]
+        tools: dict[str, Tool] = {}
+        if np.tools:
+            try:  # before any call: a tool that cannot be loaded fails the node unpaid
+                tools = {t.name: t for t in (load_tool(s, search=np.search) for s in np.tools)}
+            except CallableError as exc:
+                return NodeResult(
+                    nid,
+                    "failed",
+                    error=str(exc),
+                    started_at=started,
+                    finished_at=time.time(),
+                    task_key=key,
+                )
         if np.static is not None:
             messages = np.static
             system = np.system.source if np.system is not None else None
@@ -304,6 +319,7 @@ class _Run:
             np.checks,
             call,
             values=tctx,
+            tools=tools,
         )
         try:
             outcome = await np.runner(ctx)

@@ -46,6 +46,8 @@ class NodePlan:
     node_id: str
     kind: NodeKind
     """prompt, run, command or agent: what the executor does with the node."""
+    tools: tuple[str, ...]
+    """Its ``tools:`` (``module:function``), loaded when the node starts."""
     search: tuple[str, ...]
     """Directories its ``module:function`` references are also looked for in (the
     workflow file's own)."""
@@ -195,6 +197,7 @@ def _node_plan(workflow: Workflow, catalog: Catalog, nid: str) -> NodePlan:
     return NodePlan(
         node_id=nid,
         kind=node.kind,
+        tools=tuple(node.tools),
         search=search_dirs(workflow.source),
         prompt=Template(prompt),
         system=Template(node.system) if node.system else None,

@@ -20,6 +20,26 @@ class CheckResult:
 
 
 @dataclass(slots=True)
+class ToolCallRecord:
+    """One tool call of a turn: which tool, how long it ran, whether it answered an error."""
+
+    name: str
+    duration_s: float
+    error: bool = False
+
+
+@dataclass(slots=True)
+class Turn:
+    """One model call of a tool loop and the tool calls it asked for (none on the last)."""
+
+    model: str
+    usage: Usage = field(default_factory=Usage)
+    cost: float = 0.0
+    latency_s: float = 0.0
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class Attempt:
     """One model call made for a node (after the gateway's retries and fallbacks)."""
 
@@ -45,6 +65,9 @@ class Attempt:
     output: str | None = None
     response_model: str | None = None
     """The model id the provider says served the call (may differ from the one asked for)."""
+    turns: list[Turn] = field(default_factory=list)
+    """A tool loop's model calls, in order (empty for a single call); ``usage`` and
+    ``cost`` are their sums."""
 
     @property
     def total_cost(self) -> float:

@@ -25,8 +25,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from _loopback import LoopbackServer
 
 RANDOM_FAULTS = ("429:ra=1", "529", "503", "500", "slow", "malformed", "empty", "drop")
 
@@ -41,7 +43,7 @@ class Seen:
     at: float = field(default_factory=time.monotonic)
 
 
-class FaultServer:
+class FaultServer(LoopbackServer):
     def __init__(self, *, seed: int = 1234, slow_s: float = 2.0) -> None:
         self.slow_s = slow_s
         self._lock = threading.Lock()
@@ -53,28 +55,12 @@ class FaultServer:
         self._stop = threading.Event()
         self.seen: list[Seen] = []
         self._n = 0
-        handler = type("Handler", (_Handler,), {"fs": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.httpd.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        super().__init__(_Handler, fs=self)
 
     # -- control
-    @property
-    def base_url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> FaultServer:
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         self._stop.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().stop()
 
     def script(self, model: str, faults: list[str]) -> None:
         with self._lock:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import ProviderError
+from .._exceptions import ProviderError, StepError
 from .._logging import redact_text
 from .._types import JSON, NodeStatus, Tier
 from ..events import AttemptFinished, EventBus, PolicyDecision
@@ -24,8 +24,12 @@ from .checks import CheckPlan, run_checks  # module level: a function-level impo
 from .judge import JudgeUnavailable  # machinery on every attempt (~1 µs each)
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ..providers.base import Message
     from ..spec.models import Node, Workflow
     from ..store import StatsStore
+    from ..tools import Tool
 
 DEFAULT_HALF_LIFE = 50.0
 
@@ -39,12 +43,13 @@ class Outcome:
 
 
 class AttemptFailed(Exception):
-    """The provider layer could not get an answer (availability, after retries and fallback).
+    """The provider layer could not get an answer (availability, after retries and fallback),
+    or a tool loop broke in a way another tier does not fix (:class:`StepError`).
 
     Carries the recorded attempt; the policy lets it propagate: availability failures do not
     escalate the tier."""
 
-    def __init__(self, attempt: Attempt, cause: ProviderError) -> None:
+    def __init__(self, attempt: Attempt, cause: ProviderError | StepError) -> None:
         self.attempt = attempt
         self.cause = cause
         super().__init__(str(cause))
@@ -74,6 +79,12 @@ class NodeContext:
     values: dict[str, Any] = field(default_factory=dict)
     """What the node's templates see: ``inputs`` and upstream outputs (command checks
     render their arguments with these)."""
+    tools: Mapping[str, Tool] = field(default_factory=dict)
+    """The node's tools by name; with any, each attempt is a tool loop."""
+    transcript: tuple[Message, ...] | None = None
+    """A stalled tool loop's conversation, which the next attempt continues."""
+    turns: int = 0
+    """Tool-loop turns made so far over the node's attempts."""
 
     @property
     def checks(self) -> list[Any]:
@@ -102,6 +113,46 @@ class NodeContext:
             AttemptFailed: no model of the tier answered.
         """
         index = len(self.attempts)
+        if self.tools:
+            att, meta = await self._tool_attempt(tier, index, purpose)
+            if att.verdict == "fail":  # stalled: no answer to check
+                self._record(att)
+                await self._evidence(att, record_evidence, half_life)
+                return att
+        else:
+            att, meta = await self._single_call(tier, index, purpose)
+        text = att.output or ""
+        try:
+            checked = await run_checks(self, text, tier, meta)
+        except JudgeUnavailable as exc:
+            # the answer is paid for but cannot be judged: an availability failure, which
+            # fails the node like any provider error instead of escalating
+            att.verdict, att.reason = "error", str(exc)
+            self._record(att)
+            raise AttemptFailed(att, exc.cause) from exc
+        att.verdict, att.reason, att.checks = checked.verdict, checked.reason, checked.results
+        att.judge_cost, att.judge_usage = checked.judge_cost, checked.judge_usage
+        if checked.parsed is not None:
+            self.parsed[index] = checked.parsed
+        self._record(att)
+        await self._evidence(att, record_evidence, half_life)
+        return att
+
+    async def _evidence(self, att: Attempt, record: bool, half_life: float | None) -> None:
+        if record and self.stats is not None and att.verdict in ("pass", "fail"):
+            await self.stats.record_observation(
+                self.task_key,
+                att.tier,
+                success=att.verdict == "pass",
+                cost=att.total_cost,
+                latency_s=att.latency_s,
+                half_life=half_life,
+            )
+
+    async def _single_call(
+        self, tier: Tier, index: int, purpose: str
+    ) -> tuple[Attempt, dict[str, Any]]:
+        """One model call; the attempt, not yet checked, and the completion's meta."""
         t0 = time.perf_counter()
         try:
             call = await self.gateway.call(tier, self.request, self.call)
@@ -135,29 +186,34 @@ class NodeContext:
             purpose=purpose,
             output=comp.text,
         )
+        return att, comp.meta
+
+    async def _tool_attempt(
+        self, tier: Tier, index: int, purpose: str
+    ) -> tuple[Attempt, dict[str, Any]]:
+        """A tool loop on ``tier``; the attempt (verdict ``fail`` when the loop stalled,
+        its transcript then kept for the next attempt to continue)."""
+        from .toolloop import tool_loop
+
+        att = Attempt(index, tier, "-", "-", purpose=purpose)
         try:
-            checked = await run_checks(self, comp.text, tier, comp.meta)
-        except JudgeUnavailable as exc:
-            # the answer is paid for but cannot be judged: an availability failure, which
-            # fails the node like any provider error instead of escalating
-            att.verdict, att.reason = "error", str(exc)
+            end = await tool_loop(self, tier, att)
+        except (ProviderError, StepError) as exc:
+            if isinstance(exc, ProviderError) and not att.turns:
+                att.model, att.provider = exc.model, exc.provider
+            att.verdict, att.reason = "error", redact_text(str(exc))
             self._record(att)
-            raise AttemptFailed(att, exc.cause) from exc
-        att.verdict, att.reason, att.checks = checked.verdict, checked.reason, checked.results
-        att.judge_cost, att.judge_usage = checked.judge_cost, checked.judge_usage
-        if checked.parsed is not None:
-            self.parsed[index] = checked.parsed
-        self._record(att)
-        if record_evidence and self.stats is not None and att.verdict in ("pass", "fail"):
-            await self.stats.record_observation(
-                self.task_key,
-                tier,
-                success=att.verdict == "pass",
-                cost=att.total_cost,
-                latency_s=att.latency_s,
-                half_life=half_life,
-            )
-        return att
+            raise AttemptFailed(att, exc) from exc
+        except BaseException:
+            if att.turns:  # the budget ran out or the run was cancelled: turns are paid
+                att.verdict, att.reason = "error", "tool loop interrupted"
+                self._record(att)
+            raise
+        if end.stalled is not None:
+            att.verdict, att.reason = "fail", end.stalled
+            self.transcript = end.transcript
+        att.output = end.text
+        return att, {"turns": len(att.turns)}
 
     def _record(self, att: Attempt) -> None:
         # The attempt's log line is written by the telemetry subscriber on this event: one

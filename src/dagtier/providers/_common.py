@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 import os
 import time
 from abc import ABC, abstractmethod
@@ -15,7 +16,7 @@ import anyio.to_thread
 from .._exceptions import AuthError, ContentFiltered, ProviderError, ProviderResponseError
 from ..catalog import ModelEntry, Usage
 from ._errors import translate
-from .base import Completion, CompletionRequest
+from .base import Completion, CompletionRequest, ToolCall
 
 PLACEHOLDER_KEY = "dagtier-no-key"
 """Sent when a catalog entry has no ``api_key_env`` (local servers): the SDKs insist on a key."""
@@ -236,10 +237,12 @@ def finished_completion(
     latency_s: float,
     request_id: str | None,
     response_id: str | None,
+    tool_calls: tuple[ToolCall, ...] = (),
 ) -> Completion:
     """The Completion of a 200 answer, or the error it really is: a refusal or filter
     (not retryable), or an empty answer (retryable, unless the token limit cut it: the
-    same request would end the same way, so it is not paid for again)."""
+    same request would end the same way, so it is not paid for again). An answer of tool
+    calls alone is not empty."""
     if filtered:
         raise ContentFiltered(
             f"the model refused or the answer was filtered (finish reason {finish})",
@@ -248,7 +251,7 @@ def finished_completion(
             request_id=request_id,
             retryable=False,
         )
-    if not text.strip():
+    if not text.strip() and not tool_calls:
         empty = ProviderResponseError(
             f"empty completion (finish reason {finish})",
             provider=provider,
@@ -266,4 +269,15 @@ def finished_completion(
         latency_s=latency_s,
         request_id=request_id,
         meta={"finish_reason": finish, "response_id": response_id},
+        tool_calls=tool_calls,
     )
+
+
+def tool_arguments(arguments: str) -> dict[str, Any]:
+    """A call's arguments as the object an API that wants parsed arguments needs; malformed
+    text (a model's mistake, answered with an error result) becomes ``{}``."""
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}

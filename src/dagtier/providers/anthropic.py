@@ -17,8 +17,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ..catalog import ModelEntry
-from ._common import SdkProvider, anthropic_usage, finished_completion
-from .base import Completion, CompletionRequest
+from ._common import SdkProvider, anthropic_usage, finished_completion, tool_arguments
+from .base import Completion, CompletionRequest, Message, ToolCall
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -42,8 +42,13 @@ class AnthropicProvider(SdkProvider["AsyncAnthropic"]):
         params: dict[str, Any] = {
             "model": model.model,
             "max_tokens": request.max_tokens,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [_message(m) for m in request.messages],
         }
+        if request.tools:
+            params["tools"] = [
+                {"name": t.name, "description": t.description, "input_schema": dict(t.parameters)}
+                for t in request.tools
+            ]
         if request.system:
             params["system"] = request.system
         extra: dict[str, Any] = {}
@@ -65,10 +70,12 @@ class AnthropicProvider(SdkProvider["AsyncAnthropic"]):
     def _read(self, model: ModelEntry, message: Any, latency_s: float) -> Completion:
         blocks = list(message.content or [])
         parts = [getattr(b, "text", "") for b in blocks if getattr(b, "type", "") == "text"]
-        tool_inputs = [getattr(b, "input", None) for b in blocks if b.type == "tool_use"]
+        calls = tuple(
+            ToolCall(str(b.id), str(b.name), json.dumps(getattr(b, "input", None) or {}))
+            for b in blocks
+            if getattr(b, "type", "") == "tool_use"
+        )
         text = "".join(p for p in parts if p)
-        if not text and tool_inputs:
-            text = json.dumps(tool_inputs[0])
         stop = getattr(message, "stop_reason", None)
         return finished_completion(
             provider=self.name,
@@ -82,4 +89,28 @@ class AnthropicProvider(SdkProvider["AsyncAnthropic"]):
             latency_s=latency_s,
             request_id=getattr(message, "_request_id", None),
             response_id=getattr(message, "id", None),
+            tool_calls=calls,
         )
+
+
+def _message(m: Message) -> dict[str, Any]:
+    """A transcript message in Messages API form: tool calls are ``tool_use`` blocks of the
+    assistant's turn, their outputs ``tool_result`` blocks of the next user turn."""
+    if not m.tool_calls and not m.tool_outputs:
+        return {"role": m.role, "content": m.content}
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "tool_result",
+            "tool_use_id": o.call_id,
+            "content": o.content,
+            **({"is_error": True} if o.is_error else {}),
+        }
+        for o in m.tool_outputs
+    ]
+    if m.content:
+        blocks.append({"type": "text", "text": m.content})
+    blocks += [
+        {"type": "tool_use", "id": c.id, "name": c.name, "input": tool_arguments(c.arguments)}
+        for c in m.tool_calls
+    ]
+    return {"role": m.role, "content": blocks}

@@ -157,7 +157,20 @@ class LocalProvider:
             return server.handle_chat_completions(body)
 
     async def complete(self, model: ModelEntry, request: CompletionRequest) -> Completion:
-        """Generate on the CPU. Blocks a worker thread; a cancel abandons that thread."""
+        """Generate on the CPU. Blocks a worker thread; a cancel abandons that thread.
+
+        Raises:
+            BadRequest: the request offers tools: SmolLM2-135M's chat template has no tool
+                format, so llama.cpp cannot parse tool calls out of its answers.
+        """
+        if request.tools:
+            raise from_status(
+                400,
+                provider=PROVIDER,
+                model=model.model,
+                message="the embedded local model cannot call tools (its chat template has no "
+                "tool format); serve tool-using nodes from a tier with an API model",
+            )
         start = time.perf_counter()
         body = self.build_body(request)
         n_ctx = min(model.context_window, 32768)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .._exceptions import ProviderResponseError
 from ..catalog import ModelEntry
 from ._common import DEFAULT_KEY_ENV, KeyEnvDefault, SdkProvider, finished_completion, openai_usage
-from .base import Completion, CompletionRequest
+from .base import Completion, CompletionRequest, Message, ToolCall
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -51,10 +51,11 @@ class OpenAIProvider(SdkProvider["AsyncOpenAI"]):
 
     def build_params(self, model: ModelEntry, request: CompletionRequest) -> dict[str, Any]:
         """The keyword arguments for ``chat.completions.create``."""
-        messages: list[dict[str, str]] = []
+        messages: list[dict[str, Any]] = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
-        messages.extend({"role": m.role, "content": m.content} for m in request.messages)
+        for m in request.messages:
+            messages.extend(_messages(m))
         params: dict[str, Any] = {
             "model": model.model,
             "messages": messages,
@@ -62,6 +63,18 @@ class OpenAIProvider(SdkProvider["AsyncOpenAI"]):
         }
         if request.temperature is not None:
             params["temperature"] = request.temperature
+        if request.tools:
+            params["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": dict(t.parameters),
+                    },
+                }
+                for t in request.tools
+            ]
         if request.json_schema is not None:
             params["response_format"] = {
                 "type": "json_schema",
@@ -93,6 +106,15 @@ class OpenAIProvider(SdkProvider["AsyncOpenAI"]):
         finish = getattr(choice, "finish_reason", None)
         msg = getattr(choice, "message", None)
         text = getattr(msg, "content", None) or ""
+        calls = tuple(
+            ToolCall(
+                str(c.id),
+                str(getattr(c.function, "name", "")),
+                str(getattr(c.function, "arguments", "") or ""),
+            )
+            for c in (getattr(msg, "tool_calls", None) or [])
+            if getattr(c, "function", None) is not None
+        )
         return finished_completion(
             provider=self.name,
             model=model,
@@ -105,4 +127,33 @@ class OpenAIProvider(SdkProvider["AsyncOpenAI"]):
             latency_s=latency_s,
             request_id=request_id,
             response_id=getattr(resp, "id", None),
+            tool_calls=calls,
         )
+
+
+def _messages(m: Message) -> list[dict[str, Any]]:
+    """A transcript message in Chat Completions form: an assistant turn carries its
+    ``tool_calls``; each output is a ``tool`` message of its own."""
+    if not m.tool_calls and not m.tool_outputs:
+        return [{"role": m.role, "content": m.content}]
+    out: list[dict[str, Any]] = [
+        {"role": "tool", "tool_call_id": o.call_id, "content": o.content} for o in m.tool_outputs
+    ]
+    if m.tool_calls:
+        out.append(
+            {
+                "role": "assistant",
+                "content": m.content or None,
+                "tool_calls": [
+                    {
+                        "id": c.id,
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": c.arguments},
+                    }
+                    for c in m.tool_calls
+                ],
+            }
+        )
+    elif m.content:
+        out.append({"role": m.role, "content": m.content})
+    return out

@@ -15,7 +15,7 @@ from ..telemetry.logs import count_escalations
 
 if TYPE_CHECKING:
     from ..catalog import Catalog, ModelEntry
-    from ..results import Attempt, NodeResult, RunResult
+    from ..results import Attempt, NodeResult, RunResult, Turn
     from ..spec.models import Workflow
     from ..store import RunRecord
 
@@ -46,6 +46,8 @@ class AttemptRow:
     """Failed provider tries (retries and same-tier fallbacks) of this attempt."""
     tries: int
     """Provider calls this attempt made (its failed tries, plus the one that answered)."""
+    turns: list[Turn] = field(default_factory=list)
+    """A tool loop's model calls and the tools each ran (empty for a single call)."""
 
     @property
     def tokens(self) -> int:
@@ -190,6 +192,7 @@ def _attempt_row(a: Attempt) -> AttemptRow:
         a.reason,
         len(a.fallbacks),
         a.tries,
+        a.turns,
     )
 
 

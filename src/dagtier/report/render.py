@@ -161,6 +161,26 @@ def print_table(report: RunReport, console: Console) -> None:
                 a.verdict,
                 redact_text(a.reason),
             )
+            for k, turn in enumerate(a.turns):
+                u = turn.usage
+                attempts.add_row(
+                    "",
+                    f"  {a.index}.{k}",
+                    "",
+                    turn.model,
+                    f"{u.input_tokens:,}",
+                    f"{u.output_tokens:,}",
+                    f"{u.cache_read_tokens:,}/{u.cache_write_tokens:,}",
+                    f"{u.reasoning_tokens:,}",
+                    f"{turn.cost:.6f}",
+                    f"{turn.latency_s:.2f}",
+                    "turn",
+                    ", ".join(
+                        f"{c.name} {c.duration_s:.2f}s" + (" (error)" if c.error else "")
+                        for c in turn.tool_calls
+                    )
+                    or "final answer",
+                )
     console.print(attempts)
     by_tier = ", ".join(
         f"T{tier}: {t.calls_by_tier[tier]} calls {usd(cost)}"

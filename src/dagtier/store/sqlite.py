@@ -40,7 +40,7 @@ from .._exceptions import StoreError
 from .._logging import redact_text
 from .._types import RunStatus, Tier
 from ..catalog import Usage
-from ..results import Attempt, CheckResult, NodeResult
+from ..results import Attempt, CheckResult, NodeResult, ToolCallRecord, Turn
 from . import BatchItem, BatchRecord, CachedAnswer, RunRecord, TierStats
 
 # --- schema ---------------------------------------------------------------------------------
@@ -161,6 +161,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ) WITHOUT ROWID;
         """,
     ),
+    (5, "ALTER TABLE attempts ADD COLUMN turns TEXT;"),
 )
 """Ordered schema migrations: (version reached, SQL). Append; never edit a released step."""
 
@@ -490,7 +491,8 @@ class SqliteStore:
             )
             if att_rows:
                 con.executemany(
-                    "INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", att_rows
+                    "INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    att_rows,
                 )
             con.execute("UPDATE runs SET cost = cost + ? WHERE run_id = ?", cost_row)
 
@@ -538,7 +540,7 @@ class SqliteStore:
             for a in con.execute(
                 "SELECT node_id, idx, tier, model, provider, usage, cost, latency_s, verdict, "
                 "reason, checks, judge_cost, judge_usage, request_id, fallbacks, purpose, output, "
-                "response_model FROM attempts WHERE run_id = ? ORDER BY node_id, idx",
+                "response_model, turns FROM attempts WHERE run_id = ? ORDER BY node_id, idx",
                 (run_id,),
             ):
                 node = nodes.get(a[0])
@@ -833,7 +835,32 @@ def _attempt_row(run_id: str, node_id: str, a: Attempt, node_text: str | None) -
         a.purpose,
         _SAME if a.output is not None and a.output == node_text else a.output,
         a.response_model,
+        _turns_json(a.turns) if a.turns else None,
     )
+
+
+def _turns_json(turns: list[Turn]) -> str:
+    return _compact(
+        [
+            [
+                t.model,
+                json.loads(_usage_json(t.usage)),
+                t.cost,
+                t.latency_s,
+                [[c.name, c.duration_s, c.error] for c in t.tool_calls],
+            ]
+            for t in turns
+        ]
+    )
+
+
+def _turns_from(text: str | None) -> list[Turn]:
+    if not text:
+        return []
+    return [
+        Turn(model, Usage(*usage), cost, latency, [ToolCallRecord(*c) for c in calls])
+        for model, usage, cost, latency, calls in json.loads(text)
+    ]
 
 
 def _attempt_from_row(r: tuple[Any, ...], node_text: str | None) -> Attempt:
@@ -855,6 +882,7 @@ def _attempt_from_row(r: tuple[Any, ...], node_text: str | None) -> Attempt:
         purpose=r[15],
         output=node_text if r[16] == _SAME else r[16],
         response_model=r[17],
+        turns=_turns_from(r[18]),
     )
 
 

@@ -21,6 +21,7 @@ from ..events import (
     PolicyDecision,
     RunFinished,
     RunStarted,
+    ToolTurn,
 )
 
 if TYPE_CHECKING:
@@ -59,6 +60,25 @@ class LogSubscriber:
                 task_key=self._task_key(event.node_id),
                 policy=self._policy(event.node_id),
             )
+        elif isinstance(event, ToolTurn):
+            if self._info:
+                t = event.turn
+                self.log.info(
+                    "tool turn",
+                    run_id=event.run_id,
+                    node=event.node_id,
+                    tier=event.tier,
+                    turn=event.index,
+                    model=t.model,
+                    input_tokens=t.usage.input_tokens,
+                    output_tokens=t.usage.output_tokens,
+                    cost=round(t.cost, 8),
+                    latency_s=round(t.latency_s, 4),
+                    tool_calls=[
+                        {"name": c.name, "duration_s": round(c.duration_s, 4), "error": c.error}
+                        for c in t.tool_calls
+                    ],
+                )
         elif isinstance(event, PolicyDecision):
             self._decision[event.node_id] = (event.tier, event.reason)
         elif isinstance(event, NodeFinished):
