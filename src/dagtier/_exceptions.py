@@ -248,6 +248,11 @@ class StepError(RunError):
 
     code = "step-failed"
 
+    @property
+    def failure_code(self) -> str:
+        """The code of what went wrong (for exit codes and reports), as ProviderError's."""
+        return self.code
+
 
 class StoreError(DagtierError):
     code = "store-error"

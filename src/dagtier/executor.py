@@ -371,6 +371,7 @@ class _Run:
                 nid,
                 "failed",
                 error=redact_text(str(exc)),
+                error_code=exc.failure_code,
                 started_at=started,
                 finished_at=time.time(),
                 task_key=np.task_key,
