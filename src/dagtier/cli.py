@@ -905,19 +905,15 @@ def batch(
     )
     from .report.live import live_enabled
     from .spec import load_workflow
-    from .store import open_store
 
     if on_bad_item not in ("stop", "skip"):
-        _err(f"error[usage]: --on-bad-item must be stop or skip, got '{on_bad_item}'")
-        raise typer.Exit(_exit.USAGE)
+        _usage(f"--on-bad-item must be stop or skip, got '{on_bad_item}'")
     if out is not None and not out.parent.is_dir():
-        _err(f"error[usage]: --out {out}: the directory {out.parent} does not exist")
-        raise typer.Exit(_exit.USAGE)
+        _usage(f"--out {out}: the directory {out.parent} does not exist")
     _setup_logging(verbose=verbose, log_json=None)
     wf = guarded(lambda: load_workflow(workflow))
     cat = guarded(lambda: load_catalog(models))
     ttl = guarded(lambda: parse_duration(cache_ttl, "--cache-ttl"))
-    run_store = guarded(lambda: open_store(store))
     bid = resume or new_batch_id()
     again = ["dagtier", "batch", str(workflow), "--inputs", str(inputs)]
     for flag, value, default in (
@@ -947,32 +943,29 @@ def batch(
         sinks[0].write(r.to_json() + "\n")
         sinks[0].flush()
 
-    async def go() -> Any:
-        try:
-            return await run_batch(
-                wf,
-                inputs,
-                store=run_store,
-                catalog=cat,
-                concurrency=concurrency,
-                budget=budget,
-                on_bad_item=on_bad_item,  # type: ignore[arg-type]
-                resume=resume,
-                batch_id=bid,
-                subscribers=[progress],
-                on_result=emit,
-                cache_ttl_s=ttl,
-                on_start=lambda total: setattr(progress, "total", total),
-            )
-        finally:
-            await run_store.aclose()
+    async def go(run_store: Any) -> Any:
+        return await run_batch(
+            wf,
+            inputs,
+            store=run_store,
+            catalog=cat,
+            concurrency=concurrency,
+            budget=budget,
+            on_bad_item=on_bad_item,  # type: ignore[arg-type]
+            resume=resume,
+            batch_id=bid,
+            subscribers=[progress],
+            on_result=emit,
+            cache_ttl_s=ttl,
+            on_start=lambda total: setattr(progress, "total", total),
+        )
 
     def go_live() -> Any:
         try:
             if not show:
-                return anyio.run(go)
+                return anyio.run(_with_store, store, go)
             with BatchLiveView(console, progress):
-                return anyio.run(go)
+                return anyio.run(_with_store, store, go)
         except KeyboardInterrupt:
             return None
 
@@ -1009,8 +1002,7 @@ def _batch_report(batch_id: str, format: str, output: Path | None, store: Path |
     from .report.tables import output_console, record_text
 
     if format not in ("table", "json"):
-        _err(f"error[usage]: --batch renders as table or json, got '{format}'")
-        raise typer.Exit(_exit.USAGE)
+        _usage(f"--batch renders as table or json, got '{format}'")
 
     async def go(s: Any) -> Any:
         loaded = await s.load_batch(batch_id)
