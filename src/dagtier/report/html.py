@@ -41,7 +41,12 @@ _CHART_W = 640
 
 
 def _svg_cost_chart(nodes: list[NodeRow]) -> str:
-    max_cost = max((n.cost for n in nodes), default=0.0) or 1.0
+    max_cost = max((n.cost for n in nodes), default=0.0)
+    if max_cost <= 0:  # bars of nothing would read as a broken chart
+        return (
+            '<p class="note">every node cost $0 (local model, cache hits or nothing run): '
+            "no cost to chart</p>"
+        )
     height = _ROW_H * len(nodes) + 10
     width = _LABEL_W + _CHART_W + 110
     parts = [

@@ -211,6 +211,19 @@ def tier_reference(catalog: Catalog, tier: int) -> ModelEntry | None:
     return models[0] if models else None
 
 
+def _never_ran(
+    record: RunRecord, nodes: Mapping[str, NodeResult], workflow: Workflow | None
+) -> dict[str, NodeResult]:
+    """The run's nodes the store has no result for: a store keeps what ran, so the nodes
+    skipped below a failure (or not reached before the run stopped) would vanish from the
+    report. The record names every node of the run (its fingerprints); so does the workflow."""
+    from ..results import NodeResult
+
+    every = [*record.node_fingerprints, *(workflow.nodes if workflow is not None else ())]
+    why = "not run: a node it depends on failed, or the run stopped first"
+    return {nid: NodeResult(nid, "skipped", error=why) for nid in every if nid not in nodes}
+
+
 def build_report(
     record: RunRecord,
     nodes: Mapping[str, NodeResult],
@@ -229,6 +242,7 @@ def build_report(
     """
     t0 = record.started_at
     top = catalog.top_price_model()
+    nodes = {**nodes, **_never_ran(record, nodes, workflow)}
     order = list(nodes)
     if workflow is not None:
         from ..graph import build_graph, topological_order
