@@ -7,7 +7,12 @@ settles it to the actual cost afterwards. A reservation that does not fit is ref
 never overshoot (check-then-spend can: litellm #34732). Escalations and judge calls go through
 the same gateway and count like any call.
 
-:class:`Budget` is atomic within one event loop: :meth:`~Budget.reserve` and
+A reservation that does not fit *yet*, because calls in flight hold worst cases that will
+mostly come back, waits for them to settle instead of stopping the run: only a call that
+cannot fit even when nothing is in flight exhausts the budget (at concurrency 32, treating
+the reservations in flight as spent stopped runs at a third of their budget).
+
+:class:`Budget` is atomic within one event loop: :meth:`~Budget.try_reserve` and
 :meth:`~Budget.settle` are plain functions with no ``await`` between the check and the
 update. A per-node cap applies to the node that makes the call, named by the caller (the
 gateway passes the node id of the call's :class:`~dagtier.providers.CallContext`). One
@@ -26,7 +31,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import anyio
+
 from ._exceptions import BudgetExhausted, NodeBudgetExceeded
+
+
+class _MustWait(Exception):
+    """The amount fits once calls in flight settle: wait on ``budget``, then try again."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
 
 
 class Reservation:
@@ -76,20 +90,41 @@ class Budget:
         self.run_id = run_id
         self.exhausted: BudgetExhausted | None = None
         """The first refusal of the run budget (the run's reason to stop)."""
+        self._settled: anyio.Event | None = None
+        """Set at the next settle (then replaced): what a waiting reservation waits for."""
 
     @property
     def remaining(self) -> float | None:
         return None if self.limit is None else self.limit - self.spent - self.reserved
 
-    def reserve(self, amount: float, node_id: str | None = None) -> Reservation:
-        """Hold ``amount`` for one call of node ``node_id`` (None: no cap applies), or refuse.
+    async def reserve(self, amount: float, node_id: str | None = None) -> Reservation:
+        """Hold ``amount`` for one call of node ``node_id`` (None: no cap applies), waiting
+        while it fits only once calls in flight settle; or refuse.
+
+        Cancellation: a cancelled wait holds nothing.
 
         Raises:
-            BudgetExhausted: the run budget (or its parent's) cannot cover ``amount`` now.
+            BudgetExhausted: the run budget (or its parent's) cannot cover ``amount`` even
+                with nothing in flight.
             NodeBudgetExceeded: the calling node's cap cannot cover it.
         """
+        while True:
+            try:
+                return self.try_reserve(amount, node_id)
+            except _MustWait as wait:
+                await wait.budget._next_settle().wait()
+
+    def _next_settle(self) -> anyio.Event:
+        if self._settled is None:
+            self._settled = anyio.Event()
+        return self._settled
+
+    def try_reserve(self, amount: float, node_id: str | None = None) -> Reservation:
+        """:meth:`reserve` without waiting: raises ``_MustWait`` where it would wait."""
         node = node_id
         if self.limit is not None and self.spent + self.reserved + amount > self.limit:
+            if self.reserved > 0 and self.spent + amount <= self.limit:
+                raise _MustWait(self)  # the worst cases in flight are not spent yet
             exc = BudgetExhausted(
                 f"{self.scope} budget ${self.limit:.6f} exhausted: ${self.spent:.6f} spent, "
                 f"${self.reserved:.6f} held by calls in flight; the next call"
@@ -103,7 +138,10 @@ class Budget:
         if node is not None:
             cap = self.node_caps.get(node)
             if cap is not None:
-                used = self.node_spent.get(node, 0.0) + self.node_reserved.get(node, 0.0)
+                held = self.node_reserved.get(node, 0.0)
+                used = self.node_spent.get(node, 0.0) + held
+                if used + amount > cap and held > 0 and used - held + amount <= cap:
+                    raise _MustWait(self)
                 if used + amount > cap:
                     raise NodeBudgetExceeded(
                         f"node {node!r} reached its budget cap ${cap:.6f}: ${used:.6f} "
@@ -114,7 +152,7 @@ class Budget:
         parent = None
         if self.parent is not None:
             try:
-                parent = self.parent.reserve(amount)
+                parent = self.parent.try_reserve(amount)
             except BudgetExhausted as exc:
                 if self.exhausted is None:  # the run's reason to stop, as for its own limit
                     self.exhausted = exc
@@ -136,6 +174,9 @@ class Budget:
         if token.node is not None:
             self.node_reserved[token.node] -= token.amount
             self.node_spent[token.node] = self.node_spent.get(token.node, 0.0) + actual
+        if self._settled is not None:  # wake the reservations waiting for money to come back
+            self._settled.set()
+            self._settled = None
 
 
 __all__ = ["Budget", "Reservation"]

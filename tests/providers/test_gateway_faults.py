@@ -196,3 +196,22 @@ async def test_the_tries_column_counts_every_provider_call(
     report = report_from_result(result, catalog=catalog, workflow=wf)
     assert sum(a.tries for a in report.nodes[0].attempts) == 2
     await gateway.registry.aclose()
+
+
+async def test_an_empty_200_is_charged_by_its_usage_not_its_reservation(
+    fault_server: FaultServer, fake_keys: dict[str, str], clock: FakeClock
+) -> None:
+    """An empty answer (a 200 with usage) then a good one: the budget is charged both
+    answers' usage, exactly the call's reported cost (issue 12 item 6: the empty answer was
+    charged its whole worst-case reservation)."""
+    from dagtier.budget import Budget
+
+    catalog = make_catalog(fault_server.base_url, {1: ["o-one"]})
+    gateway = Gateway(catalog, clock=clock)
+    fault_server.script("o-one", ["empty", "ok"])
+    budget = Budget(1.0)
+    r = await gateway.call(1, _req(max_tokens=1000), CallContext(budget=budget))
+    one_answer = catalog.model("o-one").cost(r.completion.usage)
+    assert r.tries == 2 and r.cost == pytest.approx(2 * one_answer)  # same usage both times
+    assert budget.spent == pytest.approx(r.cost) and budget.reserved == 0.0
+    await gateway.registry.aclose()
