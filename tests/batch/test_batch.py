@@ -187,7 +187,9 @@ async def test_the_budget_is_shared_by_the_whole_batch(tmp_path: Path) -> None:
     """A batch budget holds across runs (each keeping its own workflow budget too): spending
     never passes it, no new item starts, the runs it stopped end budget_exhausted, and a
     resume with a larger budget finishes them."""
-    wf = dagtier.parse_workflow(WF + "budget: 1.0\n")
+    # all 60 items cost about $0.0018 at these prices; a call's worst case (100 output
+    # tokens) is about $0.0002, so $0.001 stops the batch part-way
+    wf = dagtier.parse_workflow(WF + "budget: 1.0\ndefaults: {max_tokens: 100}\n")
     model = Model()
     store = open_store(tmp_path / "runs.db")
     rows = [{"ticket": str(i)} for i in range(60)]
@@ -198,13 +200,13 @@ async def test_the_budget_is_shared_by_the_whole_batch(tmp_path: Path) -> None:
         store=store,
         gateway=gateway(model),
         concurrency=4,
-        budget=0.004,
+        budget=0.001,
         batch_id="b-budget",
         on_result=got.append,
     )
     assert summary.status == "budget_exhausted"
-    assert summary.error is not None and summary.error.startswith("batch budget $0.004000")
-    assert summary.cost <= 0.004
+    assert summary.error is not None and summary.error.startswith("batch budget $0.001000")
+    assert summary.cost <= 0.001
     assert 0 < summary.succeeded < 60
     stopped = [r for r in got if r.status == "budget_exhausted"]
     assert stopped and all(r.error and "batch budget" in r.error for r in stopped)
