@@ -58,7 +58,8 @@ def shaping_fields(
     if node.kind != "prompt" or node.tools:
         # only then: a plain prompt node's fingerprint stays what stored runs have
         fields["step"] = node.model_dump(
-            mode="json", include={"run", "command", "cwd", "env", "agent", "tools", "max_turns"}
+            mode="json",
+            include={"run", "command", "cwd", "env", "agent", "tools", "max_turns", "on_stall"},
         )
     return fields
 

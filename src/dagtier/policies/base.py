@@ -211,7 +211,8 @@ class NodeContext:
             raise
         if end.stalled is not None:
             att.verdict, att.reason = "fail", end.stalled
-            self.transcript = end.transcript
+            if self.node.on_stall == "continue":
+                self.transcript = end.transcript
         att.output = end.text
         return att, {"turns": len(att.turns)}
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ..events import ToolTurn
-from ..providers.base import Message, ToolCall
+from ..providers.base import Message, ToolCall, message_chars
 from ..results import Attempt, ToolCallRecord, Turn
 from ..tools import run_tool_calls
 
@@ -63,7 +63,8 @@ async def tool_loop(ctx: NodeContext, tier: Tier, att: Attempt) -> LoopEnd:
     tools = ctx.tools
     messages = ctx.transcript or ctx.request.messages
     ctx.transcript = None
-    request = replace(ctx.request, tools=tuple(t.spec for t in tools.values()))
+    request = replace(ctx.request, messages=messages, tools=tuple(t.spec for t in tools.values()))
+    chars = request.prompt_chars  # then grown by each turn's messages, not re-summed
     seen: set[tuple[str, str]] = set()
     for m in messages:  # a continued loop already made these calls
         seen.update(_key(c) for c in m.tool_calls)
@@ -71,7 +72,9 @@ async def tool_loop(ctx: NodeContext, tier: Tier, att: Attempt) -> LoopEnd:
     index = ctx.turns
     for _ in range(node.max_turns):
         t0 = time.perf_counter()
-        call = await ctx.gateway.call(tier, replace(request, messages=messages), ctx.call)
+        call = await ctx.gateway.call(
+            tier, replace(request, messages=messages, known_chars=chars), ctx.call
+        )
         comp = call.completion
         turn = Turn(
             call.model.name,
@@ -99,11 +102,10 @@ async def tool_loop(ctx: NodeContext, tier: Tier, att: Attempt) -> LoopEnd:
         ]
         _emit(ctx, tier, index, turn)
         index += 1
-        messages = (
-            *messages,
-            Message("assistant", comp.text, tool_calls=comp.tool_calls),
-            Message("user", "", tool_outputs=tuple(r.output for r in runs)),
-        )
+        asked = Message("assistant", comp.text, tool_calls=comp.tool_calls)
+        answered = Message("user", "", tool_outputs=tuple(r.output for r in runs))
+        messages = (*messages, asked, answered)
+        chars += message_chars(asked) + message_chars(answered)
         keys = {_key(c) for c in comp.tool_calls}
         idle = 0 if keys - seen else idle + 1
         seen |= keys

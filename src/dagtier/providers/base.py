@@ -64,6 +64,9 @@ class CompletionRequest:
     """Not sent to the model: run id, node id, task key (the replay provider keys on them)."""
     tools: tuple[ToolSpec, ...] = ()
     """Tools the model may call (native tool calling); the answer may then be tool calls."""
+    known_chars: int | None = None
+    """:attr:`prompt_chars` worked out by the caller (a tool loop grows its transcript a
+    turn at a time and keeps the count, instead of the gateway re-summing it every turn)."""
 
     @classmethod
     def from_prompt(cls, prompt: str, **kwargs: Any) -> CompletionRequest:
@@ -71,15 +74,17 @@ class CompletionRequest:
 
     @property
     def prompt_chars(self) -> int:
+        if self.known_chars is not None:
+            return self.known_chars
         msgs = self.messages
         # one message is the common case: no generator per call (asked twice per call)
-        n = len(msgs[0].content) if len(msgs) == 1 else sum(_chars(m) for m in msgs)
+        n = len(msgs[0].content) if len(msgs) == 1 else sum(message_chars(m) for m in msgs)
         if self.tools:
             n += sum(len(t.description) + len(str(t.parameters)) for t in self.tools)
         return n + len(self.system or "")
 
 
-def _chars(m: Message) -> int:
+def message_chars(m: Message) -> int:
     """A message's size in characters, tool calls and their outputs included (they are
     prompt tokens of the next turn, so the budget's worst case must count them)."""
     n = len(m.content)

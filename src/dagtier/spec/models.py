@@ -470,6 +470,9 @@ class Node(NodeSettings):
     stall_turns: int = Field(default=3, gt=0)
     """A tool loop whose calls only repeat earlier ones for this many turns has stalled: a
     cascade continues the conversation one tier up."""
+    on_stall: Literal["continue", "restart"] = "continue"
+    """When a stalled loop escalates: the next tier continues its conversation, or starts
+    over (``bench/agent_loop.py`` measures both)."""
     tool_timeout_s: float = Field(default=60, gt=0)
     """Each tool call's time limit; past it the model gets an error result."""
     depends_on: list[str] = Field(default_factory=list)
