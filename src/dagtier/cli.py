@@ -325,10 +325,14 @@ def run(
     live = LiveView(console) if live_enabled(console, quiet=quiet or json_out or verbose) else None
     subscribers: list[Any] = [LogSubscriber()] + ([live] if live is not None else [])
 
+    # named here, so that an interrupted run can be named in the resume command
+    run_id = resume or executor.new_run_id()
+
     async def go(run_store: Any) -> Any:
         return await executor.run(
             wf,
             given,
+            run_id=run_id,
             catalog=cat,
             concurrency=concurrency,
             fail_fast=fail_fast or None,
@@ -340,17 +344,36 @@ def run(
             subscribers=subscribers,
         )
 
+    from ._interrupt import CtrlC
+
+    ctrl_c = CtrlC()
+
     def go_live() -> Any:
-        if live is None:
-            return anyio.run(_with_store, store, go)
-        with live:
-            return anyio.run(_with_store, store, go)
+        async def stoppable() -> Any:
+            return await ctrl_c.guard(lambda: _with_store(store, go))
+
+        with ctrl_c:
+            if live is None:
+                return anyio.run(stoppable)
+            with live:
+                return anyio.run(stoppable)
 
     try:
         result = guarded(go_live, debug=debug)
     finally:
         if log_file is not None:
             log_file.close()
+    if ctrl_c.pressed:
+        import shlex
+
+        again = ["dagtier", "run", str(workflow), "--resume", run_id]
+        again += ["--store", str(store)] if store else []
+        again += ["--models", str(models)] if models else []
+        _err(
+            f"interrupted: run {run_id} stopped; its finished nodes are kept\n"
+            f"hint: resume it with: {shlex.join(again)}"
+        )
+        raise typer.Exit(_exit.INTERRUPTED)
     if json_out:
         from ._logging import redact_value
 

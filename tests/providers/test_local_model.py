@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
 
 import jsonschema
 import pytest
@@ -15,7 +17,7 @@ import pytest
 from dagtier.catalog import ModelEntry, default_catalog
 from dagtier.providers import CompletionRequest, Gateway, ProviderRegistry
 from dagtier.providers.anthropic import AnthropicProvider
-from dagtier.providers.local import LocalModelServer, LocalProvider, local_model_status
+from dagtier.providers.local import LocalModelServer, LocalProvider, _loaded, local_model_status
 from dagtier.providers.openai import OpenAIProvider
 
 pytestmark = [
@@ -161,3 +163,102 @@ async def test_local_provider_maps_context_overflow_and_bad_schema() -> None:
     with pytest.raises(BadRequest):
         await provider.complete(entry, bad)
     await provider.aclose()
+
+
+# A grammar that cannot end before 1,000 numbers: the model writes until max_tokens
+# unless it is stopped.
+ENDLESS = {"type": "array", "items": {"type": "integer"}, "minItems": 1000}
+ENDLESS_TOKENS = 2000
+
+
+def _local_gateway(provider: LocalProvider) -> Gateway:
+    from _catalog import make_catalog
+
+    catalog = make_catalog(
+        {1: ["local"]},
+        {
+            "local": {
+                "provider": "local",
+                "model": "smollm2-135m-instruct",
+                "price": {"input": 0, "output": 0},
+                "context_window": 2048,
+            }
+        },
+    )
+    return Gateway(catalog, ProviderRegistry({"local": provider}))
+
+
+def _endless(timeout_s: float) -> CompletionRequest:
+    return CompletionRequest.from_prompt(
+        "List the numbers from 1 to 5000.",
+        json_schema=ENDLESS,
+        max_tokens=ENDLESS_TOKENS,
+        temperature=0.0,
+        timeout_s=timeout_s,
+    )
+
+
+def _slot() -> dict[str, Any]:
+    """llama.cpp's view of its one slot: is it generating, and how many tokens so far."""
+    import http.client
+
+    model = _loaded[2048]
+    conn = http.client.HTTPConnection(model.host, model.port, timeout=30)
+    conn.request("GET", "/slots", headers={"Authorization": f"Bearer {model.api_key}"})
+    slot: dict[str, Any] = json.loads(conn.getresponse().read())[0]
+    conn.close()
+    return slot
+
+
+async def test_a_timed_out_local_generation_stops_and_is_not_retried() -> None:
+    """A local call past its timeout fails after one try (a retry would take as long again)
+    and llama.cpp stops generating: its slot goes idle long before max_tokens."""
+    import anyio
+
+    from dagtier._exceptions import ModelUnavailable, ProviderTimeout
+
+    provider = LocalProvider(n_ctx=2048)
+    gateway = _local_gateway(provider)
+    with pytest.raises(ModelUnavailable) as info:
+        await gateway.call(1, _endless(timeout_s=1.0))
+    cause = info.value.__cause__
+    assert isinstance(cause, ProviderTimeout) and not cause.retryable
+    assert "1 failed tries" in str(info.value)
+    decoded = []
+    while (slot := _slot())["is_processing"]:
+        decoded.append(slot["next_token"][0]["n_decoded"])
+        await anyio.sleep(0.05)
+    # a generation left running would be seen counting up towards max_tokens
+    assert max(decoded, default=0) < ENDLESS_TOKENS // 2, decoded
+
+
+async def test_a_local_call_waiting_for_its_turn_is_not_timed_out() -> None:
+    """Calls queued behind another generation each get their whole timeout for their own
+    generation: the first one's time is not counted against the others."""
+    import anyio
+
+    from dagtier._exceptions import ModelUnavailable
+
+    provider = LocalProvider(n_ctx=2048)
+    gateway = _local_gateway(provider)
+    await provider.prepare(gateway.catalog.model("local"))  # loaded: the endless call goes first
+    short = CompletionRequest.from_prompt("Say hello.", max_tokens=8, temperature=0.0)
+    outcomes: list[str] = []
+
+    async def endless() -> None:
+        with pytest.raises(ModelUnavailable):
+            await gateway.call(1, _endless(timeout_s=3.0))
+        outcomes.append("endless timed out")
+
+    async def queued() -> None:
+        await anyio.wait_all_tasks_blocked()
+        # asks while the endless call holds the model for its 3 s: had that wait counted,
+        # this call's 2.9 s would run out before it got the model
+        assert _loaded[2048].turn.locked()
+        r = await gateway.call(1, replace(short, timeout_s=2.9))
+        outcomes.append(f"queued answered {r.completion.usage.output_tokens > 0}")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(endless)
+        tg.start_soon(queued)
+    assert outcomes == ["endless timed out", "queued answered True"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import inspect
 import random
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -209,8 +210,7 @@ class Gateway:
         ``context`` names the run and node making the call and carries the run's budget.
 
         Cancellation: a cancelled call leaves no reservation open on the budget and no
-        breaker probe claimed; a local-model generation in a worker thread runs on to its
-        ``max_tokens`` in the background.
+        breaker probe claimed; a local-model generation stops.
 
         Raises:
             CatalogError: a model of the tier is not priced (before any call).
@@ -479,16 +479,22 @@ class Gateway:
             actual_tokens = est_tokens
             try:
                 try:
-                    if timeout is None:
-                        completion = await provider.complete(entry, request)
-                    else:
-                        with anyio.fail_after(timeout):
+                    # a provider that serves one call at a time (the local model) makes the
+                    # call wait for its turn first: the timeout counts the call's own work
+                    turn = getattr(provider, "turn", None)
+                    async with turn(entry) if turn is not None else nullcontext():
+                        if timeout is None:
                             completion = await provider.complete(entry, request)
+                        else:
+                            with anyio.fail_after(timeout):
+                                completion = await provider.complete(entry, request)
                 except TimeoutError:
                     raise ProviderTimeout(
                         f"no answer within the {timeout:g}s attempt timeout",
                         provider=entry.provider,
                         model=entry.model,
+                        # the local model would only spend as long again on the same answer
+                        retryable=False if entry.is_local else None,
                     ) from None
                 except ProviderStatusError:
                     settle_with, actual_tokens = 0.0, 0  # refused: not billed

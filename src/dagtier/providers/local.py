@@ -9,29 +9,40 @@ What it is good for: extracting fields under a JSON Schema (the schema becomes a
 grammar, so the output always parses). What it is not: a 135M model is at chance on
 classification and yes/no judging; do not use it as a judge.
 
-Threading: the model loads once, lazily, under a lock. Each call runs the blocking
-``Server.handle_chat_completions`` in a worker thread (:func:`anyio.to_thread.run_sync`)
-behind a one-token limiter, and a thread lock serialises the model itself: a cancelled call
-abandons its thread (the generation runs to its ``max_tokens`` in the background) without
-letting a second generation overlap it.
+One model per process: every :class:`LocalProvider` (one per run) shares the model loaded
+for its context size; it loads once, in a worker thread (:meth:`LocalProvider.prepare`), so
+neither the caller's event loop nor an attempt's timeout waits for it.
 
-``xllamacpp.Server`` always listens on a loopback port too; the provider sets a random API
-key on it so no other local process can use it. :class:`LocalModelServer` is the same thing
-meant for HTTP use (tests point the real ``openai`` and ``anthropic`` SDKs at it).
+Generation goes over the loopback HTTP server that ``xllamacpp.Server`` always runs (with a
+random API key, so no other local process can use it), streamed, from the event loop: no
+thread is held while the model writes. Cancelling the call (a timeout, Ctrl-C) closes the
+connection, and llama.cpp stops generating at its next token, so an abandoned call never
+runs on to its ``max_tokens`` and never holds the model. Calls take turns
+(:meth:`LocalProvider.turn`, one at a time, like llama.cpp's one slot): the gateway waits
+for the turn before it starts the attempt's clock.
+
+:class:`LocalModelServer` is the same server meant for HTTP use (tests point the real
+``openai`` and ``anthropic`` SDKs at it).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import secrets as _secrets
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
+from anyio.streams.buffered import BufferedByteReceiveStream
 
 from .._exceptions import ProviderError, ProviderResponseError
 from ..catalog import ModelEntry, Usage
@@ -110,28 +121,76 @@ def load_server(*, n_ctx: int = 8192, port: int = 0, api_key: str | None = None)
     return server, str(server.listening_address)
 
 
+@dataclass
+class _Loaded:
+    """A loaded model: its server, where it listens, its key, and whose turn it is."""
+
+    server: Any
+    host: str
+    port: int
+    api_key: str
+    turn: anyio.Lock = field(default_factory=anyio.Lock)
+
+
+_loaded: dict[int, _Loaded] = {}
+"""The process's models, by context size (one in practice: the catalog's window)."""
+_load_lock = threading.Lock()
+
+
+def _shared_model(n_ctx: int) -> _Loaded:
+    """The process's model for ``n_ctx``, loaded on first use. Blocking: call it in a thread."""
+    with _load_lock:
+        loaded = _loaded.get(n_ctx)
+        if loaded is None:
+            key = _secrets.token_urlsafe(24)
+            server, address = load_server(n_ctx=n_ctx, api_key=key)
+            url = urlsplit(address if "//" in address else f"http://{address}")
+            loaded = _loaded[n_ctx] = _Loaded(server, url.hostname or "", url.port or 0, key)
+        return loaded
+
+
 class LocalProvider:
-    """Runs the embedded model in-process. Cost 0; ``Completion.meta["local"]`` is True."""
+    """Runs the embedded model in-process. Cost 0; ``Completion.meta["local"]`` is True.
+
+    Args:
+        n_ctx: the context size to load the model with (default: the catalog entry's
+            ``context_window``, at most 32,768).
+    """
 
     name = PROVIDER
 
     def __init__(self, *, n_ctx: int | None = None) -> None:
         self._n_ctx = n_ctx
-        self._server: Any = None
-        self._load_lock = threading.Lock()
-        self._run_lock = threading.Lock()
-        self._limiter = anyio.CapacityLimiter(1)
 
     def __repr__(self) -> str:
-        return f"LocalProvider(model={MODEL_ID!r}, loaded={self._server is not None})"
+        return f"LocalProvider(model={MODEL_ID!r})"
 
-    def _ensure_loaded(self, n_ctx: int) -> Any:
-        with self._load_lock:
-            if self._server is None:
-                self._server, _addr = load_server(
-                    n_ctx=self._n_ctx or n_ctx, api_key=_secrets.token_urlsafe(24)
-                )
-            return self._server
+    def _context_size(self, model: ModelEntry) -> int:
+        return self._n_ctx or min(model.context_window, 32768)
+
+    async def _model(self, model: ModelEntry) -> _Loaded:
+        n_ctx = self._context_size(model)
+        loaded = _loaded.get(n_ctx)
+        if loaded is None:
+            try:
+                loaded = await anyio.to_thread.run_sync(_shared_model, n_ctx)
+            except ProviderError:
+                raise
+            except Exception as exc:
+                raise translate(exc, provider=PROVIDER, model=model.model) from exc
+        return loaded
+
+    async def prepare(self, model: ModelEntry) -> None:
+        """Load the model (once per process), in a worker thread: about 0.5-1.5 s."""
+        await self._model(model)
+
+    @asynccontextmanager
+    async def turn(self, model: ModelEntry) -> AsyncIterator[None]:
+        """Wait until no other call is generating. The gateway waits for this before it
+        starts an attempt's timeout, so a call's time limit counts its own generation only."""
+        loaded = await self._model(model)
+        async with loaded.turn:
+            yield
 
     @staticmethod
     def build_body(request: CompletionRequest) -> dict[str, Any]:
@@ -151,13 +210,9 @@ class LocalProvider:
             }
         return body
 
-    def _run(self, body: dict[str, Any], n_ctx: int) -> Any:
-        server = self._ensure_loaded(n_ctx)
-        with self._run_lock:
-            return server.handle_chat_completions(body)
-
     async def complete(self, model: ModelEntry, request: CompletionRequest) -> Completion:
-        """Generate on the CPU. Blocks a worker thread; a cancel abandons that thread.
+        """Generate on the CPU, streamed from the loopback server. A cancel stops the
+        generation (the connection closes) and leaves nothing running.
 
         Raises:
             BadRequest: the request offers tools: SmolLM2-135M's chat template has no tool
@@ -172,26 +227,20 @@ class LocalProvider:
                 "tool format); serve tool-using nodes from a tier with an API model",
             )
         start = time.perf_counter()
+        loaded = await self._model(model)
         body = self.build_body(request)
-        n_ctx = min(model.context_window, 32768)
-        error: ProviderError | None = None
         try:
-            out = await anyio.to_thread.run_sync(
-                self._run, body, n_ctx, limiter=self._limiter, abandon_on_cancel=True
-            )
-        except ProviderError as exc:
-            error = exc
-        except ValueError as exc:
-            # xllamacpp raises ValueError for requests it rejects (bad schema, bad messages).
-            error = from_status(400, provider=PROVIDER, model=model.model, message=str(exc))
-        except Exception as exc:
-            error = translate(exc, provider=PROVIDER, model=model.model)
-        if error is not None:
-            raise error
-        if not isinstance(out, dict):
+            out = await _stream_chat(loaded, body)
+        except ProviderError:
+            raise
+        except (OSError, anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError) as exc:
             raise ProviderResponseError(
-                f"unexpected result type {type(out).__name__}", provider=PROVIDER, model=model.model
-            )
+                f"the local model's stream broke off: {type(exc).__name__}: {exc}",
+                provider=PROVIDER,
+                model=model.model,
+            ) from exc
+        except Exception as exc:
+            raise translate(exc, provider=PROVIDER, model=model.model) from exc
         if "error" in out:
             err = out["error"]
             code = err.get("code") if isinstance(err, dict) else None
@@ -201,9 +250,7 @@ class LocalProvider:
                 model=model.model,
                 body=out,
             )
-        choices = out.get("choices") or []
-        message = choices[0].get("message", {}) if choices else {}
-        text = message.get("content") or ""
+        text = out["text"]
         if not text.strip():
             raise ProviderResponseError(
                 "empty completion", provider=PROVIDER, model=model.model, status_code=200
@@ -222,15 +269,92 @@ class LocalProvider:
             request_id=out.get("id"),
             meta={
                 "local": True,
-                "finish_reason": choices[0].get("finish_reason") if choices else None,
+                "finish_reason": out.get("finish_reason"),
                 "tokens_per_s": timings.get("predicted_per_second"),
             },
         )
 
     async def aclose(self) -> None:
-        # Dropping the last reference stops llama.cpp's loop and frees the model.
-        with self._load_lock:
-            self._server = None
+        # The model is the process's, shared with other runs: it stays loaded.
+        return None
+
+
+async def _stream_chat(loaded: _Loaded, body: dict[str, Any]) -> dict[str, Any]:
+    """POST a streamed Chat Completions request to the loopback server and collect it.
+
+    Returns ``{"text", "finish_reason", "usage", "timings", "id"}``, or llama.cpp's
+    ``{"error": ...}`` body for a refused request. A minimal HTTP/1.1 client: the SDKs'
+    HTTP stacks take seconds to import, and this one request shape is all it needs.
+    """
+    payload = json.dumps(
+        body | {"stream": True, "stream_options": {"include_usage": True}}
+    ).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {loaded.host}:{loaded.port}\r\n"
+        f"Authorization: Bearer {loaded.api_key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    async with await anyio.connect_tcp(loaded.host, loaded.port) as sock:
+        await sock.send(head + payload)
+        reader = BufferedByteReceiveStream(sock)
+        status_line, _, header_block = (
+            (await reader.receive_until(b"\r\n\r\n", 65536)).decode("latin-1").partition("\r\n")
+        )
+        status = int(status_line.split()[1])
+        headers = {
+            k.strip().lower(): v.strip()
+            for k, _, v in (line.partition(":") for line in header_block.split("\r\n"))
+        }
+        if status != 200:
+            # errors come whole, with a length (llama.cpp checks the request before streaming)
+            raw = await reader.receive_exactly(int(headers.get("content-length", "0")))
+            try:
+                parsed: dict[str, Any] = json.loads(raw)
+            except ValueError:
+                parsed = {"error": {"code": status, "message": raw.decode(errors="replace")}}
+            return parsed
+        events = _SseEvents()
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            while True:
+                size = int((await reader.receive_until(b"\r\n", 1024)).split(b";")[0], 16)
+                if size == 0:
+                    break
+                events.feed(await reader.receive_exactly(size))
+                await reader.receive_exactly(2)
+        else:
+            events.feed(await reader.receive_exactly(int(headers["content-length"])))
+        return events.result()
+
+
+class _SseEvents:
+    """Collects a Chat Completions event stream (``data: {...}`` lines) into one answer."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self._parts: list[str] = []
+        self._out: dict[str, Any] = {"finish_reason": None}
+
+    def feed(self, data: bytes) -> None:
+        *lines, self._pending = (self._pending + data).split(b"\n")
+        for line in lines:
+            if not line.startswith(b"data: ") or line.strip() == b"data: [DONE]":
+                continue
+            event = json.loads(line[6:])
+            if "error" in event:
+                self._out["error"] = event["error"]
+                continue
+            self._out["id"] = event.get("id", self._out.get("id"))
+            for choice in event.get("choices") or []:
+                self._parts.append((choice.get("delta") or {}).get("content") or "")
+                self._out["finish_reason"] = (
+                    choice.get("finish_reason") or self._out["finish_reason"]
+                )
+            for key in ("usage", "timings"):
+                if key in event:
+                    self._out[key] = event[key]
+
+    def result(self) -> dict[str, Any]:
+        return self._out | {"text": "".join(self._parts)}
 
 
 class LocalModelServer:
