@@ -3,6 +3,7 @@ timed-out generation, and on Ctrl-C."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -70,9 +71,12 @@ def test_a_timed_out_local_node_fails_once_and_the_process_exits(tmp_path: Path)
     assert proc.returncode == 1, err
     assert "numbers" in out and "Traceback" not in err
     con = sqlite3.connect(tmp_path / "runs.db")
-    tries = con.execute("SELECT fallbacks FROM attempts WHERE node_id = 'numbers'").fetchall()
+    rows = con.execute("SELECT fallbacks FROM attempts WHERE node_id = 'numbers'").fetchall()
     con.close()
-    assert tries == [(None,)]  # one attempt, with no retry behind it
+    [(failed_tries,)] = rows  # one attempt...
+    assert json.loads(failed_tries) == [  # ...of one try: no retry
+        "ProviderTimeout: local/smollm2-135m-instruct: no answer within the 2s attempt timeout"
+    ]
 
 
 def _node_status(db: Path) -> dict[str, str]:
