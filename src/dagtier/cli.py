@@ -493,12 +493,9 @@ def runs(
 
     where, rows = _in_store(store, go)
     if json_out:
-        from dataclasses import asdict
+        from .report.render import render_runs_json
 
-        out = [{**asdict(r), "nodes": counts} for r, counts in rows]
-        for item in out:
-            item.pop("node_fingerprints", None)
-        typer.echo(json.dumps(out, indent=2, default=str))
+        typer.echo(render_runs_json(rows), nl=False)
         return
     from .report.tables import output_console, print_runs
 

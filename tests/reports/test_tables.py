@@ -77,3 +77,21 @@ def test_run_ids_and_costs_are_whole_through_a_pipe(tmp_path: Path) -> None:
     rows = [line for line in proc.stdout.splitlines() if line.startswith("│ 20")]
     assert [row.split("│")[1].strip() for row in rows] == ids[::-1]  # newest first
     assert "…" not in proc.stdout
+
+
+def test_runs_as_json_list_each_run_with_its_node_counts(tmp_path: Path) -> None:
+    """`dagtier runs --json`: newest first, each run with its node counts by status."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from dagtier.cli import app
+
+    store = tmp_path / "runs.db"
+    ids = anyio.run(_runs, store, 2)
+    res = CliRunner().invoke(app, ["runs", "--store", str(store), "--json"])
+    assert res.exit_code == 0, res.output
+    runs = json.loads(res.stdout)
+    assert [r["run_id"] for r in runs] == ids[::-1]
+    assert all(r["nodes"] == {"succeeded": 4} and r["workflow"] == "review" for r in runs)
+    assert all("node_fingerprints" not in r for r in runs)

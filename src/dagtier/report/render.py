@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Literal
 
 from .._logging import redact_text, redact_value
@@ -17,6 +19,7 @@ from ._text import savings_lines, usd
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from ..store import RunRecord
     from .model import Comparison, RunReport
 
 Format = Literal["table", "json", "csv", "html"]
@@ -25,6 +28,16 @@ FORMATS: tuple[str, ...] = ("table", "json", "csv", "html")
 
 def render_json(report: RunReport | Comparison) -> str:
     return json.dumps(redact_value(report.to_dict()), indent=2, default=str) + "\n"
+
+
+def render_runs_json(runs: Sequence[tuple[RunRecord, dict[str, int]]]) -> str:
+    """Runs (each with its node counts by status) as a JSON list, as `dagtier runs --json`."""
+    out = []
+    for record, counts in runs:
+        item = {**asdict(record), "nodes": counts}
+        item.pop("node_fingerprints", None)  # internal, and long
+        out.append(item)
+    return json.dumps(redact_value(out), indent=2, default=str) + "\n"
 
 
 _CSV_COLUMNS = (
