@@ -270,6 +270,13 @@ class _Source:
     items: Callable[[], Iterator[Item]]
 
 
+def scan_items(items: str | Path | SequenceABC[Mapping[str, Any]]) -> _Source:
+    """Read the items once: their fingerprint, count and malformed lines."""
+    if isinstance(items, (str, Path)):
+        return _scan_file(Path(items))
+    return _scan_values(list(items))
+
+
 def _scan_file(path: Path) -> _Source:
     digest = hashlib.sha256()
     try:
@@ -357,6 +364,26 @@ def item_result(index: int, line: int, result: RunResult, *, resumed: bool = Fal
     )
 
 
+async def stored_item_result(
+    store: Any, plan: Plan, index: int, line: int, run_id: str
+) -> ItemResult | None:
+    """An item's result as the store has its run (None: no such run), marked ``resumed``."""
+    loaded = await store.load_run(run_id)
+    if loaded is None:
+        return None
+    record, nodes = loaded
+    done = RunResult(
+        run_id,
+        record.workflow,
+        record.status,
+        nodes,
+        outputs=render_outputs(plan, record.inputs, nodes),
+        started_at=record.started_at,
+        finished_at=record.finished_at or 0.0,
+    )
+    return item_result(index, line, done, resumed=True)
+
+
 class _Batch:
     """The state of one batch session."""
 
@@ -429,19 +456,9 @@ class _Batch:
         rid = item_run_id(batch_id, item.index)
         status = self.known.get(item.index, "")
         if status in FINISHED:
-            loaded = await store.load_run(rid)
-            if loaded is not None:
-                record, nodes = loaded
-                done = RunResult(
-                    rid,
-                    record.workflow,
-                    record.status,
-                    nodes,
-                    outputs=render_outputs(self.plan, record.inputs, nodes),
-                    started_at=record.started_at,
-                    finished_at=record.finished_at or 0.0,
-                )
-                return item_result(item.index, item.line, done, resumed=True)
+            done = await stored_item_result(store, self.plan, item.index, item.line, rid)
+            if done is not None:
+                return done
         if self.stop:
             return None
         if item.index not in self.known:
@@ -526,9 +543,7 @@ async def run_batch(
         )
     if concurrency < 1:
         raise DagtierUsageError(f"concurrency must be at least 1, got {concurrency}")
-    source = (
-        _scan_file(Path(items)) if isinstance(items, (str, Path)) else _scan_values(list(items))
-    )
+    source = scan_items(items)
     if source.bad and on_bad_item == "stop":
         raise bad_items_error(source.path, source.bad)
     if on_start is not None:

@@ -907,6 +907,26 @@ def batch(
         bool, typer.Option("--verbose", "-v", help="Log every model call to stderr.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Run on a pool of Ray actors claiming items from the store (a local Ray, "
+            "or --ray-address's cluster; pip install 'dagtier[ray]').",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="With --ray: the Ray cluster to join (ray.init(address=...)).",
+            metavar="ADDRESS",
+            show_default=False,
+        ),
+    ] = None,
+    actors: Annotated[
+        int, typer.Option("--actors", min=1, help="With --ray: actor processes in the pool.")
+    ] = 2,
     debug: DebugOpt = False,
 ) -> None:
     """Run a workflow once per item of a JSONL or CSV file, every item a durable run."""
@@ -931,6 +951,8 @@ def batch(
     if out is not None and not out.parent.is_dir():
         _usage(f"--out {out}: the directory {out.parent} does not exist")
     _setup_logging(verbose=verbose, log_json=None)
+    if ray and budget is not None:
+        _usage("--budget is not offered with --ray (see `dagtier batch --help`)")
     wf = guarded(lambda: load_workflow(workflow))
     cat = guarded(lambda: load_catalog(models))
     ttl = guarded(lambda: parse_duration(cache_ttl, "--cache-ttl"))
@@ -944,9 +966,13 @@ def batch(
         ("--budget", budget, None),
         ("--on-bad-item", on_bad_item, "stop"),
         ("--cache-ttl", cache_ttl, "7d"),
+        ("--ray-address", ray_address, None),
+        ("--actors", actors, 2),
     ):
         if value != default:
             again += [flag, str(value)]
+    if ray:
+        again.append("--ray")
     resume_cmd = shlex.join([*again, "--resume", bid])
 
     console = progress_console()
@@ -964,6 +990,25 @@ def batch(
         sinks[0].flush()
 
     async def go(run_store: Any) -> Any:
+        if ray:
+            from .batch_ray import run_batch_on_ray
+            from .store import default_store_path
+
+            # the actors open the store themselves, by its path
+            return await run_batch_on_ray(
+                workflow,
+                inputs,
+                store=store or default_store_path(),
+                models=models,
+                address=ray_address,
+                actors=actors,
+                concurrency=concurrency,
+                on_bad_item=on_bad_item,
+                resume=resume,
+                batch_id=bid,
+                cache_ttl_s=ttl,
+                on_result=emit,
+            )
         return await run_batch(
             wf,
             inputs,

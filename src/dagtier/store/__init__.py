@@ -204,6 +204,38 @@ class BatchStore(Protocol):
     async def list_batches(self, limit: int = 50) -> list[BatchRecord]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class QueuedItem:
+    """An item waiting in the store for a worker (``dagtier batch --ray``)."""
+
+    index: int
+    line: int
+    run_id: str | None
+    inputs: dict[str, Any] | None
+    error: str | None = None
+    """Why the item can never run (queued as already finished, ``invalid``)."""
+
+
+@runtime_checkable
+class BatchQueue(Protocol):
+    """A batch's items as a work queue in the store, so workers in other processes (Ray
+    actors) claim them and the process that started the batch holds no state. A claim is a
+    lease: a worker renews it while it runs its items; the items of a worker that died are
+    claimed again once its lease ran out, and their runs resume node by node."""
+
+    async def enqueue_items(self, batch_id: str, items: list[QueuedItem]) -> None: ...
+
+    async def claim_items(
+        self, batch_id: str, owner: str, limit: int, lease_s: float
+    ) -> list[QueuedItem]: ...
+
+    async def renew_items(self, batch_id: str, owner: str, lease_s: float) -> None: ...
+
+    async def finish_item(self, batch_id: str, index: int) -> None: ...
+
+    async def items_left(self, batch_id: str) -> int: ...
+
+
 @runtime_checkable
 class ResultCache(Protocol):
     async def cache_get(self, key: str, *, ttl_s: float | None) -> CachedAnswer | None:
@@ -364,10 +396,12 @@ class MemoryStore:
 __all__ = [
     "ENV_STORE",
     "BatchItem",
+    "BatchQueue",
     "BatchRecord",
     "BatchStore",
     "CachedAnswer",
     "MemoryStore",
+    "QueuedItem",
     "ResultCache",
     "RunRecord",
     "RunStore",

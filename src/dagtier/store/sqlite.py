@@ -41,7 +41,7 @@ from .._logging import redact_text
 from .._types import RunStatus, Tier
 from ..catalog import Usage
 from ..results import Attempt, CheckResult, NodeResult, ToolCallRecord, Turn
-from . import BatchItem, BatchRecord, CachedAnswer, RunRecord, TierStats
+from . import BatchItem, BatchRecord, CachedAnswer, QueuedItem, RunRecord, TierStats
 
 # --- schema ---------------------------------------------------------------------------------
 
@@ -162,6 +162,14 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         """,
     ),
     (5, "ALTER TABLE attempts ADD COLUMN turns TEXT;"),
+    (
+        6,
+        """
+        ALTER TABLE batch_items ADD COLUMN inputs TEXT;
+        ALTER TABLE batch_items ADD COLUMN owner TEXT;
+        ALTER TABLE batch_items ADD COLUMN lease_until REAL;
+        """,
+    ),
 )
 """Ordered schema migrations: (version reached, SQL). Append; never edit a released step."""
 
@@ -692,7 +700,11 @@ class SqliteStore:
         params = (batch_id, index, line, run_id, status, redact_text(error) if error else None)
 
         def op(con: sqlite3.Connection) -> None:
-            con.execute("INSERT OR REPLACE INTO batch_items VALUES (?,?,?,?,?,?)", params)
+            con.execute(
+                "INSERT OR REPLACE INTO batch_items (batch_id, idx, line, run_id, status, error) "
+                "VALUES (?,?,?,?,?,?)",
+                params,
+            )
 
         await self._submit((op,))
 
@@ -735,6 +747,93 @@ class SqliteStore:
             return [_batch_record(r) for r in rows]
 
         result: list[BatchRecord] = await self._read(q)
+        return result
+
+    # --- BatchQueue -------------------------------------------------------------------------
+
+    async def enqueue_items(self, batch_id: str, items: list[QueuedItem]) -> None:
+        """Queue a batch's items for workers; items already queued are left as they are."""
+        rows = [
+            (
+                batch_id,
+                it.index,
+                it.line,
+                it.run_id,
+                "invalid" if it.error else None,
+                redact_text(it.error) if it.error else None,
+                json.dumps(it.inputs, separators=(",", ":"), default=str),
+            )
+            for it in items
+        ]
+
+        def op(con: sqlite3.Connection) -> None:
+            con.executemany(
+                "INSERT OR IGNORE INTO batch_items (batch_id, idx, line, run_id, status, error, "
+                "inputs) VALUES (?,?,?,?,?,?,?)",
+                rows,
+            )
+
+        await self._submit((op,))
+
+    async def claim_items(
+        self, batch_id: str, owner: str, limit: int, lease_s: float
+    ) -> list[QueuedItem]:
+        """Take up to ``limit`` unfinished items nobody holds (or whose holder's lease ran
+        out: a killed worker's) for ``lease_s`` seconds. One ``BEGIN IMMEDIATE``
+        transaction: two workers never take the same item."""
+        now = time.time()
+        taken: list[QueuedItem] = []
+
+        def op(con: sqlite3.Connection) -> None:
+            rows = con.execute(
+                "SELECT b.idx, b.line, b.run_id, b.inputs FROM batch_items b "
+                "WHERE b.batch_id = ? AND b.status IS NULL "
+                "AND (b.lease_until IS NULL OR b.lease_until < ?) ORDER BY b.idx LIMIT ?",
+                (batch_id, now, limit),
+            ).fetchall()
+            con.executemany(
+                "UPDATE batch_items SET owner = ?, lease_until = ? WHERE batch_id = ? AND idx = ?",
+                [(owner, now + lease_s, batch_id, r[0]) for r in rows],
+            )
+            taken.extend(QueuedItem(r[0], r[1], r[2], json.loads(r[3] or "{}")) for r in rows)
+
+        await self._submit((op,))
+        return taken
+
+    async def renew_items(self, batch_id: str, owner: str, lease_s: float) -> None:
+        params = (time.time() + lease_s, batch_id, owner)
+
+        def op(con: sqlite3.Connection) -> None:
+            con.execute(
+                "UPDATE batch_items SET lease_until = ? WHERE batch_id = ? AND owner = ? "
+                "AND status IS NULL",
+                params,
+            )
+
+        await self._submit((op,))
+
+    async def finish_item(self, batch_id: str, index: int) -> None:
+        params = (batch_id, index)
+
+        def op(con: sqlite3.Connection) -> None:
+            con.execute(
+                "UPDATE batch_items SET status = 'done', owner = NULL, lease_until = NULL "
+                "WHERE batch_id = ? AND idx = ?",
+                params,
+            )
+
+        await self._submit((op,))
+
+    async def items_left(self, batch_id: str) -> int:
+        def q(con: sqlite3.Connection) -> int:
+            return int(
+                con.execute(
+                    "SELECT COUNT(*) FROM batch_items WHERE batch_id = ? AND status IS NULL",
+                    (batch_id,),
+                ).fetchone()[0]
+            )
+
+        result: int = await self._read(q)
         return result
 
 

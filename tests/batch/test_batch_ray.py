@@ -1,0 +1,78 @@
+"""`dagtier batch --ray`: actors claim items from the store; a killed actor's items are
+claimed again and resume without paying twice for committed nodes.
+
+Ray binds the machine's interface address, so the scenario runs in a network namespace that
+has only loopback (`unshare --net`, then `ip link set lo up`): real Ray, real actor
+processes, a real SIGKILL, a real model server on 127.0.0.1 inside the namespace.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import dagtier
+
+SRC = str(Path(dagtier.__file__).resolve().parents[1])
+HERE = Path(__file__).resolve().parent
+
+
+def _netns_reason() -> str | None:
+    if importlib.util.find_spec("ray") is None:
+        return "Ray is not installed (pip install 'dagtier[ray]')"
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
+        return "needs root, unshare and ip to keep Ray on a loopback-only network namespace"
+    probe = subprocess.run(
+        ["unshare", "--net", "sh", "-c", "ip link set lo up"], capture_output=True, timeout=30
+    )
+    if probe.returncode != 0:
+        return f"cannot create a network namespace here: {probe.stderr.decode().strip()}"
+    return None
+
+
+REASON = _netns_reason()
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(REASON is not None, reason=REASON or "")]
+
+
+def test_a_killed_actors_items_are_claimed_again_and_resume(tmp_path: Path) -> None:
+    """SIGKILL one of two actors mid-batch: every item still succeeds, and no node the store
+    had committed when the actor died is called again."""
+    env = {**os.environ, "PYTHONPATH": SRC, "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.run(
+        [
+            "unshare",
+            "--net",
+            "sh",
+            "-c",
+            f'ip link set lo up && exec "{sys.executable}" "{HERE / "_ray_scenario.py"}" '
+            f'"{tmp_path}"',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["summary"] == {"status": "finished", "succeeded": 24, "total": 24}
+    assert "killed" in report, "no actor was killed: the batch finished too soon"
+    results = report["results"]
+    assert sorted(r["index"] for r in results) == list(range(24))
+    for r in results:
+        assert r["status"] == "succeeded"
+        assert r["outputs"] == {"answer": f"<c <b <a t{r['index']}>>>"}
+    paid, at_kill = report["paid"], report["paid_at_kill"]
+    for run_id, node in report["committed"]:
+        t = f"t{run_id.rsplit('-', 1)[1]}"
+        prompt = {"a": f"a {t}", "b": f"b <a {t}>", "c": f"c <b <a {t}>>"}[node]
+        assert paid[prompt] == at_kill[prompt] == 1, f"{run_id}/{node} was paid twice"
+    # every node answered; at most the killed actor's calls in flight were paid twice
+    assert len(paid) == 72
+    assert sum(paid.values()) - 72 <= 3
