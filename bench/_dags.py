@@ -27,14 +27,19 @@ def layered_edges(n: int, width: int = 50, parents: int = 3, seed: int = 0) -> d
 def workflow_for(deps: dict[str, list[str]], *, concurrency: int | None = None) -> Any:
     """A Workflow with one static tier-1 node per entry, built from a dict (no YAML parse:
     the benches time runs, not loading)."""
-    from dagtier.spec.models import Workflow
+    from dagtier.spec.models import MAX_CONCURRENCY, Workflow
 
     nodes = {
         nid: {"prompt": "go", "depends_on": parents, "policy": {"kind": "static", "tier": 1}}
         for nid, parents in deps.items()
     }
     return Workflow.model_validate(
-        {"name": "bench", "nodes": nodes, "concurrency": concurrency or len(nodes)}
+        # no limit the DAG's width could reach (the widest bench layer is far below the cap)
+        {
+            "name": "bench",
+            "nodes": nodes,
+            "concurrency": concurrency or min(len(nodes), MAX_CONCURRENCY),
+        }
     )
 
 
