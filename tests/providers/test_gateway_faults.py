@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 import structlog.testing
 from _fault_server import FaultServer
@@ -215,3 +216,45 @@ async def test_an_empty_200_is_charged_by_its_usage_not_its_reservation(
     assert r.tries == 2 and r.cost == pytest.approx(2 * one_answer)  # same usage both times
     assert budget.spent == pytest.approx(r.cost) and budget.reserved == 0.0
     await gateway.registry.aclose()
+
+
+async def test_the_sdk_client_is_built_off_the_loop_and_outside_the_timeout(
+    fault_server: FaultServer, fake_keys: dict[str, str]
+) -> None:
+    """Building the SDK client (the first SDK import: seconds on a busy machine) runs in a
+    thread while other tasks carry on, and does not count against the attempt's timeout
+    (issue 12 item 2: a 4 s timeout expired with no request sent, every node frozen)."""
+    import threading
+    import time
+
+    from dagtier.providers import ProviderRegistry
+    from dagtier.providers.openai import OpenAIProvider
+
+    loop_ran = threading.Event()
+    seen_by_make: list[bool] = []
+
+    class SlowToBuild(OpenAIProvider):
+        def _new_client(self, key: str) -> Any:
+            # stands in for a slow `import openai`: blocks until the event loop has run
+            # another task (it never can if this runs on the loop), then past the timeout
+            seen_by_make.append(loop_ran.wait(timeout=5))
+            time.sleep(0.6)
+            return super()._new_client(key)
+
+    catalog = make_catalog(fault_server.base_url, {1: ["o-one"]})
+    entry = catalog.model("o-one")
+    provider = SlowToBuild(base_url=entry.base_url, api_key_env=entry.api_key_env)
+    gateway = Gateway(
+        catalog, ProviderRegistry({"openai": provider}), retry=RetryPolicy(max_attempts=1)
+    )
+
+    async def other_node() -> None:
+        await anyio.sleep(0.05)
+        loop_ran.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other_node)
+        r = await gateway.call(1, _req(timeout_s=0.5))
+    await provider.aclose()  # passed in: the registry does not own it
+    assert seen_by_make == [True]
+    assert r.model.name == "o-one" and r.tries == 1
