@@ -761,8 +761,27 @@ def replay(
         str | None,
         typer.Option(
             "--policy",
-            help="Comma-separated: static:N, cascade[:START], adaptive[:TARGET] (default: "
-            "static on each tier of the ladder, cascade, adaptive).",
+            help="Comma-separated: static:N, cascade[:START], adaptive[:TARGET], "
+            "router+cascade[:P], router+adaptive[:P], router-only[:P] (need --queries) "
+            "(default: static on each tier of the ladder, cascade, adaptive).",
+            show_default=False,
+        ),
+    ] = None,
+    queries: Annotated[
+        Path | None,
+        typer.Option(
+            "--queries",
+            help="CSV(.gz) of query_id, text: the prompts routers read "
+            "(NAME.queries.csv.gz beside NAME.csv.gz).",
+            show_default=False,
+        ),
+    ] = None,
+    train: Annotated[
+        float | None,
+        typer.Option(
+            "--train",
+            help="Share of the stream that only trains, left out of every figure "
+            "(default: 0.5 with router policies, else 0).",
             show_default=False,
         ),
     ] = None,
@@ -818,6 +837,8 @@ def replay(
             limit=limit,
             json_out=json_out,
             canary=canary,
+            queries=queries,
+            train=train,
         ),
         debug=debug,
     )

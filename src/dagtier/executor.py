@@ -31,6 +31,7 @@ from .events import EventBus, NodeFinished, NodeStarted, RunFinished, RunStarted
 from .fingerprint import workflow_fingerprint
 from .plan import Plan, compile_workflow
 from .policies import AttemptFailed, NodeContext
+from .policies.routers import Router, apply_route, learn_route
 from .providers.base import CompletionRequest, Message, Provider
 from .providers.gateway import CallContext, Gateway
 from .providers.registry import ProviderRegistry
@@ -131,9 +132,11 @@ class _Run:
         budget: Any = None,
         cache: ResultCache | None = None,
         cache_ttl_s: float | None = None,
+        routers: Mapping[str, Router] | None = None,
     ) -> None:
         self.wf = plan.workflow
         self.plan = plan
+        self.routers = routers
         self.inputs = inputs
         self.run_id = run_id
         self.gateway = gateway
@@ -321,6 +324,11 @@ class _Run:
             values=tctx,
             tools=tools,
         )
+        router = self.routers.get(nid) if self.routers else None
+        if router is not None:
+            upstream = {d: self.outputs.get(d) for d in wf.nodes[nid].depends_on}
+            await apply_route(router, ctx, upstream)
+            key = ctx.task_key
         try:
             outcome = await np.runner(ctx)
         except AttemptFailed as exc:
@@ -339,6 +347,8 @@ class _Run:
             if self.budget is not None and exc is self.budget.exhausted:
                 self.stop_reason = "budget_exhausted"
             return _durable.out_of_budget(nid, exc, ctx.attempts, started, key)
+        if router is not None:
+            await learn_route(router, ctx)
         att = outcome.attempt
         result = NodeResult(
             nid,
@@ -443,6 +453,7 @@ async def run(
     budget: float | None = None,
     shared_budget: Budget | None = None,
     cache_ttl_s: float | None = _durable.DEFAULT_CACHE_TTL_S,
+    routers: Mapping[str, Router] | None = None,
 ) -> RunResult:
     """Run a workflow and return every node's result.
 
@@ -481,6 +492,9 @@ async def run(
             runs out. *Added in issue 14.*
         cache_ttl_s: how old a cached answer may be for nodes with ``cache: true``
             (default a week; None: any age).
+        routers: a router per node id (see :mod:`dagtier.policies.routers`): it classifies
+            the node's rendered input before the policy runs and learns from its judged
+            answers. Keep the same objects across runs: they are what learns.
 
     Raises:
         SpecError: the inputs do not match the workflow's declaration.
@@ -570,6 +584,7 @@ async def run(
         budget=run_budget,
         cache=store if isinstance(store, ResultCache) else None,
         cache_ttl_s=cache_ttl_s,
+        routers=routers,
     )
     status: RunStatus = "cancelled"
     try:

@@ -72,7 +72,9 @@ async def test_cascade_with_a_perfect_judge_stops_at_the_first_right_tier(
     outcomes_file: Path,
 ) -> None:
     """With an error-free judge, a cascade answers with the first right tier and pays every
-    tier tried plus one judge call per answer."""
+    tier tried, one judge call per answer below the top tier, and a judge call on the top
+    tier's answer only where it was judged (a sampled share: at the ceiling the verdict
+    cannot change the action)."""
     data = load_outcomes(outcomes_file)
     report = await replay(
         data, MODELS, ["cascade"], false_accept=0, false_reject=0, judge_cost=0.0005
@@ -85,16 +87,18 @@ async def test_cascade_with_a_perfect_judge_stops_at_the_first_right_tier(
         row = data.table[q]
         for tier, m in enumerate(MODELS, start=1):
             calls[tier] += 1
-            cost += row[m][1] + 0.0005
+            cost += row[m][1]
             if row[m][0] == 1.0 or tier == 3:
                 quality += row[m][0]
                 escalated += tier > 1
                 break
     assert st.mean_quality == pytest.approx(quality / 60, rel=1e-12)
-    assert st.mean_cost == pytest.approx(cost / 60, rel=1e-12)
     assert st.calls == calls
     assert st.escalated == escalated
-    assert st.judge_cost == pytest.approx(0.0005 * sum(calls.values()), rel=1e-12)
+    judged_top = round(st.judge_cost / 0.0005) - calls[1] - calls[2]
+    assert st.judge_cost == pytest.approx(0.0005 * (calls[1] + calls[2] + judged_top), rel=1e-9)
+    assert 0 <= judged_top < calls[3]
+    assert st.mean_cost == pytest.approx((cost + st.judge_cost) / 60, rel=1e-12)
 
 
 async def test_judge_cost_defaults_to_tier_one_mean_cost(outcomes_file: Path) -> None:

@@ -57,6 +57,7 @@ from .base import AttemptFailed, NodeContext, Outcome
 from .cascade import cascade_from
 from .checks import callable_problem
 from .escalation import ESCALATION_SUFFIX, ceiling, explore_past, record_escalations
+from .routers import start_floor
 from .tuning import TUNING, Rate, Tuning
 
 if TYPE_CHECKING:
@@ -234,6 +235,10 @@ async def run_adaptive(ctx: NodeContext) -> Outcome:
         # a share of runs keeps measuring the judge where it is not trusted
         if trusted != start and ctx.rng.random() >= TUNING.explore:
             start, reason = trusted, f"{reason}; {why}"
+    floor = start_floor(ctx, start, hi)
+    if floor != start:
+        start = floor
+        reason += f"; the router starts this input at tier {start}"
     top = hi
     if policy.on_exhausted == "accept_unverified" and start < hi:
         # a node that fails at its max tier must have tried it; one that accepts the last
@@ -246,6 +251,9 @@ async def run_adaptive(ctx: NodeContext) -> Outcome:
             reason += "; " + cap.reason
     ctx.decide(start, reason)
     first = len(ctx.attempts)
+    # drawn before the answer: a canary run judges even at the ceiling (its verdict is
+    # compared with the canary's)
+    canary_run = policy.canary > 0 and start < hi and ctx.rng.random() < policy.canary
     try:
         outcome = await cascade_from(
             ctx,
@@ -255,22 +263,23 @@ async def run_adaptive(ctx: NodeContext) -> Outcome:
             record_evidence=False,
             half_life=policy.half_life,
             ceiling_of=hi if top < hi else None,
+            # the ceiling's verdict is still evidence while its rate is being learnt
+            judge_top=canary_run or _weight(stats, top) < TUNING.explored_weight,
         )
     except AttemptFailed:
         await _record_evidence(ctx, policy, first, None, None)
         raise
     answer = outcome.attempt
     canary: Attempt | None = None
-    if (
-        outcome.status == "succeeded"
-        and answer is not None
-        and answer.tier < hi
-        and policy.canary > 0
-        and ctx.rng.random() < policy.canary
-    ):
+    if canary_run and outcome.status == "succeeded" and answer is not None and answer.tier < hi:
         canary = await _run_canary(ctx, answer, hi)
     await _record_evidence(ctx, policy, first, answer, canary)
     return outcome
+
+
+def _weight(stats: Mapping[Tier, TierStats], tier: Tier) -> float:
+    st = stats.get(tier)
+    return 0.0 if st is None else st.successes + st.failures
 
 
 async def _run_canary(ctx: NodeContext, answer: Attempt, top: Tier) -> Attempt | None:
@@ -316,10 +325,13 @@ async def _record_evidence(
     """Fold this node's checked attempts into the store, weighted as the module says."""
     stats = ctx.stats
     assert stats is not None
+    unjudged = ctx.unjudged or ()
     tried = [
         a
         for a in ctx.attempts[first:]
-        if a.purpose == "answer" and a.verdict in ("pass", "fail", "unchecked")
+        if a.purpose == "answer"
+        and a.verdict in ("pass", "fail", "unchecked")
+        and a.index not in unjudged
     ]
     top = policy.max_tier
     hopeless = any(a.tier == top and a.verdict == "fail" for a in tried)

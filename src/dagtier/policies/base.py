@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ..spec.models import Node, Workflow
     from ..store import StatsStore
     from ..tools import Tool
+    from .routers import Route
 
 DEFAULT_HALF_LIFE = 50.0
 
@@ -85,6 +86,13 @@ class NodeContext:
     """A stalled tool loop's conversation, which the next attempt continues."""
     turns: int = 0
     """Tool-loop turns made so far over the node's attempts."""
+    route: Route | None = None
+    """The router's decision for this input (None: the node has no router)."""
+    base_key: str | None = None
+    """The node's own task key when a router's class replaced :attr:`task_key`."""
+    unjudged: set[int] | None = None
+    """Indexes of attempts whose judge was skipped (at the escalation ceiling): their
+    "unchecked" verdict is no evidence of quality."""
 
     @property
     def checks(self) -> list[Any]:
@@ -105,9 +113,12 @@ class NodeContext:
         purpose: str = "answer",
         record_evidence: bool = True,
         half_life: float | None = DEFAULT_HALF_LIFE,
+        judge: bool = True,
     ) -> Attempt:
         """Call ``tier`` once (the gateway retries and falls back within the tier), then run
         the node's checks on the answer. Records the attempt, logs it and emits an event.
+        ``judge=False`` skips the LLM judge (its verdict could not change the action); the
+        cheap checks still run.
 
         Raises:
             AttemptFailed: no model of the tier answered.
@@ -123,7 +134,7 @@ class NodeContext:
             att, meta = await self._single_call(tier, index, purpose)
         text = att.output or ""
         try:
-            checked = await run_checks(self, text, tier, meta)
+            checked = await run_checks(self, text, tier, meta, judge=judge)
         except JudgeUnavailable as exc:
             # the answer is paid for but cannot be judged: an availability failure, which
             # fails the node like any provider error instead of escalating
@@ -134,6 +145,10 @@ class NodeContext:
         att.judge_cost, att.judge_usage = checked.judge_cost, checked.judge_usage
         if checked.parsed is not None:
             self.parsed[index] = checked.parsed
+        if checked.judge_skipped:
+            if self.unjudged is None:
+                self.unjudged = set()
+            self.unjudged.add(index)
         self._record(att)
         await self._evidence(att, record_evidence, half_life)
         return att

@@ -19,6 +19,7 @@ from ..results import Attempt
 from .base import DEFAULT_HALF_LIFE, AttemptFailed, NodeContext, Outcome
 from .checks import callable_problem
 from .escalation import ESCALATION_SUFFIX, Ceiling, ceiling, explore_past, record_escalations
+from .routers import start_floor
 from .tuning import TUNING
 
 
@@ -31,10 +32,17 @@ async def cascade_from(
     record_evidence: bool = True,
     half_life: float | None = DEFAULT_HALF_LIFE,
     ceiling_of: Tier | None = None,
+    judge_top: bool = False,
 ) -> Outcome:
     """Try ``start``, then each next tier up to ``top`` while answers fail their checks.
     ``ceiling_of``: the node's max tier when ``top`` is a learnt ceiling below it (named in
     the outcome when the last answer is accepted unverified).
+
+    At ``top`` a node that accepts its last answer anyway (``accept_unverified``) skips the
+    judge: no tier above pays, so its verdict cannot change the action. The answer is then
+    ``unverified``. With ``judge_top`` (a canary run, or a tier still being learnt) and on a
+    share :attr:`Tuning.judge_at_ceiling` of the others it is judged all the same, so the
+    tier's rate and its yield keep being measured.
 
     Raises:
         AttemptFailed: a tier could not be reached at all (availability, not quality).
@@ -60,11 +68,34 @@ async def cascade_from(
                 tier,
                 f"tier {last.tier} answer failed its checks ({last.reason}): escalating to tier {tier}",
             )
-        last = await ctx.attempt(tier, record_evidence=record_evidence, half_life=half_life)
+        judge = (
+            tier < top
+            or on_exhausted != "accept_unverified"
+            or judge_top
+            or ctx.rng.random() < TUNING.judge_at_ceiling
+        )
+        last = await ctx.attempt(
+            tier, record_evidence=record_evidence, half_life=half_life, judge=judge
+        )
+        if not judge and ctx.unjudged and last.index in ctx.unjudged:
+            return Outcome("unverified", last, _unjudged(last.tier, ceiling_of))
         if last.verdict != "fail":
             return Outcome("succeeded", last)
     assert last is not None
     return exhausted(last, last.tier, on_exhausted, ceiling_of=ceiling_of)
+
+
+def _where(top: Tier, ceiling_of: Tier | None) -> str:
+    if ceiling_of is None or ceiling_of <= top:
+        return f"max tier {top}"
+    return f"tier {top} (the learnt ceiling below max tier {ceiling_of})"
+
+
+def _unjudged(top: Tier, ceiling_of: Tier | None) -> str:
+    return (
+        f"the answer at {_where(top, ceiling_of)} is accepted unverified without the judge: no tier above "
+        "pays, so its verdict could not change the action (on_exhausted: accept_unverified)"
+    )
 
 
 def exhausted(
@@ -75,12 +106,7 @@ def exhausted(
     ceiling_of: Tier | None = None,
 ) -> Outcome:
     """The outcome when even ``top`` failed its checks: fail, or accept and say so."""
-    where = (
-        f"max tier {top}"
-        if ceiling_of is None or ceiling_of <= top
-        else f"tier {top} (the learnt ceiling below max tier {ceiling_of})"
-    )
-    why = f"the answer at {where} failed its checks: {last.reason}"
+    why = f"the answer at {_where(top, ceiling_of)} failed its checks: {last.reason}"
     if on_exhausted == "accept_unverified":
         return Outcome(
             "unverified",
@@ -96,7 +122,8 @@ async def run_cascade(ctx: NodeContext) -> Outcome:
     problem = callable_problem(ctx)
     if problem:
         return Outcome("failed", None, problem)
-    start, top = policy.start, policy.max
+    top = policy.max
+    start = start_floor(ctx, policy.start, top)
     stats = ctx.stats
     if stats is None or policy.on_exhausted != "accept_unverified" or start == top:
         return await cascade_from(ctx, start, top, policy.on_exhausted)

@@ -47,6 +47,7 @@ class Checked:
     parsed: JSON = None
     judge_cost: float = 0.0
     judge_usage: Usage = field(default_factory=Usage)
+    judge_skipped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +146,11 @@ def callable_problem(ctx: NodeContext) -> str | None:
     return None
 
 
-async def run_checks(ctx: NodeContext, text: str, tier: Tier, meta: dict[str, Any]) -> Checked:
-    """Check one answer.
+async def run_checks(
+    ctx: NodeContext, text: str, tier: Tier, meta: dict[str, Any], *, judge: bool = True
+) -> Checked:
+    """Check one answer; ``judge=False`` runs every check but the LLM judge (the answer is
+    then ``unchecked`` when it passes the others).
 
     Raises:
         JudgeUnavailable: the judge's tier could not be reached (the caller turns it into a
@@ -231,6 +235,14 @@ async def run_checks(ctx: NodeContext, text: str, tier: Tier, meta: dict[str, An
         results.append(r)
         if not r.passed:
             return failed(r)
+    if plan.judges and not judge:
+        return Checked(
+            "unchecked",
+            "judge skipped: its verdict could not change the action",
+            results,
+            parsed,
+            judge_skipped=True,
+        )
     checked = Checked("pass", "", results, parsed)
     for jc in plan.judges:
         await _run_judge(ctx, jc, text, tier, meta, checked)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .base import NodeContext, Outcome
 from .checks import callable_problem
+from .routers import start_floor
 
 
 async def run_static(ctx: NodeContext) -> Outcome:
@@ -12,7 +13,9 @@ async def run_static(ctx: NodeContext) -> Outcome:
     problem = callable_problem(ctx)
     if problem:
         return Outcome("failed", None, problem)
-    att = await ctx.attempt(policy.tier)
+    # a router's start tier replaces the static one (route-only: no judge to climb on)
+    tier = policy.tier if ctx.route is None else start_floor(ctx, policy.tier, 3)
+    att = await ctx.attempt(tier)
     if att.verdict == "fail":
         return Outcome("failed", None, f"tier {att.tier} answer failed its checks: {att.reason}")
     return Outcome("succeeded", att)

@@ -42,6 +42,9 @@ class Tuning:
     few unlucky early answers (1 pass in 9 where half pass) would rule out a tier that
     pays, and a capped tier gathers evidence only by exploring. ``adaptive`` samples the
     yield instead (Thompson), which weighs its own uncertainty."""
+    judge_at_ceiling: float = 0.2
+    """Share of answers at the escalation ceiling (where the judge cannot change the
+    action) that are judged anyway, so the ceiling tier's rate and yield stay measured."""
     explore_ceiling: float = 0.02
     """Share of capped runs that escalate past the ceiling anyway, so that a tier that got
     better for this task is let back in even when its evidence looked conclusive."""

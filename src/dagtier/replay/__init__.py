@@ -8,7 +8,15 @@ real thing. ``dagtier replay`` and ``bench/routing.py`` are built on :func:`repl
 
 from __future__ import annotations
 
-from ._data import COLUMNS, OutcomeRow, Outcomes, load_outcomes, read_rows, write_rows
+from ._data import (
+    COLUMNS,
+    OutcomeRow,
+    Outcomes,
+    load_outcomes,
+    load_queries,
+    read_rows,
+    write_rows,
+)
 from ._judge import ReplayJudge
 from ._metrics import aiq, frontier, pgr
 from ._provider import ReplayProvider
@@ -35,6 +43,7 @@ __all__ = (
     "aiq",
     "frontier",
     "load_outcomes",
+    "load_queries",
     "parse_policy",
     "pgr",
     "read_rows",

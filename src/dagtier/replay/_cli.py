@@ -28,6 +28,8 @@ def run_replay(
     json_out: bool,
     canary: float | None = None,
     out: IO[str] | None = None,
+    queries: Path | None = None,
+    train: float | None = None,
 ) -> None:
     """Load, replay with a progress bar on a terminal, print the table or JSON.
 
@@ -37,13 +39,18 @@ def run_replay(
     import anyio
 
     from .._logging import configure_logging
-    from ._data import load_outcomes
+    from ._data import load_outcomes, load_queries
     from ._render import report_json, report_table, summary_lines
     from ._runner import DEFAULT_POLICIES, replay
 
     # at INFO every replayed attempt would be logged: tens of thousands of lines
     configure_logging(level=logging.WARNING)
-    for flag, value in (("--judge-far", far), ("--judge-frr", frr), ("--canary", canary)):
+    for flag, value in (
+        ("--judge-far", far),
+        ("--judge-frr", frr),
+        ("--canary", canary),
+        ("--train", train),
+    ):
         if value is not None and not 0.0 <= value <= 1.0:
             raise SpecError(
                 source=flag,
@@ -62,6 +69,12 @@ def run_replay(
     ladder = _split(tiers)
     names: Sequence[str] = _split(policies) if policies else DEFAULT_POLICIES
     outcomes = load_outcomes(file, models=ladder)
+    outcomes.check_models(ladder)
+    texts = (
+        load_queries(queries, outcomes, outcomes.complete_queries(ladder))
+        if queries is not None
+        else None
+    )
     out = out or sys.stdout
 
     async def go() -> object:
@@ -76,6 +89,8 @@ def run_replay(
             limit=limit,
             canary=canary,
             progress=bar.advance if bar is not None else None,
+            texts=texts,
+            train=train,
         )
 
     bar = _Bar.maybe(len(names) * min(limit or 1 << 62, len(outcomes.complete_queries(ladder))))

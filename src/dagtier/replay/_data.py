@@ -94,19 +94,7 @@ def read_rows(path: str | Path) -> Iterator[OutcomeRow]:
     Raises:
         SpecError: missing file or column, or a value that is not a number, naming the line.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise SpecError(
-            source=str(p),
-            issues=[
-                SpecIssue(
-                    "",
-                    "no such file",
-                    "file-not-found",
-                    hint="pass a CSV(.gz) with columns " + ", ".join(COLUMNS),
-                )
-            ],
-        )
+    p = _existing(path, COLUMNS)
     with _open_text(p) as fh:
         reader = csv.reader(fh)
         try:
@@ -150,6 +138,16 @@ def read_rows(path: str | Path) -> Iterator[OutcomeRow]:
                 yield OutcomeRow(rec[iq], rec[it], rec[im], quality, cost, est)
         except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
             raise _bad(p, line, "", f"cannot read the file: {exc}") from None
+
+
+def _existing(path: str | Path, columns: Sequence[str]) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        hint = "pass a CSV(.gz) with columns " + ", ".join(columns)
+        raise SpecError(
+            source=str(p), issues=[SpecIssue("", "no such file", "file-not-found", hint=hint)]
+        )
+    return p
 
 
 def _bad(path: Path, line: int, column: str, message: str) -> SpecError:
@@ -217,3 +215,67 @@ def write_rows(rows: Iterable[OutcomeRow], fh: IO[bytes], *, compress: bool = Tr
         if compress:
             raw.close()
     return n
+
+
+def load_queries(path: str | Path, outcomes: Outcomes, queries: Sequence[str]) -> dict[str, str]:
+    """The text of each of ``queries`` from a ``query_id,text`` CSV(.gz).
+
+    Raises:
+        SpecError: a missing file or column, or ids that do not match the outcomes' (with
+            how many of the replayed queries have no text, and a few of them).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(
+            source=str(p),
+            issues=[
+                SpecIssue(
+                    "",
+                    "no such file",
+                    "file-not-found",
+                    hint="pass a CSV(.gz) with columns query_id, text",
+                )
+            ],
+        )
+    texts: dict[str, str] = {}
+    with _open_text(p) as fh:
+        reader = csv.reader(fh)
+        line = 1
+        try:
+            header = next(reader, [])
+            if "query_id" not in header or "text" not in header:
+                raise SpecError(
+                    source=str(p),
+                    issues=[
+                        SpecIssue(
+                            "header",
+                            f"missing column(s) query_id, text; found {', '.join(header) or '(none)'}",
+                            "bad-queries-file",
+                            line=1,
+                        )
+                    ],
+                )
+            iq, it = header.index("query_id"), header.index("text")
+            for rec in reader:
+                line += 1
+                if len(rec) > max(iq, it):
+                    texts[rec[iq]] = rec[it]
+        except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
+            raise _bad(p, line, "", f"cannot read the file: {exc}") from None
+    missing = [q for q in queries if q not in texts]
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise SpecError(
+            source=str(p),
+            issues=[
+                SpecIssue(
+                    "query_id",
+                    f"{len(missing):,} of the {len(queries):,} queries of {outcomes.source} have "
+                    f"no text here (e.g. {shown})",
+                    "queries-mismatch",
+                    hint="pass the queries file that goes with the outcomes (NAME.queries.csv.gz "
+                    "beside NAME.csv.gz)",
+                )
+            ],
+        )
+    return {q: texts[q] for q in queries}

@@ -1,7 +1,9 @@
 """The ``replay`` provider: answers with the recorded outcome of the model asked.
 
 The one-node replay workflow's prompt is the query id, so the real executor renders it
-from the run's inputs like any prompt and nothing else has to carry it. The provider
+from the run's inputs like any prompt and nothing else has to carry it. When the replay has
+the queries' texts (for routers, which read the input), the prompt is the text and the id
+travels as the system prompt. The provider
 charges the recorded cost through ``Completion.cost_usd`` (the gateway uses a cost the
 provider reports over the catalog's token prices) and puts the recorded quality in
 ``Completion.meta`` for the judge.
@@ -35,7 +37,7 @@ class ReplayProvider:
         self._threshold = judge.threshold if judge is not None else 0.5
 
     async def complete(self, model: ModelEntry, request: CompletionRequest) -> Completion:
-        query_id = request.messages[-1].content
+        query_id = request.system if request.system is not None else request.messages[-1].content
         name = model.model
         try:
             quality, cost = self._table[query_id][name]

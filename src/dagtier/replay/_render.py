@@ -35,6 +35,11 @@ def report_table(report: ReplayReport, title: str | None = None) -> Table:
             f"${report.judge.cost:.6f} per call; seed {report.seed}"
             + (f"; adaptive canary {100 * report.canary:g}%" if report.canary is not None else "")
             + (
+                f"; the first {report.trained:,} queries only trained (not counted)"
+                if report.trained
+                else ""
+            )
+            + (
                 f"; {report.skipped:,} queries lacking a tier's outcome skipped"
                 if report.skipped
                 else ""
@@ -42,6 +47,7 @@ def report_table(report: ReplayReport, title: str | None = None) -> Table:
         ),
     )
     cols = ["policy", "quality", "% of top", "cost $/query", "% of top", "PGR", "escalated"]
+    cols += ["wasted /100", "routed"]
     cols += [f"t{t} calls" for t in range(1, n + 1)]
     cols += ["judge $/query"]
     for c in cols:
@@ -56,6 +62,8 @@ def report_table(report: ReplayReport, title: str | None = None) -> Table:
             _pct(st.cost_pct),
             "-" if st.pgr is None else f"{st.pgr:.2f}",
             _pct(st.escalation_rate),
+            f"{st.wasted_per_100:.1f}",
+            _pct(st.routed / st.queries if st.queries else None),
             *(_pct(shares[t]) for t in range(1, n + 1)),
             _usd(st.mean_judge_cost),
         )
@@ -77,7 +85,9 @@ def summary_lines(report: ReplayReport) -> list[str]:
     def f(x: float | None) -> str:
         return "-" if x is None else f"{x:.4f}"
 
+    routers = [f"{st.label}: router {st.router['state']}" for st in report.policies if st.router]
     return [
+        *routers,
         f"AIQ (mean quality of the cost-quality frontier from tier 1's cost to the top tier's): "
         f"tiers alone {f(report.aiq_tiers)}, with the policies {f(report.aiq_policies)}",
         f"replayed {report.queries:,} queries x {len(report.policies)} policies in "

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._exceptions import SpecError, SpecIssue
 from .._types import Tier
 from ..catalog import Catalog, ModelEntry, Price
+from ..policies.routers import ClassifierRouter, TextFeatures
 from ..providers.gateway import Gateway
 from ..providers.registry import ProviderRegistry
 from ..spec.models import Workflow
@@ -31,7 +32,13 @@ from ._metrics import aiq, pgr
 from ._provider import ReplayProvider
 
 DEFAULT_POLICIES = ("static:1", "static:2", "static:3", "cascade", "adaptive")
+ROUTER_POLICIES = ("router+cascade", "router+adaptive", "router-only")
 NODE = "answer"
+ROUTE_ONLY_THRESHOLD = 0.25
+"""``router-only`` sends an input to tier 2 when tier 1 fails on it with at least this
+chance: with no judge there are no prices to break even on, only the quality wanted."""
+DEFAULT_TRAIN = 0.5
+"""With router policies, the share of the stream that only trains (not reported)."""
 
 Progress = Callable[[int], None]
 """Called with the number of queries replayed since the last call."""
@@ -45,6 +52,10 @@ class PolicySpec:
     label: str
     policy: dict[str, Any]
     judged: bool
+    router: bool = False
+    """A classifier router reads each query's text first (``router+...``)."""
+    threshold: float | None = None
+    """The router's threshold (None: break-even on the tiers' prices)."""
 
 
 def parse_policy(text: str, n_tiers: int, canary: float | None = None) -> PolicySpec:
@@ -52,7 +63,10 @@ def parse_policy(text: str, n_tiers: int, canary: float | None = None) -> Policy
 
     Raises SpecError with the valid forms when ``text`` is not one."""
     name, _, arg = text.strip().partition(":")
-    forms = f"static:N (N = 1..{n_tiers}), cascade[:START], adaptive[:TARGET]"
+    forms = (
+        f"static:N (N = 1..{n_tiers}), cascade[:START], adaptive[:TARGET], "
+        "router+cascade[:P], router+adaptive[:P], router-only[:P] (P: the router's threshold)"
+    )
 
     def bad(msg: str) -> SpecError:
         return SpecError(
@@ -67,6 +81,24 @@ def parse_policy(text: str, n_tiers: int, canary: float | None = None) -> Policy
             raise bad(f"tier must be 1..{n_tiers}, got '{arg}'")
         return int(arg)
 
+    if name.startswith("router"):
+        threshold = None
+        if arg:
+            try:
+                threshold = float(arg)
+            except ValueError:
+                threshold = -1.0
+            if not 0.0 <= threshold <= 1.0:
+                raise bad(f"the router's threshold must be a number in [0, 1], got '{arg}'")
+        if name == "router-only":
+            static = {"kind": "static", "tier": 1}
+            t = ROUTE_ONLY_THRESHOLD if threshold is None else threshold
+            return PolicySpec(text, static, judged=False, router=True, threshold=t)
+        base = {"router+cascade": "cascade", "router+adaptive": "adaptive"}.get(name)
+        if base is None:
+            raise bad(f"unknown policy '{name}'")
+        inner = parse_policy(base, n_tiers, canary)
+        return PolicySpec(text, inner.policy, judged=True, router=True, threshold=threshold)
     if name == "static":
         if not arg:
             raise bad("static needs a tier: static:1")
@@ -104,7 +136,13 @@ class PolicyStats:
     """Queries that made more than one answer attempt."""
     failed: int = 0
     """Queries that ended without an answer (counted at quality 0)."""
+    wasted: int = 0
+    """Answers below the last one (paid for, then escalated past)."""
+    routed: int = 0
+    """Queries whose router did not abstain."""
     calls: dict[int, int] = field(default_factory=lambda: {1: 0, 2: 0, 3: 0})
+    router: dict[str, Any] | None = None
+    """The router's own account at the end (its state, outcomes seen, AUC)."""
     seconds: float = 0.0
     # filled in by the report
     quality_pct: float | None = None
@@ -124,6 +162,10 @@ class PolicyStats:
         return self.judge_cost / self.queries if self.queries else 0.0
 
     @property
+    def wasted_per_100(self) -> float:
+        return 100 * self.wasted / self.queries if self.queries else 0.0
+
+    @property
     def escalation_rate(self) -> float:
         return self.escalated / self.queries if self.queries else 0.0
 
@@ -140,10 +182,13 @@ class PolicyStats:
             "mean_cost": self.mean_cost,
             "cost_pct_of_top": self.cost_pct,
             "escalation_rate": self.escalation_rate,
+            "wasted_per_100": self.wasted_per_100,
+            "routed_share": self.routed / self.queries if self.queries else 0.0,
             "call_share_by_tier": {str(t): s for t, s in self.call_shares().items()},
             "mean_judge_cost": self.mean_judge_cost,
             "failed": self.failed,
             "pgr": self.pgr,
+            "router": self.router,
             "seconds": self.seconds,
         }
 
@@ -174,6 +219,8 @@ class ReplayReport:
     seconds: float = 0.0
     canary: float | None = None
     """The adaptive policy's canary share when set for the replay (None: its default)."""
+    trained: int = 0
+    """Queries at the head of the stream that only trained (not in any figure)."""
 
     @property
     def top(self) -> Reference:
@@ -187,6 +234,7 @@ class ReplayReport:
             "skipped": self.skipped,
             "seed": self.seed,
             "canary": self.canary,
+            "trained_on": self.trained,
             "judge": {
                 "false_accept": self.judge.false_accept,
                 "false_reject": self.judge.false_reject,
@@ -235,13 +283,16 @@ def replay_catalog(models: Sequence[str]) -> Catalog:
     return Catalog(entries, tiers, source="replay catalog")
 
 
-def _workflow(spec: PolicySpec, task: str) -> Workflow:
+def _workflow(spec: PolicySpec, task: str, texts: bool) -> Workflow:
     node: dict[str, Any] = {"prompt": "{{ inputs.query_id }}", "task": task, "policy": spec.policy}
+    inputs = {"query_id": "string"}
+    if texts:
+        # routers read the prompt: the query's text; the provider finds the query by its id
+        node["prompt"], node["system"] = "{{ inputs.text }}", "{{ inputs.query_id }}"
+        inputs["text"] = "string"
     if spec.judged:
         node["checks"] = [{"type": "judge"}]
-    return Workflow.model_validate(
-        {"name": "replay", "inputs": {"query_id": "string"}, "nodes": {NODE: node}}
-    )
+    return Workflow.model_validate({"name": "replay", "inputs": inputs, "nodes": {NODE: node}})
 
 
 def references(
@@ -280,6 +331,8 @@ async def replay(
     limit: int | None = None,
     canary: float | None = None,
     progress: Progress | None = None,
+    texts: Mapping[str, str] | None = None,
+    train: float | None = None,
 ) -> ReplayReport:
     """Replay recorded outcomes under each policy and measure quality and cost.
 
@@ -296,9 +349,14 @@ async def replay(
         canary: the share of adaptive runs that also run the top tier, which measures the
             judge (None: the policy's default, 1%).
         progress: called with the number of queries done since its last call.
+        texts: each query's text (:func:`load_queries`): the prompt routers read.
+        train: the share of the stream (after ``limit``) that only trains: every policy
+            runs it and learns, no figure counts it (default: half with router policies,
+            none otherwise). Routers learn online only from what they have seen: no peeking.
 
     Raises:
-        SpecError: an unknown model or policy, or no query with outcomes for every tier.
+        SpecError: an unknown model or policy, or no query with outcomes for every tier,
+            or router policies without texts.
     """
     from .. import executor
 
@@ -329,7 +387,24 @@ async def replay(
     random.Random(seed).shuffle(queries)
     if limit is not None:
         queries = queries[:limit]
-    tier_refs, oracle = references(outcomes, tiers, queries)
+    routed = any(s.router for s in specs)
+    if routed and texts is None:
+        raise SpecError(
+            source="--policy",
+            issues=[
+                SpecIssue(
+                    ", ".join(s.label for s in specs if s.router),
+                    "router policies read each query's text",
+                    "no-query-texts",
+                    hint="pass --queries NAME.queries.csv.gz",
+                )
+            ],
+        )
+    if train is None:
+        train = DEFAULT_TRAIN if routed else 0.0
+    n_train = int(len(queries) * train)
+    scored = queries[n_train:]
+    tier_refs, oracle = references(outcomes, tiers, scored)
     cost = tier_refs[0].mean_cost if judge_cost is None else judge_cost
     judge = ReplayJudge(false_accept, false_reject, cost, seed)
     provider = ReplayProvider(outcomes, judge)
@@ -338,21 +413,39 @@ async def replay(
     table = outcomes.table
     started = time.perf_counter()
     results = []
+    features = None
+    if routed:
+        assert texts is not None
+        features = TextFeatures(memo=None)
+        features.prime([(texts[q], tasks[q]) for q in queries])
     for spec in specs:
         workflows: dict[str, Workflow] = {}
         store = _StatsOnly()
         st = PolicyStats(spec.label)
+        router = (
+            ClassifierRouter(threshold=spec.threshold, features=features) if spec.router else None
+        )
+        routers = {NODE: router} if router is not None else None
         t0 = time.perf_counter()
         pending = 0
         for i, q in enumerate(queries):
             task = tasks[q]
             wf = workflows.get(task)
             if wf is None:
-                wf = workflows[task] = _workflow(spec, task)
+                wf = workflows[task] = _workflow(spec, task, texts is not None)
+            inputs = {"query_id": q} if texts is None else {"query_id": q, "text": texts[q]}
             res = await executor.run(
-                wf, {"query_id": q}, gateway=gateway, store=store, run_id=q, seed=seed + i
+                wf, inputs, gateway=gateway, store=store, run_id=q, seed=seed + i, routers=routers
             )
             node = res.nodes[NODE]
+            if router is not None and not spec.judged and node.model is not None:
+                # no judge: the outcome is reported, as an application would with
+                # record_outcome (what the route-only router learns from)
+                assert node.tier is not None and texts is not None
+                right = table[q][node.model][0] >= judge.threshold
+                await router.learn(texts[q], task, node.tier, right)
+            if i < n_train:
+                continue
             st.queries += 1
             answers = 0
             for att in node.attempts:
@@ -363,6 +456,9 @@ async def replay(
                     answers += 1
             if answers > 1:
                 st.escalated += 1
+                st.wasted += answers - 1
+            if node.task_key != task:
+                st.routed += 1
             if node.ok and node.model is not None:
                 st.quality += table[q][node.model][0]
             else:
@@ -374,11 +470,13 @@ async def replay(
         if progress is not None and pending:
             progress(pending)
         st.seconds = time.perf_counter() - t0
+        if router is not None:
+            st.router = router.status()
         results.append(st)
     report = ReplayReport(
         outcomes.source,
         tiers,
-        len(queries),
+        len(scored),
         skipped,
         seed,
         judge,
@@ -387,6 +485,7 @@ async def replay(
         oracle,
         seconds=time.perf_counter() - started,
         canary=canary,
+        trained=n_train,
     )
     _score(report)
     return report

@@ -1,0 +1,591 @@
+"""Routers: look at a node's rendered input before any model runs.
+
+A router maps the input to an *input class* and, optionally, a *start tier*. The class joins
+the node's task key (``KEY[class]``), so adaptive learns a start tier and an escalation
+ceiling per class; the start tier is a floor for the node's policy (a cascade still climbs
+one tier at a time from there). A router that abstains leaves the node to its policy.
+
+* :class:`RulesRouter`: length, regex/keyword and upstream-field conditions; the first rule
+  that matches wins.
+* :class:`ClassifierRouter`: a text classifier trained online on the node's own recorded
+  outcomes (did the cheapest tier's answer pass, for which input): word and character
+  n-grams, a logistic regression, Platt-calibrated on cross-validated scores (scikit-learn,
+  the ``dagtier[router]`` extra; CPU only, nothing downloaded). It abstains until it has
+  enough evidence, when its cross-validated ranking is too weak to trust, and whenever it
+  is not confident enough that skipping the cheap tier pays.
+* :class:`LlmRouter`: a tier-1 model names one of the declared classes (its cost is charged
+  to the node as an attempt of purpose ``route``); an answer outside the classes falls back
+  to the node's policy, logged.
+* :class:`HybridRouter`: rules, then the classifier, then the LLM: the first that does not
+  abstain decides.
+
+Every decision is logged with its reason (a :class:`~dagtier.events.PolicyDecision`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from .._exceptions import DagtierUsageError, ProviderError
+from .._types import Tier
+from ..results import Attempt
+
+if TYPE_CHECKING:
+    from ..store import StatsStore
+    from .base import NodeContext
+
+ROUTE_PURPOSE = "route"
+"""``Attempt.purpose`` of the LLM router's call (charged to the node, not an answer)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A router's decision. ``cls`` None: it abstained (the node runs its policy as is)."""
+
+    cls: str | None
+    start: Tier | None
+    reason: str
+    by: str
+    """Which router decided: ``rules``, ``classifier``, ``llm`` (or ``none``)."""
+
+    @property
+    def abstained(self) -> bool:
+        return self.cls is None
+
+
+ABSTAIN = Route(None, None, "no router", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class RouteInput:
+    """What a router sees: the rendered input, the node's dependencies' outputs, its task
+    key and statistics (for prices), and the node context (for the LLM router's call)."""
+
+    text: str
+    upstream: Mapping[str, Any]
+    task_key: str
+    stats: StatsStore | None
+    ctx: NodeContext | None = None
+
+
+@runtime_checkable
+class Router(Protocol):
+    """Decides an input's class; may learn from the node's outcomes."""
+
+    async def route(self, inp: RouteInput) -> Route: ...
+
+    async def learn(self, text: str, task_key: str, tier: Tier, passed: bool) -> None:
+        """One recorded outcome: the answer of ``tier`` to ``text`` passed or not."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """What the router knows, for ``dagtier stats``."""
+        ...
+
+
+# --- rules ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One rule; every condition given must hold. ``field`` reads an upstream node's output
+    (``node`` or ``node.key.sub``); ``equals`` compares it, else it must be truthy."""
+
+    cls: str
+    start: Tier | None = None
+    min_chars: int | None = None
+    max_chars: int | None = None
+    pattern: str | None = None
+    keywords: tuple[str, ...] = ()
+    field: str | None = None
+    equals: Any = None
+    _regex: re.Pattern[str] | None = None
+
+    @classmethod
+    def make(cls, klass: str, **kw: Any) -> Rule:
+        """Build a rule, compiling its regex.
+
+        Raises:
+            DagtierUsageError: an invalid regex (the spec loader reports it with its line).
+        """
+        pattern = kw.get("pattern")
+        regex = None
+        if pattern is not None:
+            try:
+                regex = re.compile(pattern)
+            except re.error as exc:
+                raise DagtierUsageError(f"invalid regex {pattern!r}: {exc}") from None
+        kw["keywords"] = tuple(k.casefold() for k in kw.get("keywords", ()))
+        return cls(klass, _regex=regex, **kw)
+
+    def matches(self, text: str, upstream: Mapping[str, Any]) -> str | None:
+        """Why the rule matches (None: it does not)."""
+        why = []
+        n = len(text)
+        if self.min_chars is not None:
+            if n < self.min_chars:
+                return None
+            why.append(f"{n} chars >= {self.min_chars}")
+        if self.max_chars is not None:
+            if n > self.max_chars:
+                return None
+            why.append(f"{n} chars <= {self.max_chars}")
+        if self._regex is not None:
+            if self._regex.search(text) is None:
+                return None
+            why.append(f"matches /{self.pattern}/")
+        if self.keywords:
+            folded = text.casefold()
+            hit = next((k for k in self.keywords if k in folded), None)
+            if hit is None:
+                return None
+            why.append(f"contains '{hit}'")
+        if self.field is not None:
+            value = _lookup(upstream, self.field)
+            if self.equals is not None:
+                if value != self.equals:
+                    return None
+                why.append(f"{self.field} == {self.equals!r}")
+            elif not value:
+                return None
+            else:
+                why.append(f"{self.field} is set")
+        return ", ".join(why) or "matches anything"
+
+
+def _lookup(upstream: Mapping[str, Any], path: str) -> Any:
+    node, *keys = path.split(".")
+    value: Any = upstream.get(node)
+    for k in keys:
+        value = value.get(k) if isinstance(value, Mapping) else None
+    return value
+
+
+class RulesRouter:
+    """First matching rule wins; no match abstains."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.rules = tuple(rules)
+
+    async def route(self, inp: RouteInput) -> Route:
+        for i, rule in enumerate(self.rules):
+            why = rule.matches(inp.text, inp.upstream)
+            if why is not None:
+                return Route(rule.cls, rule.start, f"rule {i + 1} ({why})", "rules")
+        return Route(None, None, f"no rule of {len(self.rules)} matched", "rules")
+
+    async def learn(self, text: str, task_key: str, tier: Tier, passed: bool) -> None:
+        return None
+
+    def status(self) -> dict[str, Any]:
+        return {"kind": "rules", "rules": len(self.rules)}
+
+
+# --- classifier ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Model:
+    coef: Any
+    intercept: float
+    a: float
+    b: float
+    auc: float
+    examples: int
+    fail_rate: float
+
+
+@dataclass(slots=True)
+class ClassifierRouter:
+    """Estimates, per input, the chance that the cheapest tier's answer fails its checks,
+    and starts such inputs one tier higher when that pays.
+
+    Args:
+        cls: the class it assigns (joins the task key).
+        threshold: route when the calibrated chance of failure reaches it; None (``auto``)
+            derives it from the tiers' mean costs and failure rates in the statistics (judge
+            included): trying tier t first on an input that fails wastes its cost C_t;
+            skipping it on one that passes costs E_{t+1} - C_t more, where E_{t+1} is what
+            an input costs from tier t+1 up (escalations included); skipping pays above
+            1 - C_t / E_{t+1}.
+        min_examples: abstain until this many outcomes were recorded.
+        min_auc: abstain while the cross-validated ranking (ROC AUC) is below this: the
+            text does not predict failure.
+        explore: share of would-be routed inputs left to the cheap tier anyway, so it keeps
+            being measured where the router would skip it.
+        base_tier: the tier whose failures it predicts.
+    """
+
+    cls: str = "hard"
+    threshold: float | None = None
+    min_examples: int = 200
+    min_auc: float = 0.55
+    explore: float = 0.05
+    base_tier: Tier = 1
+    features: TextFeatures | None = None
+    """Shared between routers that see the same texts (replay's policies); made on first
+    use otherwise."""
+    _texts: list[Any] = field(default_factory=list)
+    _labels: list[int] = field(default_factory=list)
+    _model: _Model | None = None
+    _fitted_at: int = 0
+    routed: int = 0
+    abstained: int = 0
+
+    def _featurize(self, text: str, task_key: str) -> Any:
+        if self.features is None:
+            self.features = TextFeatures()
+        return self.features.row(text, task_key)
+
+    def probability(self, text: str, task_key: str) -> float | None:
+        """The calibrated chance the base tier fails on ``text`` (None: no model yet)."""
+        m = self._model
+        if m is None:
+            return None
+        row = self._featurize(text, task_key)
+        score = float(row.dot(m.coef)[0]) + m.intercept
+        z = m.a * score + m.b
+        return 1.0 / (1.0 + math.exp(-z)) if z > -500 else 0.0
+
+    async def route(self, inp: RouteInput) -> Route:
+        route = await self._route(inp)
+        if route.abstained:
+            self.abstained += 1
+        else:
+            self.routed += 1
+        return route
+
+    async def _route(self, inp: RouteInput) -> Route:
+        n = len(self._labels)
+        m = self._model
+        if m is None:
+            return Route(
+                None,
+                None,
+                f"abstains: {n} recorded outcomes, needs {self.min_examples}",
+                "classifier",
+            )
+        if m.auc < self.min_auc:
+            return Route(
+                None,
+                None,
+                f"abstains: the text does not predict failure (cross-validated AUC {m.auc:.2f} "
+                f"< {self.min_auc:.2f} on {m.examples} outcomes)",
+                "classifier",
+            )
+        threshold, how = await self._threshold(inp)
+        if threshold is None:
+            return Route(None, None, f"abstains: {how}", "classifier")
+        p = self.probability(inp.text, inp.task_key)
+        assert p is not None
+        if p < threshold:
+            return Route(
+                None,
+                None,
+                f"abstains: tier {self.base_tier} fails with p={p:.2f} < {threshold:.2f} ({how})",
+                "classifier",
+            )
+        start: Tier = self.base_tier + 1  # type: ignore[assignment]
+        if self.explore and inp.ctx is not None and inp.ctx.rng.random() < self.explore:
+            return Route(
+                None,
+                None,
+                f"exploring: tier {self.base_tier} fails with p={p:.2f} >= {threshold:.2f}, "
+                "tried anyway to keep measuring it",
+                "classifier",
+            )
+        return Route(
+            self.cls,
+            start,
+            f"tier {self.base_tier} fails with p={p:.2f} >= {threshold:.2f} ({how}): start at "
+            f"tier {start}",
+            "classifier",
+        )
+
+    async def _threshold(self, inp: RouteInput) -> tuple[float | None, str]:
+        if self.threshold is not None:
+            return self.threshold, "threshold set"
+        if inp.stats is None:
+            return None, "no statistics store to price the tiers"
+        stats = await inp.stats.tier_stats(inp.task_key)
+        base = stats.get(self.base_tier)
+        if base is None or base.mean_cost <= 0:
+            return None, f"tier {self.base_tier} not priced yet"
+        # what an input costs from the next tier up: each tier's mean cost (judge
+        # included), the next one's paid as often as this one fails
+        above = sorted(t for t in stats if t > self.base_tier)
+        if not above or above[0] != self.base_tier + 1:
+            return None, f"tier {self.base_tier + 1} not priced yet"
+        onward = 0.0
+        for t in reversed(above):
+            st = stats[t]
+            seen = st.successes + st.failures
+            fails = st.failures / seen if seen > 0 else 1.0
+            onward = st.mean_cost + (fails * onward if t != above[-1] else 0.0)
+        even = 1.0 - min(1.0, base.mean_cost / onward) if onward > 0 else 1.0
+        return even, (
+            f"break-even 1 - C{self.base_tier}/E{self.base_tier + 1} = {even:.2f}: tier "
+            f"{self.base_tier} costs {base.mean_cost:.3g}, an input from tier "
+            f"{self.base_tier + 1} up {onward:.3g}"
+        )
+
+    async def learn(self, text: str, task_key: str, tier: Tier, passed: bool) -> None:
+        if tier != self.base_tier:
+            return
+        self._texts.append(self._featurize(text, task_key))
+        self._labels.append(0 if passed else 1)
+        n = len(self._labels)
+        # refit on a doubling schedule: the cost of fitting stays a constant factor of the
+        # cost of collecting the outcomes
+        if n >= self.min_examples and n >= 2 * self._fitted_at:
+            import anyio
+
+            self._fitted_at = n
+            rows, labels = list(self._texts), list(self._labels)
+            model = await anyio.to_thread.run_sync(_fit, rows, labels)
+            if model is not None:
+                self._model = model
+
+    def status(self) -> dict[str, Any]:
+        m = self._model
+        out: dict[str, Any] = {
+            "kind": "classifier",
+            "class": self.cls,
+            "outcomes": len(self._labels),
+            "routed": self.routed,
+            "abstained": self.abstained,
+        }
+        if m is None:
+            out["state"] = f"abstaining: {len(self._labels)} of {self.min_examples} outcomes"
+        elif m.auc < self.min_auc:
+            out["state"] = f"abstaining: cross-validated AUC {m.auc:.2f} < {self.min_auc:.2f}"
+        else:
+            out["state"] = f"routing: cross-validated AUC {m.auc:.2f} on {m.examples} outcomes"
+        if m is not None:
+            out["auc"] = m.auc
+            out["fail_rate"] = m.fail_rate
+        return out
+
+
+class TextFeatures:
+    """Word 1-2 grams of the text and character 3-5 grams of its opening, hashed (nothing
+    is fitted or kept per vocabulary), plus a token for the task key (the classifier is per
+    node, the key may vary by input). Remembers the last ``memo`` rows: an input is routed
+    before it is learnt from. ``memo=None`` keeps every row (a replay's finite stream)."""
+
+    def __init__(self, memo: int | None = 4096) -> None:
+        self._limit = memo
+        self._memo: dict[str, Any] = {}
+        try:
+            from sklearn.feature_extraction.text import HashingVectorizer
+        except ImportError:
+            raise DagtierUsageError(
+                "the classifier router needs scikit-learn: pip install 'dagtier[router]'"
+            ) from None
+        self.words = HashingVectorizer(
+            ngram_range=(1, 2), n_features=1 << 18, alternate_sign=False, norm="l2"
+        )
+        self.chars = HashingVectorizer(
+            analyzer="char_wb", ngram_range=(3, 5), n_features=1 << 16, alternate_sign=False
+        )
+
+    def row(self, text: str, task_key: str) -> Any:
+        row = self._memo.get(task_key + "\x00" + text)
+        if row is not None:
+            return row
+        self.prime([(text, task_key)])
+        return self._memo[task_key + "\x00" + text]
+
+    def prime(self, items: Sequence[tuple[str, str]]) -> None:
+        """Featurize many ``(text, task_key)`` at once (sklearn's per-call overhead is
+        several times the work for one short text)."""
+        from scipy.sparse import hstack
+
+        tagged = [text + " zztask" + re.sub(r"\W", "", key) for text, key in items]
+        # characters of the opening only: most of their signal at a fraction of the cost
+        rows = hstack(
+            [self.words.transform(tagged), self.chars.transform([t[:256] for t, _ in items])],
+            format="csr",
+            dtype="float32",
+        )
+        if self._limit is not None and len(self._memo) + len(items) > self._limit:
+            self._memo.clear()
+        for i, (text, key) in enumerate(items):
+            self._memo[key + "\x00" + text] = rows[i]
+
+
+def _fit(rows: list[Any], labels: list[int]) -> _Model | None:
+    """Logistic regression, Platt-calibrated on 3-fold cross-validated scores, whose AUC
+    says how well the text ranks failures. None when only one label was seen."""
+    import numpy as np
+    from scipy.sparse import vstack
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import cross_val_predict
+
+    y = np.asarray(labels)
+    if y.min() == y.max():
+        return None
+    x = vstack(rows, format="csr")
+    model = LogisticRegression(C=0.5, solver="liblinear").fit(x, y)
+    scores = cross_val_predict(
+        LogisticRegression(C=0.5, solver="liblinear"), x, y, cv=3, method="decision_function"
+    )
+    platt = LogisticRegression(C=1e6).fit(scores.reshape(-1, 1), y)
+    return _Model(
+        coef=model.coef_.ravel(),
+        intercept=float(model.intercept_[0]),
+        a=float(platt.coef_[0, 0]),
+        b=float(platt.intercept_[0]),
+        auc=float(roc_auc_score(y, scores)),
+        examples=len(labels),
+        fail_rate=float(y.mean()),
+    )
+
+
+# --- LLM ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LlmRouter:
+    """A model of ``tier`` names the input's class. ``classes`` maps each declared class to
+    its start tier (None: the policy's)."""
+
+    classes: Mapping[str, Tier | None]
+    tier: Tier = 1
+    instructions: str = ""
+
+    def prompt(self, text: str) -> str:
+        names = ", ".join(self.classes)
+        return (
+            f"{self.instructions}\nClassify the input below into exactly one of these classes: "
+            f"{names}. Answer with the class name only.\n\nInput:\n{text}"
+        ).lstrip()
+
+    async def route(self, inp: RouteInput) -> Route:
+        ctx = inp.ctx
+        if ctx is None:
+            return Route(None, None, "abstains: no model to ask outside a run", "llm")
+        from ..providers.base import CompletionRequest, Message
+
+        request = CompletionRequest(
+            (Message("user", self.prompt(inp.text)),),
+            None,
+            16,
+            0.0,
+            None,
+            ctx.request.timeout_s,
+            ctx.request.metadata,
+        )
+        try:
+            call = await ctx.gateway.call(self.tier, request, ctx.call)
+        except ProviderError as exc:
+            return Route(None, None, f"abstains: the router model failed ({exc})", "llm")
+        comp = call.completion
+        ctx.attempts.append(
+            Attempt(
+                len(ctx.attempts),
+                self.tier,
+                call.model.name,
+                call.model.provider,
+                usage=comp.usage,
+                cost=call.cost,
+                latency_s=comp.latency_s,
+                purpose=ROUTE_PURPOSE,
+                output=comp.text,
+            )
+        )
+        answer = comp.text.strip().strip(".\"'`*").strip()
+        folded = {c.casefold(): c for c in self.classes}
+        cls = folded.get(answer.casefold())
+        if cls is None:
+            shown = answer if len(answer) <= 40 else answer[:40] + "..."
+            return Route(
+                None,
+                None,
+                f"the router model answered {shown!r}, not one of {', '.join(self.classes)}: "
+                "the node's policy decides",
+                "llm",
+            )
+        return Route(cls, self.classes[cls], f"tier {self.tier} model says '{cls}'", "llm")
+
+    async def learn(self, text: str, task_key: str, tier: Tier, passed: bool) -> None:
+        return None
+
+    def status(self) -> dict[str, Any]:
+        return {"kind": "llm", "tier": self.tier, "classes": list(self.classes)}
+
+
+# --- hybrid ------------------------------------------------------------------------------------
+
+
+class HybridRouter:
+    """Rules, then the classifier, then the LLM: the first that does not abstain decides."""
+
+    def __init__(self, *routers: Router) -> None:
+        self.routers = routers
+
+    async def route(self, inp: RouteInput) -> Route:
+        why: list[str] = []
+        for r in self.routers:
+            route = await r.route(inp)
+            if not route.abstained:
+                if why:
+                    route = Route(
+                        route.cls, route.start, f"{route.reason} (after {'; '.join(why)})", route.by
+                    )
+                return route
+            why.append(f"{route.by}: {route.reason}")
+        return Route(None, None, "; ".join(why) or "no router", "hybrid")
+
+    async def learn(self, text: str, task_key: str, tier: Tier, passed: bool) -> None:
+        for r in self.routers:
+            await r.learn(text, task_key, tier, passed)
+
+    def status(self) -> dict[str, Any]:
+        return {"kind": "hybrid", "routers": [r.status() for r in self.routers]}
+
+
+# --- applying a router to a node ------------------------------------------------------------
+
+
+def routed_key(task_key: str, cls: str) -> str:
+    """The task key of an input class: adaptive learns each class apart."""
+    return f"{task_key}[{cls}]"
+
+
+async def apply_route(router: Router, ctx: NodeContext, upstream: Mapping[str, Any]) -> Route:
+    """Route the node's input: set its class key and start floor, log the decision."""
+    text = ctx.request.messages[-1].content
+    route = await router.route(RouteInput(text, upstream, ctx.task_key, ctx.stats, ctx))
+    ctx.route = route
+    tier: Tier = route.start or 1
+    if route.abstained:
+        ctx.decide(tier, f"router ({route.by}) abstains: {route.reason}")
+        return route
+    ctx.base_key = ctx.task_key
+    ctx.task_key = routed_key(ctx.task_key, route.cls)  # type: ignore[arg-type]
+    start = f", start at tier {route.start} or above" if route.start else ""
+    ctx.decide(tier, f"router ({route.by}): class '{route.cls}'{start}: {route.reason}")
+    return route
+
+
+async def learn_route(router: Router, ctx: NodeContext, first: int = 0) -> None:
+    """Feed the router the judged answers of this node (from ``first`` on)."""
+    text = ctx.request.messages[-1].content
+    key = ctx.base_key or ctx.task_key
+    for a in ctx.attempts[first:]:
+        if a.purpose == "answer" and a.verdict in ("pass", "fail"):
+            await router.learn(text, key, a.tier, a.verdict == "pass")
+
+
+def start_floor(ctx: NodeContext, start: Tier, top: Tier) -> Tier:
+    """The policy's start, raised to the router's start tier (never above ``top``)."""
+    route = ctx.route
+    if route is None or route.start is None or route.start <= start:
+        return start
+    return min(route.start, top)
