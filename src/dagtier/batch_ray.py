@@ -30,7 +30,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,9 @@ from .catalog import Catalog, load_catalog
 from .executor import coerce_inputs
 from .executor import run as run_workflow
 from .plan import compile_workflow
+from .providers.base import Provider
 from .providers.gateway import Gateway
+from .providers.registry import ProviderRegistry
 from .spec import load_workflow
 from .store import BatchQueue, BatchRecord, QueuedItem, open_store
 
@@ -76,6 +78,9 @@ class WorkerConfig:
     """Runs in flight per actor."""
     lease_s: float = DEFAULT_LEASE_S
     cache_ttl_s: float | None = None
+    providers: Callable[[], Mapping[str, Provider]] | None = None
+    """Makes provider objects by name in each actor (e.g. a ``PythonProvider``): Ray
+    pickles the function, not the providers, which hold connections."""
 
 
 def share_limits(catalog: Catalog, shares: int) -> Catalog:
@@ -117,7 +122,8 @@ async def drain(config: WorkerConfig, owner: str | None = None) -> int:
     wf = load_workflow(config.workflow)
     catalog = share_limits(load_catalog(config.models), config.actors)
     plan = compile_workflow(wf, catalog)
-    gateway = Gateway(catalog)
+    registry = ProviderRegistry(config.providers() if config.providers else None)
+    gateway = Gateway(catalog, registry)
     ran = 0
     held: set[int] = set()
 
@@ -200,6 +206,7 @@ def _config(
     concurrency: int,
     lease_s: float,
     cache_ttl_s: float | None,
+    providers: Callable[[], Mapping[str, Provider]] | None,
 ) -> WorkerConfig:
     """Absolute paths: the actors' working directory is Ray's, not ours."""
     return WorkerConfig(
@@ -211,6 +218,7 @@ def _config(
         concurrency,
         lease_s,
         cache_ttl_s,
+        providers,
     )
 
 
@@ -245,6 +253,7 @@ async def run_batch_on_ray(
     lease_s: float = DEFAULT_LEASE_S,
     cache_ttl_s: float | None = None,
     on_result: Callable[[ItemResult], Any] | None = None,
+    providers: Callable[[], Mapping[str, Provider]] | None = None,
     ray_init: dict[str, Any] | None = None,
 ) -> BatchSummary:
     """Run a batch on ``actors`` Ray actors (see the module docstring).
@@ -259,6 +268,7 @@ async def run_batch_on_ray(
         lease_s: how long a claim holds without renewal (how soon a dead actor's items are
             claimed again).
         on_result: called with each item's result, read from the store at the end.
+        providers: called in each actor to make provider objects by name.
         ray_init: more keyword arguments for ``ray.init``.
 
     Raises:
@@ -305,7 +315,7 @@ async def run_batch_on_ray(
             if not ray.is_initialized():
                 ray.init(address=address, logging_level=logging.ERROR, **(ray_init or {}))
             config = _config(
-                bid, workflow, store, models, actors, concurrency, lease_s, cache_ttl_s
+                bid, workflow, store, models, actors, concurrency, lease_s, cache_ttl_s, providers
             )
             pool = [actor_cls.remote() for _ in range(actors)]
             refs = [a.drain.remote(config) for a in pool]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,3 +57,12 @@ def test_batch_bench_prints_items_per_second_against_the_bound() -> None:
     row = next(line.split() for line in out.splitlines() if line.startswith("dagtier"))
     assert len(row) == 7 and row[3].endswith("%") and row[4].endswith("M")
     assert float(row[3].rstrip("%")) <= 100.0  # nothing goes faster than the rate limit
+
+
+def test_batch_ray_bench_prints_the_speed_up() -> None:
+    """bench/batch_ray.py prints items/s with 1 and 2 Ray actors and the speed-up."""
+    if importlib.util.find_spec("ray") is None or os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs Ray, root and unshare (Ray runs in a loopback-only namespace)")
+    out = run_bench("bench/batch_ray.py", "--items", "40", "--repeat", "1")
+    assert "1 actor " in out and "2 actors" in out
+    assert "speed-up 1 -> 2 actors:" in out
