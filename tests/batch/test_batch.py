@@ -286,3 +286,41 @@ async def test_batch_results_iterates_as_items_finish() -> None:
         async for r in results:
             seen.append(r.index)
     assert sorted(seen) == list(range(12))
+
+
+async def test_adaptive_nodes_learn_as_the_batch_goes(tmp_path: Path) -> None:
+    """Every run writes the batch's one store: an adaptive node whose tier 1 keeps failing
+    its check stops starting there after the first items."""
+    wf = dagtier.parse_workflow(
+        """
+name: learn
+inputs: {ticket: string}
+nodes:
+  label:
+    prompt: "label {{ inputs.ticket }}"
+    policy: {kind: adaptive}
+    checks:
+      - {type: regex, pattern: "^ok"}
+"""
+    )
+    tier1_by_item: Counter[int] = Counter()
+
+    def answer(model: Any, request: CompletionRequest) -> str:
+        if model.model == "py-1":
+            tier1_by_item[int(request.messages[-1].content.split("t")[-1])] += 1
+            return "unsure"
+        return "ok"
+
+    gw = Gateway(catalog(), ProviderRegistry({"python": PythonProvider(answer)}))
+    store = open_store(tmp_path / "runs.db")
+    summary = await dagtier.run_batch(
+        wf, [{"ticket": f"t{i}"} for i in range(40)], store=store, gateway=gw, concurrency=1
+    )
+    assert summary.succeeded == 40
+    first = sum(tier1_by_item[i] for i in range(5))
+    last = sum(tier1_by_item[i] for i in range(30, 40))
+    assert first == 5  # nothing learnt yet: every item tries tier 1 first
+    assert last <= 5  # tier 1 ruled out: only exploration (5% of runs) still tries it
+    stats = await store.tier_stats("learn/label")
+    assert stats[1].observations >= 5 and stats[2].observations >= 30
+    await store.aclose()
