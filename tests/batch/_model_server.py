@@ -16,6 +16,24 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+CHAIN_WF = """
+name: triage
+inputs: {ticket: string}
+nodes:
+  a: {prompt: "a {{ inputs.ticket }}"}
+  b: {prompt: "b {{ a }}", depends_on: [a]}
+  c: {prompt: "c {{ b }}", depends_on: [b]}
+outputs: {answer: "{{ c }}"}
+"""
+"""Three nodes in a chain; the server answers ``<prompt>``, so item ``t3``'s answer is
+``<c <b <a t3>>>``."""
+
+
+def chain_prompt(run_id: str, node: str) -> str:
+    """The prompt CHAIN_WF's ``node`` sends in the run of item ``BATCH-INDEX``."""
+    t = f"t{run_id.rsplit('-', 1)[1]}"
+    return {"a": f"a {t}", "b": f"b <a {t}>", "c": f"c <b <a {t}>>"}[node]
+
 
 class ModelServer(ThreadingHTTPServer):
     daemon_threads = True

@@ -18,25 +18,16 @@ from pathlib import Path
 import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _model_server import model_server
+from _model_server import CHAIN_WF, model_server
 
 from dagtier.batch_ray import run_batch_on_ray
 
 ITEMS = 24
-WF = """
-name: triage
-inputs: {ticket: string}
-nodes:
-  a: {prompt: "a {{ inputs.ticket }}"}
-  b: {prompt: "b {{ a }}", depends_on: [a]}
-  c: {prompt: "c {{ b }}", depends_on: [b]}
-outputs: {answer: "{{ c }}"}
-"""
 
 
 def main(tmp: Path) -> None:
     wf, items, db = tmp / "wf.yaml", tmp / "items.jsonl", tmp / "runs.db"
-    wf.write_text(WF)
+    wf.write_text(CHAIN_WF)
     items.write_text("".join(json.dumps({"ticket": f"t{i}"}) + "\n" for i in range(ITEMS)))
     os.environ["FAKE_API_KEY"] = "fake-key-for-tests-0000"
     report: dict[str, object] = {}

@@ -19,19 +19,11 @@ from typer.testing import CliRunner
 import dagtier
 from dagtier.cli import app
 
-from ._model_server import model_server
+from ._model_server import CHAIN_WF, chain_prompt, model_server
 
 SRC = str(Path(dagtier.__file__).resolve().parents[1])
 ITEMS = 30
-WF = """
-name: triage
-inputs: {ticket: string}
-nodes:
-  a: {prompt: "a {{ inputs.ticket }}"}
-  b: {prompt: "b {{ a }}", depends_on: [a]}
-  c: {prompt: "c {{ b }}", depends_on: [b]}
-outputs: {answer: "{{ c }}"}
-"""
+WF = CHAIN_WF
 
 
 def _env(db: Path) -> dict[str, str]:
@@ -138,8 +130,7 @@ def test_ctrl_c_prints_the_resume_command_which_finishes_the_batch(tmp_path: Pat
     # nothing the store had committed was paid for again
     final = server.counts()
     for run_id, node in done_before:
-        t = f"t{str(run_id).rsplit('-', 1)[1]}"
-        prompt = {"a": f"a {t}", "b": f"b <a {t}>", "c": f"c <b <a {t}>>"}[node]
+        prompt = chain_prompt(run_id, node)
         assert final[prompt] == paid_before[prompt] == 1, f"{run_id}/{node} was paid twice"
     assert len(done_before) >= 12  # at least the 4 finished items' nodes
     con = sqlite3.connect(db)

@@ -20,6 +20,8 @@ import pytest
 
 import dagtier
 
+from ._model_server import chain_prompt
+
 SRC = str(Path(dagtier.__file__).resolve().parents[1])
 HERE = Path(__file__).resolve().parent
 
@@ -70,8 +72,7 @@ def test_a_killed_actors_items_are_claimed_again_and_resume(tmp_path: Path) -> N
         assert r["outputs"] == {"answer": f"<c <b <a t{r['index']}>>>"}
     paid, at_kill = report["paid"], report["paid_at_kill"]
     for run_id, node in report["committed"]:
-        t = f"t{run_id.rsplit('-', 1)[1]}"
-        prompt = {"a": f"a {t}", "b": f"b <a {t}>", "c": f"c <b <a {t}>>"}[node]
+        prompt = chain_prompt(run_id, node)
         assert paid[prompt] == at_kill[prompt] == 1, f"{run_id}/{node} was paid twice"
     # every node answered; at most the killed actor's calls in flight were paid twice
     assert len(paid) == 72
