@@ -163,6 +163,7 @@ class Gateway:
         self._limits: dict[ModelKey, ModelLimits] = {}
         self._announced_local: set[Tier] = set()
         self._usable: dict[Tier, tuple[list[ModelEntry], bool]] = {}
+        self._prepares: dict[ModelKey, Callable[[ModelEntry], Awaitable[None]] | None] = {}
 
     def _usable_of(self, tier: Tier) -> tuple[list[ModelEntry], bool]:
         usable = self._usable.get(tier)
@@ -228,6 +229,20 @@ class Gateway:
                 "local model",
                 model=models[0].name if models else "-",
             )
+        # The common case first, with no bookkeeping: the first model, circuit closed, the
+        # prompt fits, one try answers (each µs here is paid per node: bench/overhead.py).
+        first_failure: ProviderError | None = None
+        if models:
+            first = models[0]
+            br = self.breaker_for(first)
+            if br.state == "closed" and -(-request.prompt_chars // 4) <= first.context_window:
+                try:
+                    completion, cost = await self._attempt(first, request, context)
+                except ProviderError as exc:
+                    first_failure = exc
+                else:
+                    br.record(True, self.clock.monotonic())
+                    return CallResult(completion, first, cost, [], local_fallback=local)
         state = _CallState(request, context, tier)
         if models:
             self._check_fits(models, state)
@@ -238,6 +253,15 @@ class Gateway:
         tries_left = {
             e.name: 0 if e.name in state.too_small else self.retry.max_attempts for e in models
         }
+        if first_failure is not None:
+            first = models[0]
+            tries_left[first.name] -= 1
+            state.calls = 1
+            delay = self._after_failure(
+                first, state, self.breaker_for(first), tries_left, first_failure, probe=False
+            )
+            if delay is not None:
+                await self.clock.sleep(delay)  # then the loop retries it, if its circuit allows
         waited = 0.0
         wait_limit = self._wait_limit(request)
         while True:
@@ -280,13 +304,13 @@ class Gateway:
             why = f"no call made: {last}"
         else:
             why = f"{len(errors)} failed tries over {len(models)} model(s); last: {last}"
-        exc = ModelUnavailable(
+        unavailable = ModelUnavailable(
             f"no model of tier {tier} answered: {why}",
             provider=last.provider if last else "-",
             model=last.model if last else "-",
         )
-        exc.cost, exc.failures = state.failed_cost, tuple(errors)
-        raise exc from last
+        unavailable.cost, unavailable.failures = state.failed_cost, tuple(errors)
+        raise unavailable from last
 
     def _wait_limit(self, request: CompletionRequest) -> float:
         """How long a call may wait for a circuit to half-open: the node's timeout, else the
@@ -372,68 +396,17 @@ class Gateway:
             while tries_left[entry.name] > 0:
                 tries_left[entry.name] -= 1
                 state.calls += 1
-                n = state.calls
                 try:
                     served = await self._attempt(entry, state.request, context)
                 except ProviderError as exc:
-                    state.errors.append(exc)
-                    state.failed_cost += exc.cost
-                    before = breaker.state
-                    breaker.record(not counts_as_failure(exc), self.clock.monotonic())
                     outcome_recorded = True
-                    log = _log(context, tier)
-                    if breaker.state != before:
-                        log.info(
-                            f"circuit {breaker.state.replace('_', '-')}",
-                            model=entry.name,
-                            was=before.replace("_", "-"),
-                        )
-                    if not exc.retryable:
-                        tries_left[entry.name] = 0
-                        log.info(
-                            "try failed, not retryable: falling back",
-                            model=entry.name,
-                            try_=n,
-                            error=str(exc),
-                        )
+                    delay = self._after_failure(entry, state, breaker, tries_left, exc, probe)
+                    if delay is None:
                         return None
-                    if exc.retry_after is not None:
-                        state.not_before[entry.name] = self.clock.monotonic() + exc.retry_after
-                    if self.retry.gives_up_on(exc):
-                        # the server asks for a longer wait than we accept
-                        tries_left[entry.name] = 0
-                        log.info(
-                            "try failed, Retry-After too long: falling back",
-                            model=entry.name,
-                            try_=n,
-                            error=str(exc),
-                            retry_after_s=exc.retry_after,
-                        )
-                        return None
-                    if tries_left[entry.name] <= 0 or probe or breaker.state != "closed":
-                        # out of tries, a failed probe, or the circuit opened: next model
-                        log.info(
-                            "try failed: falling back",
-                            model=entry.name,
-                            try_=n,
-                            error=str(exc),
-                            tries_left=tries_left[entry.name],
-                            circuit=breaker.state.replace("_", "-"),
-                        )
-                        return None
-                    used = self.retry.max_attempts - tries_left[entry.name]
-                    delay = self.retry.delay(used, exc, self._rng)
-                    log.info(
-                        "try failed: retrying",
-                        model=entry.name,
-                        try_=n,
-                        error=str(exc),
-                        sleep_s=round(delay, 3),
-                    )
                     await self.clock.sleep(delay)
                     if breaker.state != "closed":
                         # it opened while we slept (other nodes' failures): do not call it
-                        log.info(
+                        _log(context, tier).info(
                             "not retrying: the model's circuit opened meanwhile",
                             model=entry.name,
                         )
@@ -452,6 +425,70 @@ class Gateway:
             if probe and not outcome_recorded:
                 breaker.release_probe()
 
+    def _after_failure(
+        self,
+        entry: ModelEntry,
+        state: _CallState,
+        breaker: CircuitBreaker,
+        tries_left: dict[str, int],
+        exc: ProviderError,
+        probe: bool,
+    ) -> float | None:
+        """Account a failed try (errors, billed cost, breaker, logs) and decide: the seconds
+        to sleep before retrying the same model, or None to move on."""
+        context, tier, n = state.context, state.tier, state.calls
+        state.errors.append(exc)
+        state.failed_cost += exc.cost
+        before = breaker.state
+        breaker.record(not counts_as_failure(exc), self.clock.monotonic())
+        log = _log(context, tier)
+        if breaker.state != before:
+            log.info(
+                f"circuit {breaker.state.replace('_', '-')}",
+                model=entry.name,
+                was=before.replace("_", "-"),
+            )
+        if not exc.retryable:
+            tries_left[entry.name] = 0
+            log.info(
+                "try failed, not retryable: falling back", model=entry.name, try_=n, error=str(exc)
+            )
+            return None
+        if exc.retry_after is not None:
+            state.not_before[entry.name] = self.clock.monotonic() + exc.retry_after
+        if self.retry.gives_up_on(exc):
+            # the server asks for a longer wait than we accept
+            tries_left[entry.name] = 0
+            log.info(
+                "try failed, Retry-After too long: falling back",
+                model=entry.name,
+                try_=n,
+                error=str(exc),
+                retry_after_s=exc.retry_after,
+            )
+            return None
+        if tries_left[entry.name] <= 0 or probe or breaker.state != "closed":
+            # out of tries, a failed probe, or the circuit opened: next model
+            log.info(
+                "try failed: falling back",
+                model=entry.name,
+                try_=n,
+                error=str(exc),
+                tries_left=tries_left[entry.name],
+                circuit=breaker.state.replace("_", "-"),
+            )
+            return None
+        used = self.retry.max_attempts - tries_left[entry.name]
+        delay = self.retry.delay(used, exc, self._rng)
+        log.info(
+            "try failed: retrying",
+            model=entry.name,
+            try_=n,
+            error=str(exc),
+            sleep_s=round(delay, 3),
+        )
+        return delay
+
     async def _attempt(
         self, entry: ModelEntry, request: CompletionRequest, context: CallContext
     ) -> tuple[Completion, float]:
@@ -464,7 +501,11 @@ class Gateway:
         if timeout is None:
             timeout = self.retry.attempt_timeout_s
         budget = context.budget
-        prepare = getattr(provider, "prepare", None)
+        key = self._key(entry)
+        if key in self._prepares:
+            prepare = self._prepares[key]
+        else:  # a missing attribute costs an exception each time: look once per model
+            prepare = self._prepares[key] = getattr(provider, "prepare", None)
         if prepare is not None:
             # building an SDK client imports the SDK (seconds): before the attempt's clock
             # starts, and in a thread, so neither this attempt nor other nodes pay for it
