@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import DagtierUsageError, RunError, RunNotFound
+from ._exceptions import DagtierUsageError, RunClaimed, RunError, RunNotFound
 from .fingerprint import stale_nodes
 from .results import NodeResult
 from .store import CachedAnswer, RunRecord, RunStore
@@ -29,10 +29,15 @@ async def load_for_resume(
 ) -> tuple[RunRecord, dict[str, NodeResult]]:
     """The run's record and the results it committed.
 
+    This only looks: the run is claimed atomically by the store's ``begin_run`` later, which
+    refuses it if another resume got there first; :func:`catch_up` then adds what that
+    other owner committed in between.
+
     Raises:
         DagtierUsageError: no run store to resume from.
         RunNotFound: the store holds no such run.
-        RunError: another workflow, or the run is still running elsewhere.
+        RunError: another workflow.
+        RunClaimed: a live process is running it.
     """
     if store is None:
         raise DagtierUsageError("run(..., resume=...) needs a store that keeps runs")
@@ -49,14 +54,31 @@ async def load_for_resume(
             f"run '{run_id}' ran workflow '{record.workflow}', not '{workflow.name}'",
             run_id=run_id,
         )
-    if record.status == "running":
-        raise RunError(
-            f"run '{run_id}' is still running (process {record.pid} on {record.host}); "
-            "resuming it now would pay for its nodes twice\n"
-            "hint: wait for it to end, or stop that process first",
-            run_id=run_id,
-        )
+    if record.status == "running":  # its process is alive (else it reads 'interrupted')
+        raise RunClaimed(run_id=run_id, holder=record.owner)
     return record, nodes
+
+
+async def catch_up(
+    store: RunStore,
+    workflow: Workflow,
+    prior: tuple[RunRecord, dict[str, NodeResult]],
+    current: Mapping[str, str],
+    done: dict[str, NodeResult],
+) -> float:
+    """After the claim: add to ``done`` the finished nodes another owner committed between
+    :func:`load_for_resume` and the claim (two resumes racing, the other one finishing
+    first), so none is paid twice. Returns what those nodes cost."""
+    loaded = await store.load_run(prior[0].run_id)
+    if loaded is None:
+        return 0.0
+    new = {nid: r for nid, r in loaded[1].items() if nid not in prior[1] or r != prior[1][nid]}
+    if not new:
+        return 0.0
+    keep = finished_to_keep(workflow, prior[0], {**prior[1], **new}, current, force=True)
+    added = {nid: r for nid, r in keep.items() if nid in new and nid not in done}
+    done.update(added)
+    return sum(r.cost for r in added.values())
 
 
 def finished_to_keep(

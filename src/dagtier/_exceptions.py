@@ -21,6 +21,7 @@
         ModelUnavailable           no model of a tier could be called (after fallback)
       RunError         a run stopped: node failed, budget exhausted, interrupted
         RunNotFound                ``resume=`` names a run the store does not hold
+        RunClaimed                 another live owner is running the run (resume refused)
         BudgetExhausted            the run's budget cannot cover the next call
           NodeBudgetExceeded       a node's own cap cannot (the node fails, the run goes on)
         StepError                  a code node, a command or a tool loop failed (the node fails)
@@ -34,12 +35,14 @@ site reads the same. ``tests/core/test_exceptions.py`` holds this drawing to the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .catalog import Usage
+    from .store import RunOwner
 
 
 class DagtierError(Exception):
@@ -231,6 +234,28 @@ class RunNotFound(RunError):
     """``resume=RUN_ID`` names a run the store does not hold (a usage error: exit 2)."""
 
     code = "run-not-found"
+
+
+class RunClaimed(RunError):
+    """Another live process (or another task of this one) is running the run: starting it
+    here too would pay for its nodes twice. ``.holder`` is that owner (host, pid, token)."""
+
+    code = "run-claimed"
+
+    def __init__(self, *, run_id: str, holder: RunOwner | None) -> None:
+        self.holder = holder
+        who = (
+            f"process {holder.pid} on {holder.host}"
+            + (" (this process)" if holder.pid == os.getpid() else "")
+            if holder is not None
+            else "another process"
+        )
+        super().__init__(
+            f"run '{run_id}' is already being run by {who}; running it here too would pay for "
+            "its nodes twice\nhint: wait for that process to end (or stop it), then resume "
+            "again",
+            run_id=run_id,
+        )
 
 
 class BudgetExhausted(RunError):

@@ -18,6 +18,7 @@ from ._exceptions import (
     CatalogError,
     DagtierError,
     ProviderError,
+    RunClaimed,
     RunNotFound,
     SpecError,
     StoreError,
@@ -44,12 +45,13 @@ ModelsOpt = Annotated[
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
 StoreOpt = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--store",
-        help="The run store (SQLite file; env: DAGTIER_STORE; default: dagtier.db in the "
-        "user data directory).",
+        help="The run store: a SQLite file or a postgresql://user:password@host/db URL "
+        "(env: DAGTIER_STORE; default: dagtier.db in the user data directory).",
         show_default=False,
+        metavar="PATH|URL",
     ),
 ]
 WorkflowArg = Annotated[Path, typer.Argument(help="The workflow YAML file.", show_default=False)]
@@ -77,7 +79,7 @@ def guarded(fn: Callable[[], T], *, debug: bool = False) -> T:
     except CatalogError as exc:
         _err(f"error[{exc.code}]: {exc}" + (f"\nhint: {exc.hint}" if exc.hint else ""))
         raise typer.Exit(_exit.USAGE) from None
-    except RunNotFound as exc:
+    except (RunNotFound, RunClaimed) as exc:  # nothing ran: the resume is refused
         _err(f"error[{exc.code}]: {exc}")
         raise typer.Exit(_exit.USAGE) from None
     except StoreError as exc:
@@ -531,7 +533,7 @@ def cache_clear(
 # --- reports and estimates (issue 6) ----------------------------------------------------
 
 
-async def _with_store(path: Path | None, fn: Callable[[Any], Awaitable[T]]) -> T:
+async def _with_store(path: str | None, fn: Callable[[Any], Awaitable[T]]) -> T:
     """``fn(store)`` on the store at ``path``, closed afterwards whatever happens."""
     from .store import open_store
 
@@ -542,7 +544,7 @@ async def _with_store(path: Path | None, fn: Callable[[Any], Awaitable[T]]) -> T
         await store.aclose()
 
 
-def _in_store(path: Path | None, fn: Callable[[Any], Awaitable[T]]) -> T:
+def _in_store(path: str | None, fn: Callable[[Any], Awaitable[T]]) -> T:
     """:func:`_with_store` on its own event loop, its errors turned into diagnostics."""
     import anyio
 
@@ -708,9 +710,10 @@ def estimate(
     ] = None,
     models: ModelsOpt = None,
     store: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--store",
+            metavar="PATH|URL",
             help="Use recorded costs and pass rates from this store where it has them.",
             show_default=False,
         ),
@@ -966,6 +969,7 @@ def batch(
     )
     from .report.live import live_enabled
     from .spec import load_workflow
+    from .store import shown_location
 
     if on_bad_item not in ("stop", "skip"):
         _usage(f"--on-bad-item must be stop or skip, got '{on_bad_item}'")
@@ -981,7 +985,7 @@ def batch(
     again = ["dagtier", "batch", str(workflow), "--inputs", str(inputs)]
     for flag, value, default in (
         ("--out", out, None),
-        ("--store", store, None),
+        ("--store", store and shown_location(store), None),
         ("--models", models, None),
         ("--concurrency", concurrency, 16),
         ("--budget", budget, None),
@@ -1075,7 +1079,7 @@ def batch(
         _err(f"resume it with:\n  {resume_cmd}")
     console.print(
         f"batch report: dagtier report --batch {bid}"
-        + (f" --store {shlex.quote(str(store))}" if store else ""),
+        + (f" --store {shlex.quote(shown_location(store))}" if store else ""),
         markup=False,
         highlight=False,
     )
@@ -1083,7 +1087,7 @@ def batch(
         raise typer.Exit(_exit.RUN_FAILED)
 
 
-def _batch_report(batch_id: str, format: str, output: Path | None, store: Path | None) -> None:
+def _batch_report(batch_id: str, format: str, output: Path | None, store: str | None) -> None:
     from .report.batch import build_batch_report, print_batch_report, render_batch_json
     from .report.tables import output_console, record_text
 

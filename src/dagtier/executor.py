@@ -38,7 +38,7 @@ from .providers.registry import ProviderRegistry
 from .results import NodeResult, RunResult
 from .spec.models import Workflow
 from .steps import run_step
-from .store import MemoryStore, ResultCache, RunRecord, RunStore, StatsStore
+from .store import MemoryStore, ResultCache, RunOwner, RunRecord, RunStore, StatsStore
 from .tools import Tool, load_tool
 
 
@@ -543,15 +543,9 @@ async def run(
     rid = resume or run_id or new_run_id()
     limit = budget if budget is not None else workflow.budget
     caps = plan.caps
-    # the run's own: it travels with each call (CallContext), so runs sharing a gateway
-    # never see each other's budget
-    run_budget = (
-        Budget(limit, spent=spent, node_caps=caps, run_id=rid, parent=shared_budget)
-        if limit or caps or shared_budget is not None
-        else None
-    )
     started = time.time()
     if run_store is not None:
+        # Claims the run atomically: a second resume of it fails here with RunClaimed.
         await run_store.begin_run(
             RunRecord(
                 rid,
@@ -563,8 +557,18 @@ async def run(
                 source=workflow.source,
                 node_fingerprints=fps,
                 budget=limit,
-            )
+            ),
+            RunOwner.this_process(),
         )
+        if prior is not None:
+            spent += await _durable.catch_up(run_store, workflow, prior, fps, done)
+    # the run's own: it travels with each call (CallContext), so runs sharing a gateway
+    # never see each other's budget
+    run_budget = (
+        Budget(limit, spent=spent, node_caps=caps, run_id=rid, parent=shared_budget)
+        if limit or caps or shared_budget is not None
+        else None
+    )
     if events:
         events.emit(
             RunStarted(rid, workflow, values, started, resumed=prior is not None, plan=plan)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,7 +45,7 @@ class Model:
         return f"<{nid}:{request.messages[0].content}>"
 
 
-async def _run(wf: Any, store_path: Path, model: Model, **kw: Any) -> dagtier.RunResult:
+async def _run(wf: Any, store_path: str, model: Model, **kw: Any) -> dagtier.RunResult:
     store = open_store(store_path)
     try:
         return await dagtier.run(
@@ -61,12 +60,10 @@ async def _run(wf: Any, store_path: Path, model: Model, **kw: Any) -> dagtier.Ru
         await store.aclose()
 
 
-async def test_resume_runs_only_what_failed_and_reads_the_rest_from_the_file(
-    tmp_path: Path,
-) -> None:
+async def test_resume_runs_only_what_failed_and_reads_the_rest_from_the_file(location: str) -> None:
     """After a failure at c, resuming from a reopened file calls only c, and outputs are whole."""
     wf = dagtier.parse_workflow(WF)
-    db = tmp_path / "runs.db"
+    db = location
     first = Model(broken={"c"})
     r1 = await _run(wf, db, first, inputs={"topic": "owls"})
     assert r1.status == "failed" and r1["c"].status == "failed"
@@ -78,9 +75,9 @@ async def test_resume_runs_only_what_failed_and_reads_the_rest_from_the_file(
     assert r2["a"].to_dict() == r1["a"].to_dict()
 
 
-async def test_resume_after_an_edit_is_refused_naming_the_nodes(tmp_path: Path) -> None:
+async def test_resume_after_an_edit_is_refused_naming_the_nodes(location: str) -> None:
     """Editing b's prompt under a finished b refuses the resume and names b (edited) and c."""
-    db = tmp_path / "runs.db"
+    db = location
     r1 = await _run(
         dagtier.parse_workflow(WF), db, Model(broken={"side"}), inputs={"topic": "owls"}
     )
@@ -91,9 +88,9 @@ async def test_resume_after_an_edit_is_refused_naming_the_nodes(tmp_path: Path) 
     assert "edited b;" in msg and "finished nodes b, c were run" in msg and "--force" in msg
 
 
-async def test_force_reruns_exactly_the_edited_nodes_and_descendants(tmp_path: Path) -> None:
+async def test_force_reruns_exactly_the_edited_nodes_and_descendants(location: str) -> None:
     """With force, b and c run again; a is kept; the failed side node runs too."""
-    db = tmp_path / "runs.db"
+    db = location
     r1 = await _run(
         dagtier.parse_workflow(WF), db, Model(broken={"side"}), inputs={"topic": "owls"}
     )
@@ -104,9 +101,9 @@ async def test_force_reruns_exactly_the_edited_nodes_and_descendants(tmp_path: P
     assert again.calls == Counter({"b": 1, "c": 1, "side": 1})
 
 
-async def test_changing_an_input_a_finished_node_read_is_an_edit(tmp_path: Path) -> None:
+async def test_changing_an_input_a_finished_node_read_is_an_edit(location: str) -> None:
     """Resuming with another value for an input a finished node used is refused."""
-    db = tmp_path / "runs.db"
+    db = location
     r1 = await _run(
         dagtier.parse_workflow(WF), db, Model(broken={"side"}), inputs={"topic": "owls"}
     )
@@ -116,16 +113,16 @@ async def test_changing_an_input_a_finished_node_read_is_an_edit(tmp_path: Path)
         )
 
 
-async def test_resuming_an_unknown_run_says_where_to_look(tmp_path: Path) -> None:
+async def test_resuming_an_unknown_run_says_where_to_look(location: str) -> None:
     """An unknown run id points at `dagtier runs`."""
     with pytest.raises(RunError, match="dagtier runs"):
-        await _run(dagtier.parse_workflow(WF), tmp_path / "runs.db", Model(), resume="nope")
+        await _run(dagtier.parse_workflow(WF), location, Model(), resume="nope")
 
 
-async def test_cache_hits_reuse_answers_for_free(tmp_path: Path) -> None:
+async def test_cache_hits_reuse_answers_for_free(location: str) -> None:
     """A cache: true node with the same rendered request is served from the cache at no cost."""
     wf = dagtier.parse_workflow(WF.replace("name: chain", "name: chain\ndefaults: {cache: true}"))
-    db = tmp_path / "runs.db"
+    db = location
     await _run(wf, db, Model(), inputs={"topic": "owls"})
     second = Model()
     r2 = await _run(wf, db, second, inputs={"topic": "owls"})
@@ -141,9 +138,9 @@ async def test_cache_hits_reuse_answers_for_free(tmp_path: Path) -> None:
     assert sum(fourth.calls.values()) == 4  # expired
 
 
-async def test_cache_is_off_unless_asked(tmp_path: Path) -> None:
+async def test_cache_is_off_unless_asked(location: str) -> None:
     """Without cache: true every run calls the model."""
-    db = tmp_path / "runs.db"
+    db = location
     await _run(dagtier.parse_workflow(WF), db, Model(), inputs={"topic": "owls"})
     again = Model()
     await _run(dagtier.parse_workflow(WF), db, again, inputs={"topic": "owls"})

@@ -146,7 +146,7 @@ class _Bar:
         self._progress.stop()
 
 
-def run_export(store_path: Path | None, out: IO[bytes], *, compress: bool) -> int:
+def run_export(store_path: str | None, out: IO[bytes], *, compress: bool) -> int:
     """Write the store's answer attempts in the outcomes format. Returns the row count."""
     import anyio
 

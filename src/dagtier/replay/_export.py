@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import StoreError
-from ..store import RunStore
+from ..store import RunStore, is_postgres_url
 from ._data import OutcomeRow
 
 _ALL_RUNS = 1 << 62
 
 
-def open_run_store(path: Path | None) -> Any:
-    """The SQLite run store at ``path`` (default: ``$DAGTIER_STORE`` or the user data dir).
+def open_run_store(path: str | None) -> Any:
+    """The run store at ``path``, a SQLite file or a PostgreSQL URL (default:
+    ``$DAGTIER_STORE`` or the user data dir).
 
     Raises:
         StoreError: no such file, or this build has no SQLite store.
@@ -32,7 +33,7 @@ def open_run_store(path: Path | None) -> Any:
     opener = getattr(store_mod, "open_store", None)
     if opener is None:  # pragma: no cover - only before the durable store is merged
         raise StoreError("this build of dagtier has no persistent run store to export from")
-    if path is not None and not Path(path).expanduser().is_file():
+    if path is not None and not is_postgres_url(path) and not Path(path).expanduser().is_file():
         # opening would create an empty store: say the file is missing instead
         raise StoreError(f"no store file at {path}; pass the file given to `dagtier run --store`")
     return opener(path)

@@ -1,19 +1,22 @@
 """Where runs, node results, attempts and tier statistics are kept.
 
-Two protocols, so a PostgreSQL store can follow without touching the executor or the
-policies: :class:`RunStore` (durable runs, resume) and :class:`StatsStore` (per task key and
-tier evidence, for the adaptive policy), plus the optional :class:`ResultCache` and
-:class:`BatchStore` (which run each item of a batch became, for ``dagtier batch --resume``).
-:class:`MemoryStore` implements them in process; :func:`open_store` opens the SQLite file
-(``dagtier.store.sqlite``, imported on first use).
+Two protocols: :class:`RunStore` (durable runs, resume, claiming a run for one owner) and
+:class:`StatsStore` (per task key and tier evidence, for the adaptive policy), plus the
+optional :class:`ResultCache` and :class:`BatchStore` (which run each item of a batch
+became, for ``dagtier batch --resume``). :class:`MemoryStore` implements them in process;
+:func:`open_store` opens a SQLite file (``dagtier.store.sqlite``) or a PostgreSQL database
+(``dagtier.store.postgres``, needs ``dagtier[postgres]``), each imported on first use.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
+import socket
 import time
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -21,9 +24,49 @@ from .._types import RunStatus, Tier
 from ..results import NodeResult
 
 if TYPE_CHECKING:
+    from .postgres import PostgresStore
     from .sqlite import SqliteStore
 
 ENV_STORE = "DAGTIER_STORE"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+@dataclass(frozen=True, slots=True)
+class RunOwner:
+    """Who runs a run: a process (``host``, ``pid``) and a token unique to this claim, so
+    two claimants inside one process (batch runs, a worker hosting many runs) are told apart.
+
+    Added in 0.2 (issue 12: two resumes of one run both ran it).
+    """
+
+    host: str
+    pid: int
+    token: str
+
+    @classmethod
+    def this_process(cls) -> RunOwner:
+        """A new owner in this process (a fresh token each call)."""
+        return cls(socket.gethostname(), os.getpid(), uuid.uuid4().hex[:16])
+
+    def alive(self) -> bool:
+        return process_alive(self.pid, self.host)
+
+
+def process_alive(pid: int | None, host: str | None) -> bool:
+    """Whether the process that owns a 'running' run may still be running.
+
+    A run recorded on another host is assumed alive: we cannot tell (take it over with
+    ``claim_run(..., take_over=owner)`` once you know that owner is dead).
+    """
+    if pid is None or host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 @dataclass(slots=True)
@@ -51,12 +94,18 @@ class TierStats:
     def mean_latency_s(self) -> float:
         return self.total_latency_s / self.observations if self.observations else 0.0
 
+    @staticmethod
+    def decay(weight: float, half_life: float | None) -> float:
+        """What older evidence is multiplied by when an observation of ``weight`` comes in
+        (a store that folds observations in SQL uses the same factor)."""
+        return math.pow(0.5, weight / half_life) if half_life else 1.0
+
     def apply(
         self, success: bool, weight: float, cost: float, latency_s: float, half_life: float | None
     ) -> None:
         """Fold one observation in; older evidence fades by half every ``half_life`` observations."""
         if half_life:
-            decay = math.pow(0.5, weight / half_life)
+            decay = self.decay(weight, half_life)
             self.successes *= decay
             self.failures *= decay
         if success:
@@ -86,6 +135,14 @@ class RunRecord:
     """The process running it (with ``host``: a crashed run shows as ``interrupted``)."""
     host: str | None = None
     budget: float | None = None
+    owner_token: str | None = None
+    """With ``pid`` and ``host``: the :class:`RunOwner` that claimed the run last."""
+
+    @property
+    def owner(self) -> RunOwner | None:
+        if self.pid is None or self.host is None:
+            return None
+        return RunOwner(self.host, self.pid, self.owner_token or "")
 
 
 @dataclass(slots=True)
@@ -126,7 +183,28 @@ class StatsStore(Protocol):
 
 @runtime_checkable
 class RunStore(Protocol):
-    async def begin_run(self, record: RunRecord) -> None: ...
+    async def begin_run(self, record: RunRecord, owner: RunOwner | None = None) -> None:
+        """Record a run as running, owned by ``owner`` (default: a new owner in this
+        process). A resumed run keeps its row, cost and start time.
+
+        Raises:
+            RunClaimed: another live owner holds the run (checked in the same transaction).
+        """
+        ...
+
+    async def claim_run(
+        self, run_id: str, owner: RunOwner, *, take_over: RunOwner | None = None
+    ) -> bool:
+        """Atomically make ``owner`` the run's owner and mark it running.
+
+        Succeeds when the run is not running, is ``owner``'s already, its owner's process is
+        gone (same host), or its owner is ``take_over`` (a dead owner the caller knows of,
+        e.g. on another host). Of two claimants at once, exactly one succeeds.
+
+        Returns:
+            False: no such run, or another live owner holds it (see :meth:`load_run`).
+        """
+        ...
 
     async def commit_node(self, run_id: str, result: NodeResult) -> None:
         """Durably save a finished node. Returns only once it is safe against a crash."""
@@ -247,6 +325,47 @@ class ResultCache(Protocol):
     async def cache_clear(self, *, older_than_s: float | None = None) -> int: ...
 
 
+def as_seen(record: RunRecord) -> RunRecord:
+    """``record`` as reported: a 'running' run whose process is gone is ``interrupted``."""
+    if record.status == "running" and not process_alive(record.pid, record.host):
+        return replace(record, status="interrupted")
+    return record
+
+
+def claim_refused_by(
+    status: str, holder: RunOwner | None, owner: RunOwner, take_over: RunOwner | None
+) -> RunOwner | None:
+    """Who keeps a run that ``owner`` wants to claim; None: ``owner`` may take it (it is not
+    running, is ``owner``'s already, its owner's process is gone, or its owner is
+    ``take_over``, whom the caller knows to be dead).
+
+    Stores call it inside the claiming transaction with the run's row locked, so two
+    claimants never both see a free run."""
+    if status != "running" or holder is None:
+        return None
+    if holder in (owner, take_over) or not holder.alive():
+        return None
+    return holder
+
+
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@?#]*:)([^@/?#]*)@")
+_PASSWORD_PARAM = re.compile(r"(password=)([^&\s]*)", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (``user:PASSWORD@`` or ``?password=``) replaced."""
+    return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1***@", url))
+
+
+def shown_location(location: str | Path) -> str:
+    """A store's location as it may be printed: a URL's password replaced."""
+    return redact_url(str(location)) if is_postgres_url(location) else str(location)
+
+
+def is_postgres_url(location: str | Path) -> bool:
+    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
+
+
 def default_store_path() -> Path:
     """``$DAGTIER_STORE`` if set, else ``dagtier.db`` in the user's data directory."""
     env = os.environ.get(ENV_STORE)
@@ -257,20 +376,29 @@ def default_store_path() -> Path:
     return Path(user_data_dir("dagtier")) / "dagtier.db"
 
 
-def open_store(path: str | Path | None = None) -> SqliteStore:
-    """Open (creating and migrating as needed) the SQLite store.
+def open_store(location: str | Path | None = None) -> SqliteStore | PostgresStore:
+    """Open (creating and migrating as needed) the store at ``location``.
 
     Args:
-        path: the database file; None means ``$DAGTIER_STORE``, else the user data directory
-            (``platformdirs.user_data_dir("dagtier")/dagtier.db``).
+        location: a ``postgresql://user:password@host:port/db`` URL (libpq's URL form,
+            ``?host=/socket/dir`` included) or a SQLite file path; None means
+            ``$DAGTIER_STORE`` (either form), else the SQLite file in the user data
+            directory (``platformdirs.user_data_dir("dagtier")/dagtier.db``).
 
     Raises:
-        StoreError: the file cannot be opened or is not a dagtier store (the message names
-            the path and what to do).
+        StoreError: the file cannot be opened or is not a dagtier store, or the database
+            cannot be reached (the message names the path or the URL, never its password,
+            and what to do).
     """
+    if location is None or location == "":
+        location = os.environ.get(ENV_STORE) or default_store_path()
+    if is_postgres_url(location):
+        from .postgres import PostgresStore
+
+        return PostgresStore(str(location))
     from .sqlite import SqliteStore
 
-    return SqliteStore(Path(path).expanduser() if path else default_store_path())
+    return SqliteStore(Path(location).expanduser())
 
 
 class MemoryStore:
@@ -307,9 +435,30 @@ class MemoryStore:
     async def all_stats(self) -> list[TierStats]:
         return [st for by_tier in self.stats.values() for st in by_tier.values()]
 
-    async def begin_run(self, record: RunRecord) -> None:
+    async def begin_run(self, record: RunRecord, owner: RunOwner | None = None) -> None:
+        from .._exceptions import RunClaimed
+
+        owner = owner or RunOwner.this_process()
+        old = self.runs.get(record.run_id)
+        holder = None if old is None else claim_refused_by(old.status, old.owner, owner, None)
+        if holder is not None:
+            raise RunClaimed(run_id=record.run_id, holder=holder)
+        record.pid, record.host, record.owner_token = owner.pid, owner.host, owner.token
+        if old is not None:
+            record.cost, record.started_at = old.cost, old.started_at
+        record.status, record.finished_at = "running", None
         self.runs[record.run_id] = record
         self.nodes.setdefault(record.run_id, {})
+
+    async def claim_run(
+        self, run_id: str, owner: RunOwner, *, take_over: RunOwner | None = None
+    ) -> bool:
+        rec = self.runs.get(run_id)
+        if rec is None or claim_refused_by(rec.status, rec.owner, owner, take_over) is not None:
+            return False
+        rec.status, rec.finished_at = "running", None
+        rec.pid, rec.host, rec.owner_token = owner.pid, owner.host, owner.token
+        return True
 
     async def commit_node(self, run_id: str, result: NodeResult) -> None:
         self.nodes.setdefault(run_id, {})[result.node_id] = result
@@ -324,10 +473,11 @@ class MemoryStore:
 
     async def load_run(self, run_id: str) -> tuple[RunRecord, dict[str, NodeResult]] | None:
         rec = self.runs.get(run_id)
-        return None if rec is None else (rec, dict(self.nodes.get(run_id, {})))
+        return None if rec is None else (as_seen(rec), dict(self.nodes.get(run_id, {})))
 
     async def list_runs(self, limit: int = 50) -> list[RunRecord]:
-        return sorted(self.runs.values(), key=lambda r: r.started_at, reverse=True)[:limit]
+        newest = sorted(self.runs.values(), key=lambda r: r.started_at, reverse=True)[:limit]
+        return [as_seen(r) for r in newest]
 
     async def cache_get(self, key: str, *, ttl_s: float | None) -> CachedAnswer | None:
         hit = self.cache.get(key)
@@ -403,10 +553,15 @@ __all__ = [
     "MemoryStore",
     "QueuedItem",
     "ResultCache",
+    "RunOwner",
     "RunRecord",
     "RunStore",
     "StatsStore",
     "TierStats",
     "default_store_path",
+    "is_postgres_url",
     "open_store",
+    "process_alive",
+    "redact_url",
+    "shown_location",
 ]

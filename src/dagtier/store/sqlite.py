@@ -6,19 +6,16 @@ Durability and speed:
 - WAL journal with ``synchronous=NORMAL``: a committed transaction survives the process
   being killed (SIGKILL included: the WAL is written before COMMIT returns), though not a
   power cut of the machine before the next checkpoint. Pass ``synchronous="FULL"`` for that.
-- Group commit. Writes queue into an open batch; one caller (the leader) takes the batch to a
-  worker thread and commits it as one transaction while later writes gather in the next
-  batch. Every caller still returns only once the transaction holding its write committed,
-  so the executor's "durable before dependents start" holds, while a burst of nodes
-  finishing together costs one thread hop and one commit instead of one each.
+- Group commit (:mod:`dagtier.store._batch`): a burst of nodes finishing together costs one
+  thread hop and one commit instead of one each, and each caller still returns only once
+  its write committed.
 - Every batch runs under ``BEGIN IMMEDIATE``: it holds SQLite's write lock from the start,
-  so a statistics update (read, decay, write) is atomic against other processes writing the
-  same file, and no update is lost.
+  so a statistics update (read, decay, write) and a run's claim (read its owner, write the
+  new one) are atomic against other processes writing the same file.
 - sqlite3 runs in worker threads through :func:`anyio.to_thread.run_sync` with a one-token
   limiter: one connection, one writer at a time.
 
-Prompts are not stored; an attempt's output is stored only when it differs from the node's
-(the accepted attempt's output is the node's text), so rows stay small.
+Rows are built and read by :mod:`dagtier.store._rows`, shared with the PostgreSQL store.
 """
 
 from __future__ import annotations
@@ -29,19 +26,41 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
 
-from .._exceptions import StoreError
+from .._exceptions import RunClaimed, StoreError
 from .._logging import redact_text
 from .._types import RunStatus, Tier
-from ..catalog import Usage
-from ..results import Attempt, CheckResult, NodeResult, ToolCallRecord, Turn
-from . import BatchItem, BatchRecord, CachedAnswer, QueuedItem, RunRecord, TierStats
+from ..results import NodeResult
+from . import (
+    BatchItem,
+    BatchRecord,
+    CachedAnswer,
+    QueuedItem,
+    RunOwner,
+    RunRecord,
+    TierStats,
+    claim_refused_by,
+    process_alive,
+)
+from ._batch import GroupCommit
+from ._rows import (
+    ATTEMPT_COLS,
+    NODE_COLS,
+    RUN_COLS,
+    assemble_nodes,
+    attempt_rows,
+    compact,
+    node_row,
+    record_from_row,
+    row_holder,
+    run_row,
+)
 
 # --- schema ---------------------------------------------------------------------------------
 
@@ -170,6 +189,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ALTER TABLE batch_items ADD COLUMN lease_until REAL;
         """,
     ),
+    (7, "ALTER TABLE runs ADD COLUMN owner_token TEXT;"),
 )
 """Ordered schema migrations: (version reached, SQL). Append; never edit a released step."""
 
@@ -191,31 +211,6 @@ def _store_error(path: Path, what: str, exc: BaseException, hint: str = _HINT) -
     err = StoreError(redact_text(f"store {path}: {what}: {msg}\nhint: {hint}"))
     err.hint = hint
     return err
-
-
-def process_alive(pid: int | None, host: str | None) -> bool:
-    """Whether the process that owns a 'running' run may still be running.
-
-    A run recorded on another host is assumed alive: we cannot tell.
-    """
-    if pid is None or host != socket.gethostname():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-class _Batch:
-    __slots__ = ("done", "error", "ops")
-
-    def __init__(self) -> None:
-        self.ops: list[Op] = []
-        self.done: anyio.Event | None = None
-        self.error: StoreError | None = None
 
 
 class SqliteStore:
@@ -260,8 +255,7 @@ class SqliteStore:
             con.close()
             raise _store_error(self.path, "cannot initialise", exc) from None
         self._limiter = anyio.CapacityLimiter(1)
-        self._open: _Batch | None = None
-        self._flushing = False
+        self._batches: GroupCommit[Op] = GroupCommit(self._commit, self._write_failed)
         self._host = socket.gethostname()
 
     def __repr__(self) -> str:
@@ -312,41 +306,17 @@ class SqliteStore:
                 con.execute("ROLLBACK")
             raise
 
+    async def _commit(self, ops: list[Op]) -> None:
+        await anyio.to_thread.run_sync(self._write, ops, limiter=self._limiter)
+
+    def _write_failed(self, exc: Exception) -> Exception:
+        if isinstance(exc, sqlite3.Error | OSError):
+            return _store_error(self.path, "write failed", exc)
+        return exc
+
     async def _submit(self, ops: Iterable[Op]) -> None:
-        """Queue ``ops`` into the open batch; return once the batch has committed.
-
-        Raises:
-            StoreError: the transaction failed (none of the batch's writes were applied).
-        """
-        batch = self._open
-        if batch is None:
-            batch = self._open = _Batch()
-        batch.ops.extend(ops)
-        if self._flushing:
-            if batch.done is None:
-                batch.done = anyio.Event()
-            await batch.done.wait()
-        else:
-            # Leader: commit batches until none is open. Shielded: a write that reached the
-            # worker thread completes anyway, so its waiters must learn how it ended.
-            with anyio.CancelScope(shield=True):
-                await self._drain()
-        if batch.error is not None:
-            raise batch.error
-
-    async def _drain(self) -> None:
-        self._flushing = True
-        try:
-            while self._open is not None:
-                batch, self._open = self._open, None
-                try:
-                    await anyio.to_thread.run_sync(self._write, batch.ops, limiter=self._limiter)
-                except (sqlite3.Error, OSError) as exc:
-                    batch.error = _store_error(self.path, "write failed", exc)
-                if batch.done is not None:
-                    batch.done.set()
-        finally:
-            self._flushing = False
+        """Commit ``ops`` (with whatever else is queued) in one transaction; see GroupCommit."""
+        await self._batches.submit(ops)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         def go() -> Any:
@@ -362,7 +332,7 @@ class SqliteStore:
         self._con.close()
 
     async def aclose(self) -> None:
-        if self._open is not None and not self._flushing:
+        if not self._batches.idle:
             await self._submit(())
         self.close()
 
@@ -434,73 +404,74 @@ class SqliteStore:
 
     # --- RunStore ---------------------------------------------------------------------------
 
-    async def begin_run(self, record: RunRecord) -> None:
-        """Record a run as running (in this process). A resumed run keeps its row, cost and
-        start time; its fingerprints, inputs and owner process are updated."""
-        pid = record.pid if record.pid is not None else os.getpid()
-        host = record.host or self._host
-        params = (
-            record.run_id,
-            record.workflow,
-            record.started_at,
-            record.fingerprint,
-            json.dumps(record.node_fingerprints, separators=(",", ":")),
-            json.dumps(record.inputs, separators=(",", ":"), default=str),
-            record.cost,
-            record.source,
-            pid,
-            host,
-            record.budget,
-        )
+    async def begin_run(self, record: RunRecord, owner: RunOwner | None = None) -> None:
+        """Record a run as running, owned by ``owner`` (default: a new owner in this
+        process). A resumed run keeps its row, cost and start time; its fingerprints,
+        inputs and owner are updated.
+
+        Raises:
+            RunClaimed: another live owner holds the run (checked in the same transaction).
+        """
+        owner = owner or RunOwner.this_process()
+        row = run_row(record, owner)
+        refused: list[RunOwner] = []
 
         def op(con: sqlite3.Connection) -> None:
+            holder = _holder(con, record.run_id, owner, None)
+            if holder is not None:
+                refused.append(holder)
+                return
             con.execute(
-                "INSERT INTO runs (run_id, workflow, status, started_at, fingerprint, "
-                "node_fingerprints, inputs, cost, source, pid, host, budget) "
-                "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO runs ({RUN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL, "
                 "workflow = excluded.workflow, fingerprint = excluded.fingerprint, "
                 "node_fingerprints = excluded.node_fingerprints, inputs = excluded.inputs, "
                 "source = excluded.source, pid = excluded.pid, host = excluded.host, "
-                "budget = excluded.budget",
-                params,
+                "budget = excluded.budget, owner_token = excluded.owner_token",
+                row,
             )
 
         await self._submit((op,))
+        if refused:
+            raise RunClaimed(run_id=record.run_id, holder=refused[0])
+
+    async def claim_run(
+        self, run_id: str, owner: RunOwner, *, take_over: RunOwner | None = None
+    ) -> bool:
+        """Atomically make ``owner`` the run's owner and mark it running (see
+        :meth:`dagtier.store.RunStore.claim_run`). The owner is read and written under
+        ``BEGIN IMMEDIATE``: no other process can claim in between."""
+        claimed: list[bool] = []
+
+        def op(con: sqlite3.Connection) -> None:
+            exists = con.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if exists is None or _holder(con, run_id, owner, take_over) is not None:
+                return
+            con.execute(
+                "UPDATE runs SET status = 'running', finished_at = NULL, pid = ?, host = ?, "
+                "owner_token = ? WHERE run_id = ?",
+                (owner.pid, owner.host, owner.token, run_id),
+            )
+            claimed.append(True)
+
+        await self._submit((op,))
+        return bool(claimed)
 
     async def commit_node(self, run_id: str, result: NodeResult) -> None:
         """Durably save a finished node (replacing an earlier result of the same node, whose
         cost stays counted in the run's total). Returns once committed."""
-        text = result.text
-        node_row = (
-            run_id,
-            result.node_id,
-            result.status,
-            None if result.output is None else json.dumps(result.output, separators=(",", ":")),
-            text,
-            result.tier,
-            result.model,
-            None if result.error is None else redact_text(result.error),
-            result.started_at,
-            result.finished_at,
-            result.task_key,
-            result.decision,
-            int(result.cache_hit),
-            result.cost,
-        )
-        att_rows = [_attempt_row(run_id, result.node_id, a, text) for a in result.attempts]
+        node = node_row(run_id, result)
+        attempts = attempt_rows(run_id, result)
         key = (run_id, result.node_id)
         cost_row = (result.cost, run_id)
 
         def op(con: sqlite3.Connection) -> None:
             con.execute("DELETE FROM attempts WHERE run_id = ? AND node_id = ?", key)
-            con.execute(
-                "INSERT OR REPLACE INTO nodes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", node_row
-            )
-            if att_rows:
+            con.execute("INSERT OR REPLACE INTO nodes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", node)
+            if attempts:
                 con.executemany(
                     "INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    att_rows,
+                    attempts,
                 )
             con.execute("UPDATE runs SET cost = cost + ? WHERE run_id = ?", cost_row)
 
@@ -520,41 +491,17 @@ class SqliteStore:
 
     async def load_run(self, run_id: str) -> tuple[RunRecord, dict[str, NodeResult]] | None:
         def q(con: sqlite3.Connection) -> tuple[RunRecord, dict[str, NodeResult]] | None:
-            row = con.execute(
-                f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
+            row = con.execute(f"SELECT {RUN_COLS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
                 return None
-            nodes: dict[str, NodeResult] = {}
-            for r in con.execute(
-                "SELECT node_id, status, output, text, tier, model, error, started_at, "
-                "finished_at, task_key, decision, cache_hit FROM nodes WHERE run_id = ?",
+            nodes = con.execute(
+                f"SELECT {NODE_COLS} FROM nodes WHERE run_id = ?", (run_id,)
+            ).fetchall()
+            attempts = con.execute(
+                f"SELECT {ATTEMPT_COLS} FROM attempts WHERE run_id = ? ORDER BY node_id, idx",
                 (run_id,),
-            ):
-                nodes[r[0]] = NodeResult(
-                    r[0],
-                    r[1],
-                    output=None if r[2] is None else json.loads(r[2]),
-                    text=r[3],
-                    tier=r[4],
-                    model=r[5],
-                    error=r[6],
-                    started_at=r[7],
-                    finished_at=r[8],
-                    task_key=r[9],
-                    decision=r[10],
-                    cache_hit=bool(r[11]),
-                )
-            for a in con.execute(
-                "SELECT node_id, idx, tier, model, provider, usage, cost, latency_s, verdict, "
-                "reason, checks, judge_cost, judge_usage, request_id, fallbacks, purpose, output, "
-                "response_model, turns FROM attempts WHERE run_id = ? ORDER BY node_id, idx",
-                (run_id,),
-            ):
-                node = nodes.get(a[0])
-                if node is not None:
-                    node.attempts.append(_attempt_from_row(a, node.text))
-            return _record(row), nodes
+            ).fetchall()
+            return record_from_row(row), assemble_nodes(nodes, attempts)
 
         result: tuple[RunRecord, dict[str, NodeResult]] | None = await self._read(q)
         return result
@@ -565,9 +512,9 @@ class SqliteStore:
 
         def q(con: sqlite3.Connection) -> list[RunRecord]:
             rows = con.execute(
-                f"SELECT {_RUN_COLS} FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)
+                f"SELECT {RUN_COLS} FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)
             ).fetchall()
-            return [_record(r) for r in rows]
+            return [record_from_row(r) for r in rows]
 
         result: list[RunRecord] = await self._read(q)
         return result
@@ -612,7 +559,7 @@ class SqliteStore:
             answer.created_at,
             answer.run_id,
             answer.node_id,
-            None if answer.output is None else json.dumps(answer.output, separators=(",", ":")),
+            None if answer.output is None else compact(answer.output),
             answer.text,
             answer.tier,
             answer.model,
@@ -863,126 +810,13 @@ def _batch_record(row: tuple[Any, ...]) -> BatchRecord:
     )
 
 
-_RUN_COLS = (
-    "run_id, workflow, status, started_at, finished_at, fingerprint, node_fingerprints, inputs, "
-    "cost, source, pid, host, budget"
-)
-
-
-def _record(row: tuple[Any, ...]) -> RunRecord:
-    status = row[2]
-    if status == "running" and not process_alive(row[10], row[11]):
-        status = "interrupted"
-    return RunRecord(
-        run_id=row[0],
-        workflow=row[1],
-        status=status,
-        started_at=row[3],
-        finished_at=row[4],
-        fingerprint=row[5],
-        node_fingerprints=json.loads(row[6]),
-        inputs=json.loads(row[7]),
-        cost=row[8],
-        source=row[9],
-        pid=row[10],
-        host=row[11],
-        budget=row[12],
-    )
-
-
-_SAME = "\x00same"
-"""Stored in place of an attempt's output that equals its node's text (the usual case)."""
-
-
-def _compact(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))
-
-
-def _usage_json(u: Usage) -> str:
-    return _compact(
-        [
-            u.input_tokens,
-            u.output_tokens,
-            u.cache_read_tokens,
-            u.cache_write_tokens,
-            u.reasoning_tokens,
-        ]
-    )
-
-
-def _attempt_row(run_id: str, node_id: str, a: Attempt, node_text: str | None) -> tuple[Any, ...]:
-    return (
-        run_id,
-        node_id,
-        a.index,
-        a.tier,
-        a.model,
-        a.provider,
-        _usage_json(a.usage),
-        a.cost,
-        a.latency_s,
-        a.verdict,
-        redact_text(a.reason) if a.reason else "",
-        # a user check's reason is free text and may quote a key, like the attempt's reason
-        _compact([asdict(c) | {"reason": redact_text(c.reason)} for c in a.checks])
-        if a.checks
-        else None,
-        a.judge_cost,
-        _usage_json(a.judge_usage) if a.judge_usage.total else None,
-        a.request_id,
-        _compact([redact_text(f) for f in a.fallbacks]) if a.fallbacks else None,
-        a.purpose,
-        _SAME if a.output is not None and a.output == node_text else a.output,
-        a.response_model,
-        _turns_json(a.turns) if a.turns else None,
-    )
-
-
-def _turns_json(turns: list[Turn]) -> str:
-    return _compact(
-        [
-            [
-                t.model,
-                json.loads(_usage_json(t.usage)),
-                t.cost,
-                t.latency_s,
-                [[c.name, c.duration_s, c.error] for c in t.tool_calls],
-            ]
-            for t in turns
-        ]
-    )
-
-
-def _turns_from(text: str | None) -> list[Turn]:
-    if not text:
-        return []
-    return [
-        Turn(model, Usage(*usage), cost, latency, [ToolCallRecord(*c) for c in calls])
-        for model, usage, cost, latency, calls in json.loads(text)
-    ]
-
-
-def _attempt_from_row(r: tuple[Any, ...], node_text: str | None) -> Attempt:
-    return Attempt(
-        r[1],
-        r[2],
-        r[3],
-        r[4],
-        usage=Usage(*json.loads(r[5])),
-        cost=r[6],
-        latency_s=r[7],
-        verdict=r[8],
-        reason=r[9],
-        checks=[CheckResult(**c) for c in json.loads(r[10])] if r[10] else [],
-        judge_cost=r[11],
-        judge_usage=Usage(*json.loads(r[12])) if r[12] else Usage(),
-        request_id=r[13],
-        fallbacks=json.loads(r[14]) if r[14] else [],
-        purpose=r[15],
-        output=node_text if r[16] == _SAME else r[16],
-        response_model=r[17],
-        turns=_turns_from(r[18]),
-    )
+def _holder(
+    con: sqlite3.Connection, run_id: str, owner: RunOwner, take_over: RunOwner | None
+) -> RunOwner | None:
+    row = con.execute(
+        "SELECT status, pid, host, owner_token FROM runs WHERE run_id = ?", (run_id,)
+    ).fetchone()
+    return None if row is None else claim_refused_by(row[0], row_holder(row), owner, take_over)
 
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SQLiteStore", "SqliteStore", "process_alive"]

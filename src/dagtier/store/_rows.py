@@ -1,0 +1,231 @@
+"""Rows of the run store, shared by the SQLite and PostgreSQL stores: both keep the same
+columns in the same order, so one function builds each row and one reads it back.
+
+Prompts are not stored; an attempt's output is stored only when it differs from the node's
+(the accepted attempt's output is the node's text), so rows stay small. Errors, reasons and
+fallback messages are redacted before they are written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from .._logging import redact_text
+from ..catalog import Usage
+from ..results import Attempt, CheckResult, NodeResult, ToolCallRecord, Turn
+from . import RunOwner, RunRecord, as_seen
+
+RUN_COLS = (
+    "run_id, workflow, status, started_at, finished_at, fingerprint, node_fingerprints, inputs, "
+    "cost, source, pid, host, budget, owner_token"
+)
+NODE_COLS = (
+    "node_id, status, output, text, tier, model, error, started_at, finished_at, task_key, "
+    "decision, cache_hit"
+)
+ATTEMPT_COLS = (
+    "node_id, idx, tier, model, provider, usage, cost, latency_s, verdict, reason, checks, "
+    "judge_cost, judge_usage, request_id, fallbacks, purpose, output, response_model, turns"
+)
+
+_SAME = "\x1esame"
+"""Stored in place of an attempt's output that equals its node's text (the usual case)."""
+_SAME_BEFORE = "\x00same"
+"""The marker SQLite stores wrote before the PostgreSQL store (whose text cannot hold NUL)."""
+
+
+def compact(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def run_row(record: RunRecord, owner: RunOwner) -> tuple[Any, ...]:
+    """The run's row in :data:`RUN_COLS` order, owned by ``owner``, status ``running``."""
+    return (
+        record.run_id,
+        record.workflow,
+        "running",
+        record.started_at,
+        None,
+        record.fingerprint,
+        compact(record.node_fingerprints),
+        json.dumps(record.inputs, separators=(",", ":"), default=str),
+        record.cost,
+        record.source,
+        owner.pid,
+        owner.host,
+        record.budget,
+        owner.token,
+    )
+
+
+def record_from_row(row: Sequence[Any]) -> RunRecord:
+    """A run read back; a 'running' run whose process is gone reads as ``interrupted``."""
+    record = RunRecord(
+        run_id=row[0],
+        workflow=row[1],
+        status=row[2],
+        started_at=row[3],
+        finished_at=row[4],
+        fingerprint=row[5],
+        node_fingerprints=json.loads(row[6]),
+        inputs=json.loads(row[7]),
+        cost=row[8],
+        source=row[9],
+        pid=row[10],
+        host=row[11],
+        budget=row[12],
+        owner_token=row[13],
+    )
+    return as_seen(record)
+
+
+def node_row(run_id: str, result: NodeResult) -> tuple[Any, ...]:
+    """``(run_id, *NODE_COLS, cost)``."""
+    return (
+        run_id,
+        result.node_id,
+        result.status,
+        None if result.output is None else compact(result.output),
+        result.text,
+        result.tier,
+        result.model,
+        None if result.error is None else redact_text(result.error),
+        result.started_at,
+        result.finished_at,
+        result.task_key,
+        result.decision,
+        int(result.cache_hit),
+        result.cost,
+    )
+
+
+def node_from_row(r: Sequence[Any]) -> NodeResult:
+    return NodeResult(
+        r[0],
+        r[1],
+        output=None if r[2] is None else json.loads(r[2]),
+        text=r[3],
+        tier=r[4],
+        model=r[5],
+        error=r[6],
+        started_at=r[7],
+        finished_at=r[8],
+        task_key=r[9],
+        decision=r[10],
+        cache_hit=bool(r[11]),
+    )
+
+
+def _usage_json(u: Usage) -> str:
+    return compact(
+        [
+            u.input_tokens,
+            u.output_tokens,
+            u.cache_read_tokens,
+            u.cache_write_tokens,
+            u.reasoning_tokens,
+        ]
+    )
+
+
+def attempt_rows(run_id: str, result: NodeResult) -> list[tuple[Any, ...]]:
+    """``(run_id, *ATTEMPT_COLS)`` for each of the node's attempts."""
+    return [_attempt_row(run_id, result.node_id, a, result.text) for a in result.attempts]
+
+
+def _attempt_row(run_id: str, node_id: str, a: Attempt, node_text: str | None) -> tuple[Any, ...]:
+    return (
+        run_id,
+        node_id,
+        a.index,
+        a.tier,
+        a.model,
+        a.provider,
+        _usage_json(a.usage),
+        a.cost,
+        a.latency_s,
+        a.verdict,
+        redact_text(a.reason) if a.reason else "",
+        # a user check's reason is free text and may quote a key, like the attempt's reason
+        compact([asdict(c) | {"reason": redact_text(c.reason)} for c in a.checks])
+        if a.checks
+        else None,
+        a.judge_cost,
+        _usage_json(a.judge_usage) if a.judge_usage.total else None,
+        a.request_id,
+        compact([redact_text(f) for f in a.fallbacks]) if a.fallbacks else None,
+        a.purpose,
+        _SAME if a.output is not None and a.output == node_text else a.output,
+        a.response_model,
+        _turns_json(a.turns) if a.turns else None,
+    )
+
+
+def _turns_json(turns: list[Turn]) -> str:
+    return compact(
+        [
+            [
+                t.model,
+                json.loads(_usage_json(t.usage)),
+                t.cost,
+                t.latency_s,
+                [[c.name, c.duration_s, c.error] for c in t.tool_calls],
+            ]
+            for t in turns
+        ]
+    )
+
+
+def _turns_from(text: str | None) -> list[Turn]:
+    if not text:
+        return []
+    return [
+        Turn(model, Usage(*usage), cost, latency, [ToolCallRecord(*c) for c in calls])
+        for model, usage, cost, latency, calls in json.loads(text)
+    ]
+
+
+def attempt_from_row(r: Sequence[Any], node_text: str | None) -> Attempt:
+    """An attempt from ``ATTEMPT_COLS`` (the node id first)."""
+    return Attempt(
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        usage=Usage(*json.loads(r[5])),
+        cost=r[6],
+        latency_s=r[7],
+        verdict=r[8],
+        reason=r[9],
+        checks=[CheckResult(**c) for c in json.loads(r[10])] if r[10] else [],
+        judge_cost=r[11],
+        judge_usage=Usage(*json.loads(r[12])) if r[12] else Usage(),
+        request_id=r[13],
+        fallbacks=json.loads(r[14]) if r[14] else [],
+        purpose=r[15],
+        output=node_text if r[16] in (_SAME, _SAME_BEFORE) else r[16],
+        response_model=r[17],
+        turns=_turns_from(r[18]),
+    )
+
+
+def assemble_nodes(
+    node_rows: Sequence[Sequence[Any]], attempt_rows: Sequence[Sequence[Any]]
+) -> dict[str, NodeResult]:
+    """Node results with their attempts (attempt rows ordered by node id, index)."""
+    nodes = {r[0]: node_from_row(r) for r in node_rows}
+    for a in attempt_rows:
+        node = nodes.get(a[0])
+        if node is not None:
+            node.attempts.append(attempt_from_row(a, node.text))
+    return nodes
+
+
+def row_holder(row: Sequence[Any]) -> RunOwner | None:
+    """The owner recorded in a ``(status, pid, host, owner_token)`` row."""
+    if row[1] is None or row[2] is None:
+        return None
+    return RunOwner(row[2], row[1], row[3] or "")

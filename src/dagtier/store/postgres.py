@@ -1,0 +1,567 @@
+"""The PostgreSQL store: runs, node results, attempts, tier statistics and the result cache
+in one database, shared by every process and machine that can reach it.
+
+Needs ``pip install 'dagtier[postgres]'`` (psycopg 3). Open it with a libpq URL,
+``open_store("postgresql://user:password@host:5432/db")`` or ``--store`` /
+``DAGTIER_STORE``; the password never appears in errors, logs or ``repr``.
+
+Durability and speed:
+
+- Group commit (:mod:`dagtier.store._batch`), as in the SQLite store: every caller returns
+  once the transaction holding its write committed (PostgreSQL's default
+  ``synchronous_commit=on``: flushed to the WAL on disk), so a node's result is durable
+  before its dependents start, while nodes finishing together share one transaction.
+- Each batch is sent in pipeline mode: its statements travel together and the whole
+  transaction costs about one network round trip. Statements that repeat are prepared by
+  psycopg after a few uses.
+- Claims lock the run's row (``SELECT ... FOR UPDATE``): of two processes claiming a run at
+  once, the second waits for the first's commit and then sees the run taken. Statistics are
+  folded in by one ``INSERT ... ON CONFLICT DO UPDATE``, so concurrent writers lose nothing.
+- One asyncio connection, opened on first use in the running event loop (asyncio only:
+  psycopg has no trio support). Reads and batches take turns on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .._exceptions import RunClaimed, StoreError
+from .._logging import redact_text
+from .._types import RunStatus, Tier
+from ..results import NodeResult
+from . import (
+    _PASSWORD_IN_URL,
+    _PASSWORD_PARAM,
+    CachedAnswer,
+    RunOwner,
+    RunRecord,
+    TierStats,
+    claim_refused_by,
+    redact_url,
+)
+from ._batch import GroupCommit
+from ._rows import (
+    ATTEMPT_COLS,
+    NODE_COLS,
+    RUN_COLS,
+    assemble_nodes,
+    attempt_rows,
+    compact,
+    node_row,
+    record_from_row,
+    row_holder,
+    run_row,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+
+Cursor = Any
+"""psycopg.AsyncCursor (imported on first use: psycopg is an optional dependency)."""
+Op = Callable[[Cursor], Awaitable[None]]
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            workflow TEXT NOT NULL,
+            status TEXT NOT NULL,
+            started_at DOUBLE PRECISION NOT NULL,
+            finished_at DOUBLE PRECISION,
+            fingerprint TEXT,
+            node_fingerprints TEXT NOT NULL DEFAULT '{}',
+            inputs TEXT NOT NULL DEFAULT '{}',
+            cost DOUBLE PRECISION NOT NULL DEFAULT 0,
+            source TEXT,
+            pid INTEGER,
+            host TEXT,
+            budget DOUBLE PRECISION,
+            owner_token TEXT
+        );
+        CREATE INDEX runs_started ON runs (started_at);
+        CREATE TABLE nodes (
+            run_id TEXT NOT NULL,
+            node_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            output TEXT,
+            text TEXT,
+            tier INTEGER,
+            model TEXT,
+            error TEXT,
+            started_at DOUBLE PRECISION,
+            finished_at DOUBLE PRECISION,
+            task_key TEXT,
+            decision TEXT,
+            cache_hit INTEGER NOT NULL DEFAULT 0,
+            cost DOUBLE PRECISION NOT NULL DEFAULT 0,
+            PRIMARY KEY (run_id, node_id)
+        );
+        CREATE TABLE attempts (
+            run_id TEXT NOT NULL,
+            node_id TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            tier INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            usage TEXT NOT NULL,
+            cost DOUBLE PRECISION NOT NULL,
+            latency_s DOUBLE PRECISION NOT NULL,
+            verdict TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            checks TEXT,
+            judge_cost DOUBLE PRECISION NOT NULL,
+            judge_usage TEXT,
+            request_id TEXT,
+            fallbacks TEXT,
+            purpose TEXT NOT NULL,
+            output TEXT,
+            response_model TEXT,
+            turns TEXT,
+            PRIMARY KEY (run_id, node_id, idx)
+        );
+        CREATE TABLE tier_stats (
+            task_key TEXT NOT NULL,
+            tier INTEGER NOT NULL,
+            successes DOUBLE PRECISION NOT NULL,
+            failures DOUBLE PRECISION NOT NULL,
+            observations INTEGER NOT NULL,
+            total_cost DOUBLE PRECISION NOT NULL,
+            total_latency_s DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (task_key, tier)
+        );
+        CREATE TABLE cache (
+            key TEXT PRIMARY KEY,
+            created_at DOUBLE PRECISION NOT NULL,
+            run_id TEXT,
+            node_id TEXT,
+            output TEXT,
+            text TEXT,
+            tier INTEGER,
+            model TEXT,
+            cost DOUBLE PRECISION NOT NULL DEFAULT 0
+        );
+        """,
+    ),
+)
+"""Ordered schema migrations: (version reached, SQL). Append; never edit a released step.
+(Versions of their own: the SQLite store's history does not apply here.)"""
+
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+_MIGRATION_LOCK = 0x64616774  # "dagt": serialises migrations of processes starting at once
+
+_HINT = "check the URL, that the server runs and accepts this user, or pass another --store"
+_RETRY_HINT = "the change was not saved; retry, or check the server's log"
+
+
+def _password(url: str) -> str | None:
+    m = _PASSWORD_IN_URL.search(url) or _PASSWORD_PARAM.search(url)
+    return None if m is None else m.group(2)
+
+
+def _import_psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise StoreError(
+            "a postgresql:// store needs psycopg\nhint: pip install 'dagtier[postgres]'"
+        ) from None
+    return psycopg
+
+
+class PostgresStore:
+    """Implements :class:`~dagtier.store.RunStore`, :class:`~dagtier.store.StatsStore` and
+    :class:`~dagtier.store.ResultCache` over a PostgreSQL database.
+
+    Opening connects once (synchronously, so an unreachable server fails here, before any
+    work starts) and creates or migrates the tables; the asyncio connection used for
+    reads and writes opens on first use.
+
+    Args:
+        url: a libpq URL, ``postgresql://user:password@host:port/dbname`` (a unix socket:
+            ``postgresql:///dbname?host=/run/postgresql``).
+        connect_timeout_s: how long to wait for the server.
+
+    Raises:
+        StoreError: the server cannot be reached or refuses the login, psycopg is not
+            installed, or the database holds a newer dagtier's schema. The message names
+            the URL without its password.
+    """
+
+    def __init__(self, url: str, *, connect_timeout_s: int = 10) -> None:
+        self._url = url
+        self.path = redact_url(url)
+        """The URL without its password (named ``path`` like the SQLite store's file)."""
+        self._timeout = max(2, int(connect_timeout_s))  # libpq's minimum
+        self._psycopg = _import_psycopg()
+        try:
+            with self._psycopg.connect(url, connect_timeout=self._timeout) as con:
+                self._migrate(con)
+        except self._psycopg.Error as exc:
+            raise self._error("cannot connect", exc) from None
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock: anyio.Lock | None = None
+        self._batches: GroupCommit[Op] = GroupCommit(self._commit, self._write_failed)
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.path!r})"
+
+    def _error(self, what: str, exc: BaseException) -> StoreError:
+        msg = str(exc).strip()
+        password = _password(self._url)
+        if password:
+            msg = msg.replace(password, "***")
+        lost = isinstance(exc, self._psycopg.OperationalError)
+        hint = _HINT if lost else _RETRY_HINT
+        err = StoreError(redact_text(f"store {self.path}: {what}: {msg}\nhint: {hint}"))
+        err.hint = hint
+        return err
+
+    # --- schema -----------------------------------------------------------------------------
+
+    def _migrate(self, con: psycopg.Connection[Any]) -> None:
+        with con.transaction():
+            con.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = con.execute("SELECT version FROM schema_version").fetchone()
+            current = row[0] if row else 0
+            if row is None:
+                con.execute("INSERT INTO schema_version VALUES (0)")
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"store {self.path} has schema version {current}, newer than this dagtier "
+                    f"understands ({SCHEMA_VERSION})\nhint: upgrade dagtier, or pass another "
+                    "--store"
+                )
+            for version, sql in MIGRATIONS:
+                if version > current:
+                    con.execute(sql)
+                    con.execute("UPDATE schema_version SET version = %s", (version,))
+
+    @property
+    def schema_version(self) -> int:
+        with self._psycopg.connect(self._url, connect_timeout=self._timeout) as con:
+            return int(con.execute("SELECT version FROM schema_version").fetchone()[0])
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    async def _connection(self) -> tuple[psycopg.AsyncConnection[Any], anyio.Lock]:
+        """The open connection of the running event loop (a new loop gets a new one)."""
+        loop = asyncio.get_running_loop()
+        if self._conn is None or self._conn.closed or self._loop is not loop:
+            self._drop()
+            try:
+                self._conn = await self._psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True, connect_timeout=self._timeout
+                )
+            except self._psycopg.Error as exc:
+                raise self._error("cannot connect", exc) from None
+            self._loop, self._lock = loop, anyio.Lock()
+        assert self._lock is not None
+        return self._conn, self._lock
+
+    def _drop(self) -> None:
+        # Closing the socket needs no event loop, so this also works after the loop ended.
+        if self._conn is not None and not self._conn.closed:
+            self._conn.pgconn.finish()
+        self._conn = None
+
+    async def _commit(self, ops: list[Op]) -> None:
+        conn, lock = await self._connection()
+        async with lock, conn.pipeline(), conn.transaction(), conn.cursor() as cur:
+            for op in ops:
+                await op(cur)
+
+    def _write_failed(self, exc: Exception) -> Exception:
+        if isinstance(exc, self._psycopg.Error):
+            if isinstance(exc, self._psycopg.OperationalError):
+                self._drop()  # the connection may be broken: the next use reconnects
+            return self._error("write failed", exc)
+        return exc
+
+    async def _submit(self, *ops: Op) -> None:
+        """Commit ``ops`` (with whatever else is queued) in one transaction; see GroupCommit."""
+        await self._batches.submit(ops)
+
+    async def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn, lock = await self._connection()
+        try:
+            async with lock, conn.cursor() as cur:
+                await cur.execute(sql, params)
+                rows: list[tuple[Any, ...]] = await cur.fetchall()
+                return rows
+        except self._psycopg.Error as exc:
+            if isinstance(exc, self._psycopg.OperationalError):
+                self._drop()
+            raise self._error("read failed", exc) from None
+
+    def close(self) -> None:
+        """Close the connection (queued writes are committed by their leader first)."""
+        self._drop()
+
+    async def aclose(self) -> None:
+        if not self._batches.idle:
+            await self._submit()
+        if self._conn is not None and not self._conn.closed:
+            await self._conn.close()
+        self._conn = None
+
+    # --- StatsStore -------------------------------------------------------------------------
+
+    async def tier_stats(self, task_key: str) -> dict[Tier, TierStats]:
+        rows = await self._read(
+            "SELECT tier, successes, failures, observations, total_cost, total_latency_s "
+            "FROM tier_stats WHERE task_key = %s",
+            (task_key,),
+        )
+        return {r[0]: TierStats(task_key, r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows}
+
+    async def record_observation(
+        self,
+        task_key: str,
+        tier: Tier,
+        *,
+        success: bool,
+        weight: float = 1.0,
+        cost: float = 0.0,
+        latency_s: float = 0.0,
+        half_life: float | None = None,
+    ) -> None:
+        """Fold one observation into (task key, tier), decaying older evidence, in one
+        atomic upsert (the same arithmetic as :meth:`TierStats.apply`)."""
+        params = (
+            task_key,
+            tier,
+            weight if success else 0.0,
+            0.0 if success else weight,
+            cost,
+            latency_s,
+            time.time(),
+            TierStats.decay(weight, half_life),
+        )
+
+        async def op(cur: Cursor) -> None:
+            await cur.execute(
+                "INSERT INTO tier_stats AS t VALUES (%s, %s, %s, %s, 1, %s, %s, %s) "
+                "ON CONFLICT (task_key, tier) DO UPDATE SET "
+                "successes = t.successes * %s + excluded.successes, "
+                "failures = t.failures * %s + excluded.failures, "
+                "observations = t.observations + 1, "
+                "total_cost = t.total_cost + excluded.total_cost, "
+                "total_latency_s = t.total_latency_s + excluded.total_latency_s, "
+                "updated_at = excluded.updated_at",
+                (*params, params[-1]),
+            )
+
+        await self._submit(op)
+
+    async def all_stats(self) -> list[TierStats]:
+        rows = await self._read(
+            "SELECT task_key, tier, successes, failures, observations, total_cost, "
+            "total_latency_s FROM tier_stats ORDER BY task_key, tier"
+        )
+        return [TierStats(*r) for r in rows]
+
+    # --- RunStore ---------------------------------------------------------------------------
+
+    async def begin_run(self, record: RunRecord, owner: RunOwner | None = None) -> None:
+        """Record a run as running, owned by ``owner`` (default: a new owner in this
+        process). A resumed run keeps its row, cost and start time; its fingerprints,
+        inputs and owner are updated.
+
+        Raises:
+            RunClaimed: another live owner holds the run (checked under the row's lock).
+        """
+        owner = owner or RunOwner.this_process()
+        row = run_row(record, owner)
+        refused: list[RunOwner] = []
+
+        async def op(cur: Cursor) -> None:
+            await cur.execute(
+                f"INSERT INTO runs ({RUN_COLS}) VALUES "
+                "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+                "ON CONFLICT (run_id) DO NOTHING RETURNING 1",
+                row,
+            )
+            if await cur.fetchone() is not None:
+                return
+            holder = await _holder(cur, record.run_id, owner, None)
+            if holder is not None:
+                refused.append(holder)
+                return
+            await cur.execute(
+                "UPDATE runs SET status = 'running', finished_at = NULL, workflow = %s, "
+                "fingerprint = %s, node_fingerprints = %s, inputs = %s, source = %s, pid = %s, "
+                "host = %s, budget = %s, owner_token = %s WHERE run_id = %s",
+                (*row[1:2], *row[5:8], *row[9:], record.run_id),
+            )
+
+        await self._submit(op)
+        if refused:
+            raise RunClaimed(run_id=record.run_id, holder=refused[0])
+
+    async def claim_run(
+        self, run_id: str, owner: RunOwner, *, take_over: RunOwner | None = None
+    ) -> bool:
+        """Atomically make ``owner`` the run's owner and mark it running (see
+        :meth:`dagtier.store.RunStore.claim_run`), under the row's lock."""
+        claimed: list[bool] = []
+
+        async def op(cur: Cursor) -> None:
+            await cur.execute("SELECT 1 FROM runs WHERE run_id = %s", (run_id,))
+            if await cur.fetchone() is None or await _holder(cur, run_id, owner, take_over):
+                return
+            await cur.execute(
+                "UPDATE runs SET status = 'running', finished_at = NULL, pid = %s, host = %s, "
+                "owner_token = %s WHERE run_id = %s",
+                (owner.pid, owner.host, owner.token, run_id),
+            )
+            claimed.append(True)
+
+        await self._submit(op)
+        return bool(claimed)
+
+    async def commit_node(self, run_id: str, result: NodeResult) -> None:
+        """Durably save a finished node (replacing an earlier result of the same node, whose
+        cost stays counted in the run's total). Returns once committed."""
+        node = node_row(run_id, result)
+        attempts = attempt_rows(run_id, result)
+        key = (run_id, result.node_id)
+
+        async def op(cur: Cursor) -> None:
+            await cur.execute("DELETE FROM attempts WHERE run_id = %s AND node_id = %s", key)
+            await cur.execute("DELETE FROM nodes WHERE run_id = %s AND node_id = %s", key)
+            await cur.execute(
+                "INSERT INTO nodes VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", node
+            )
+            if attempts:
+                await cur.executemany(
+                    "INSERT INTO attempts VALUES "
+                    "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                    attempts,
+                )
+            await cur.execute(
+                "UPDATE runs SET cost = cost + %s WHERE run_id = %s", (result.cost, run_id)
+            )
+
+        await self._submit(op)
+
+    async def finish_run(self, run_id: str, status: RunStatus, cost: float) -> None:
+        # The row's cost counts every committed node, reruns included; never lower it.
+        params = (status, time.time(), cost, run_id)
+
+        async def op(cur: Cursor) -> None:
+            await cur.execute(
+                "UPDATE runs SET status = %s, finished_at = %s, cost = GREATEST(cost, %s) "
+                "WHERE run_id = %s",
+                params,
+            )
+
+        await self._submit(op)
+
+    async def load_run(self, run_id: str) -> tuple[RunRecord, dict[str, NodeResult]] | None:
+        runs = await self._read(f"SELECT {RUN_COLS} FROM runs WHERE run_id = %s", (run_id,))
+        if not runs:
+            return None
+        nodes = await self._read(f"SELECT {NODE_COLS} FROM nodes WHERE run_id = %s", (run_id,))
+        attempts = await self._read(
+            f"SELECT {ATTEMPT_COLS} FROM attempts WHERE run_id = %s ORDER BY node_id, idx",
+            (run_id,),
+        )
+        return record_from_row(runs[0]), assemble_nodes(nodes, attempts)
+
+    async def list_runs(self, limit: int = 50) -> list[RunRecord]:
+        """The latest runs, newest first. A 'running' run whose process is gone is reported
+        as ``interrupted``."""
+        rows = await self._read(
+            f"SELECT {RUN_COLS} FROM runs ORDER BY started_at DESC LIMIT %s", (limit,)
+        )
+        return [record_from_row(r) for r in rows]
+
+    async def node_counts(self, run_id: str) -> dict[str, int]:
+        """How many of a run's committed nodes ended in each status."""
+        rows = await self._read(
+            "SELECT status, COUNT(*) FROM nodes WHERE run_id = %s GROUP BY status", (run_id,)
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
+    # --- ResultCache ------------------------------------------------------------------------
+
+    async def cache_get(self, key: str, *, ttl_s: float | None) -> CachedAnswer | None:
+        oldest = 0.0 if ttl_s is None else time.time() - ttl_s
+        rows = await self._read(
+            "SELECT run_id, node_id, output, text, tier, model, cost, created_at FROM cache "
+            "WHERE key = %s AND created_at >= %s",
+            (key, oldest),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return CachedAnswer(
+            r[0], r[1], None if r[2] is None else json.loads(r[2]), r[3], r[4], r[5], r[6], r[7]
+        )
+
+    async def cache_put(self, key: str, answer: CachedAnswer) -> None:
+        params = (
+            key,
+            answer.created_at,
+            answer.run_id,
+            answer.node_id,
+            None if answer.output is None else compact(answer.output),
+            answer.text,
+            answer.tier,
+            answer.model,
+            answer.cost,
+        )
+
+        async def op(cur: Cursor) -> None:
+            await cur.execute(
+                "INSERT INTO cache VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (key) DO "
+                "UPDATE SET created_at = excluded.created_at, run_id = excluded.run_id, "
+                "node_id = excluded.node_id, output = excluded.output, text = excluded.text, "
+                "tier = excluded.tier, model = excluded.model, cost = excluded.cost",
+                params,
+            )
+
+        await self._submit(op)
+
+    async def cache_clear(self, *, older_than_s: float | None = None) -> int:
+        """Delete cached results (all, or those older than ``older_than_s``); returns how many."""
+        cutoff = time.time() - older_than_s if older_than_s is not None else float("inf")
+        deleted: list[int] = []
+
+        async def op(cur: Cursor) -> None:
+            # counted by the query: in pipeline mode rowcount is not known yet
+            await cur.execute(
+                "WITH d AS (DELETE FROM cache WHERE created_at < %s RETURNING 1) "
+                "SELECT count(*) FROM d",
+                (cutoff,),
+            )
+            row = await cur.fetchone()
+            deleted.append(int(row[0]))
+
+        await self._submit(op)
+        return deleted[0] if deleted else 0
+
+
+async def _holder(
+    cur: Cursor, run_id: str, owner: RunOwner, take_over: RunOwner | None
+) -> RunOwner | None:
+    await cur.execute(
+        "SELECT status, pid, host, owner_token FROM runs WHERE run_id = %s FOR UPDATE", (run_id,)
+    )
+    row = await cur.fetchone()
+    return None if row is None else claim_refused_by(row[0], row_holder(row), owner, take_over)
+
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore", "redact_url"]
