@@ -12,6 +12,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+import structlog
 from anyio.abc import ByteReceiveStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
@@ -165,5 +166,6 @@ def test_the_cli_refuses_a_resume_of_a_live_run_with_exit_2(tmp_path: Path) -> N
     finally:
         sleeper.kill()
         sleeper.wait()
+        structlog.reset_defaults()  # the in-process CLI configured logging for everyone
     assert result.exit_code == 2, result.output
     assert f"already being run by process {sleeper.pid}" in result.output

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+import structlog
 from typer.testing import CliRunner
 
 from dagtier import StoreError
@@ -38,7 +39,10 @@ def test_an_unreachable_server_is_named_without_its_password() -> None:
 def test_the_cli_reports_an_unreachable_store_with_exit_3_and_no_password() -> None:
     """`dagtier runs --store URL` with the server down: exit 3, the URL without password."""
     url = f"postgresql://bob@127.0.0.1:{_closed_port()}/runs?password=hunter2-x"
-    result = CliRunner().invoke(app, ["runs", "--store", url])
+    try:
+        result = CliRunner().invoke(app, ["runs", "--store", url])
+    finally:
+        structlog.reset_defaults()  # the in-process CLI may configure logging for everyone
     assert result.exit_code == 3
     assert "hunter2-x" not in result.output
     assert "password=***" in result.output and "cannot connect" in result.output
