@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from dagtier import RunClaimed
@@ -261,3 +262,21 @@ async def test_of_many_concurrent_claims_exactly_one_wins(store: Any) -> None:
     assert len(won) == 1
     loaded = await store.load_run("r")
     assert loaded is not None and loaded[0].owner == won[0]
+
+
+async def test_a_node_committed_twice_in_one_batch_keeps_the_second(store: Any) -> None:
+    """Two commits of one node queued together: the later result stays, both costs count."""
+    await store.begin_run(RunRecord("r", "wf", "running", 1.0))
+    first = NodeResult("a", "failed", attempts=[Attempt(0, 1, "m", "p", cost=1.0)])
+    second = NodeResult(
+        "a", "succeeded", text="t", attempts=[Attempt(0, 2, "m", "p", cost=2.0, output="t")]
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(store.commit_node, "r", NodeResult("b", "succeeded", text="b"))
+        await anyio.lowlevel.checkpoint()
+        tg.start_soon(store.commit_node, "r", first)
+        tg.start_soon(store.commit_node, "r", second)
+    loaded = await store.load_run("r")
+    assert loaded is not None
+    assert loaded[1]["a"].to_dict() == second.to_dict()
+    assert loaded[0].cost == pytest.approx(3.0)

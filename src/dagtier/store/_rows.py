@@ -9,9 +9,9 @@ fallback messages are redacted before they are written.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import asdict
-from typing import Any
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
 
 from .._logging import redact_text
 from ..catalog import Usage
@@ -229,3 +229,56 @@ def row_holder(row: Sequence[Any]) -> RunOwner | None:
     if row[1] is None or row[2] is None:
         return None
     return RunOwner(row[2], row[1], row[3] or "")
+
+
+@dataclass(slots=True)
+class NodeWrite:
+    """A committed node's rows, queued as data rather than as a callable so that the nodes
+    of one batch are written together: one executemany per table and one cost update per
+    run instead of four statements per node."""
+
+    run_id: str
+    node: tuple[Any, ...]
+    """``(run_id, *NODE_COLS, cost)``."""
+    attempts: list[tuple[Any, ...]]
+
+    @classmethod
+    def of(cls, run_id: str, result: NodeResult) -> NodeWrite:
+        return cls(run_id, node_row(run_id, result), attempt_rows(run_id, result))
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.run_id, self.node[1]
+
+
+OpT = TypeVar("OpT")
+
+
+def grouped(ops: Sequence[OpT | NodeWrite]) -> Iterator[OpT | list[NodeWrite]]:
+    """``ops`` in order, runs of consecutive node writes gathered into lists (a node written
+    twice starts a new list: its second write must replace the first)."""
+    group: list[NodeWrite] = []
+    keys: set[tuple[str, str]] = set()
+    for op in ops:
+        if isinstance(op, NodeWrite) and op.key not in keys:
+            group.append(op)
+            keys.add(op.key)
+            continue
+        if group:
+            yield group
+            group, keys = [], set()
+        if isinstance(op, NodeWrite):
+            group.append(op)
+            keys.add(op.key)
+        else:
+            yield op
+    if group:
+        yield group
+
+
+def run_costs(writes: Sequence[NodeWrite]) -> list[tuple[float, str]]:
+    """``(cost, run_id)`` per run: what the written nodes add to each run's cost."""
+    costs: dict[str, float] = {}
+    for w in writes:
+        costs[w.run_id] = costs.get(w.run_id, 0.0) + w.node[-1]
+    return [(c, rid) for rid, c in costs.items()]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -50,12 +50,13 @@ from ._rows import (
     ATTEMPT_COLS,
     NODE_COLS,
     RUN_COLS,
+    NodeWrite,
     assemble_nodes,
-    attempt_rows,
     compact,
-    node_row,
+    grouped,
     record_from_row,
     row_holder,
+    run_costs,
     run_row,
 )
 
@@ -211,7 +212,7 @@ class PostgresStore:
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: anyio.Lock | None = None
-        self._batches: GroupCommit[Op] = GroupCommit(self._commit, self._write_failed)
+        self._batches: GroupCommit[Op | NodeWrite] = GroupCommit(self._commit, self._write_failed)
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.path!r})"
@@ -276,11 +277,14 @@ class PostgresStore:
             self._conn.pgconn.finish()
         self._conn = None
 
-    async def _commit(self, ops: list[Op]) -> None:
+    async def _commit(self, ops: list[Op | NodeWrite]) -> None:
         conn, lock = await self._connection()
         async with lock, conn.pipeline(), conn.transaction(), conn.cursor() as cur:
-            for op in ops:
-                await op(cur)
+            for op in grouped(ops):
+                if isinstance(op, list):
+                    await _write_nodes(cur, op)
+                else:
+                    await op(cur)
 
     def _write_failed(self, exc: Exception) -> Exception:
         if isinstance(exc, self._psycopg.Error):
@@ -289,7 +293,7 @@ class PostgresStore:
             return self._error("write failed", exc)
         return exc
 
-    async def _submit(self, *ops: Op) -> None:
+    async def _submit(self, *ops: Op | NodeWrite) -> None:
         """Commit ``ops`` (with whatever else is queued) in one transaction; see GroupCommit."""
         await self._batches.submit(ops)
 
@@ -434,27 +438,7 @@ class PostgresStore:
     async def commit_node(self, run_id: str, result: NodeResult) -> None:
         """Durably save a finished node (replacing an earlier result of the same node, whose
         cost stays counted in the run's total). Returns once committed."""
-        node = node_row(run_id, result)
-        attempts = attempt_rows(run_id, result)
-        key = (run_id, result.node_id)
-
-        async def op(cur: Cursor) -> None:
-            await cur.execute("DELETE FROM attempts WHERE run_id = %s AND node_id = %s", key)
-            await cur.execute("DELETE FROM nodes WHERE run_id = %s AND node_id = %s", key)
-            await cur.execute(
-                "INSERT INTO nodes VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", node
-            )
-            if attempts:
-                await cur.executemany(
-                    "INSERT INTO attempts VALUES "
-                    "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                    attempts,
-                )
-            await cur.execute(
-                "UPDATE runs SET cost = cost + %s WHERE run_id = %s", (result.cost, run_id)
-            )
-
-        await self._submit(op)
+        await self._submit(NodeWrite.of(run_id, result))
 
     async def finish_run(self, run_id: str, status: RunStatus, cost: float) -> None:
         # The row's cost counts every committed node, reruns included; never lower it.
@@ -552,6 +536,80 @@ class PostgresStore:
 
         await self._submit(op)
         return deleted[0] if deleted else 0
+
+
+_NODE_TYPES = [
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "int",
+    "text",
+    "text",
+    "float8",
+    "float8",
+    "text",
+    "text",
+    "int",
+    "float8",
+]
+_ATTEMPT_TYPES = [
+    "text",
+    "text",
+    "int",
+    "int",
+    "text",
+    "text",
+    "text",
+    "float8",
+    "float8",
+    "text",
+    "text",
+    "text",
+    "float8",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+]
+
+
+def _unnest(
+    table: str, types: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> tuple[str, list[Any]]:
+    """One INSERT of many rows: a column array per parameter, so a batch of nodes costs one
+    statement (and one server round of parsing) per table however many nodes it holds."""
+    columns = [
+        [None if v is None else float(v) for v in col] if kind == "float8" else list(col)
+        for col, kind in zip(zip(*rows, strict=True), types, strict=True)
+    ]
+    casts = ", ".join(f"%s::{kind}[]" for kind in types)
+    return f"INSERT INTO {table} SELECT * FROM unnest({casts})", columns
+
+
+async def _write_nodes(cur: Cursor, writes: list[NodeWrite]) -> None:
+    # A statement per table for the whole batch; in pipeline mode they travel together.
+    run_ids, node_ids = [w.run_id for w in writes], [w.node[1] for w in writes]
+    for table in ("attempts", "nodes"):
+        await cur.execute(
+            f"DELETE FROM {table} WHERE (run_id, node_id) IN "
+            "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+            (run_ids, node_ids),
+        )
+    await cur.execute(*_unnest("nodes", _NODE_TYPES, [w.node for w in writes]))
+    attempts = [a for w in writes for a in w.attempts]
+    if attempts:
+        await cur.execute(*_unnest("attempts", _ATTEMPT_TYPES, attempts))
+    costs = run_costs(writes)
+    await cur.execute(
+        "UPDATE runs SET cost = runs.cost + c.cost FROM unnest(%s::float8[], %s::text[]) "
+        "AS c (cost, run_id) WHERE runs.run_id = c.run_id",
+        ([c for c, _ in costs], [r for _, r in costs]),
+    )
 
 
 async def _holder(

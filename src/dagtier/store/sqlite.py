@@ -53,12 +53,13 @@ from ._rows import (
     ATTEMPT_COLS,
     NODE_COLS,
     RUN_COLS,
+    NodeWrite,
     assemble_nodes,
-    attempt_rows,
     compact,
-    node_row,
+    grouped,
     record_from_row,
     row_holder,
+    run_costs,
     run_row,
 )
 
@@ -255,7 +256,7 @@ class SqliteStore:
             con.close()
             raise _store_error(self.path, "cannot initialise", exc) from None
         self._limiter = anyio.CapacityLimiter(1)
-        self._batches: GroupCommit[Op] = GroupCommit(self._commit, self._write_failed)
+        self._batches: GroupCommit[Op | NodeWrite] = GroupCommit(self._commit, self._write_failed)
         self._host = socket.gethostname()
 
     def __repr__(self) -> str:
@@ -294,19 +295,22 @@ class SqliteStore:
 
     # --- plumbing ---------------------------------------------------------------------------
 
-    def _write(self, ops: list[Op]) -> None:
+    def _write(self, ops: list[Op | NodeWrite]) -> None:
         con = self._con
         con.execute("BEGIN IMMEDIATE")
         try:
-            for op in ops:
-                op(con)
+            for op in grouped(ops):
+                if isinstance(op, list):
+                    _write_nodes(con, op)
+                else:
+                    op(con)
             con.execute("COMMIT")
         except BaseException:
             if con.in_transaction:
                 con.execute("ROLLBACK")
             raise
 
-    async def _commit(self, ops: list[Op]) -> None:
+    async def _commit(self, ops: list[Op | NodeWrite]) -> None:
         await anyio.to_thread.run_sync(self._write, ops, limiter=self._limiter)
 
     def _write_failed(self, exc: Exception) -> Exception:
@@ -314,7 +318,7 @@ class SqliteStore:
             return _store_error(self.path, "write failed", exc)
         return exc
 
-    async def _submit(self, ops: Iterable[Op]) -> None:
+    async def _submit(self, ops: Iterable[Op | NodeWrite]) -> None:
         """Commit ``ops`` (with whatever else is queued) in one transaction; see GroupCommit."""
         await self._batches.submit(ops)
 
@@ -460,22 +464,7 @@ class SqliteStore:
     async def commit_node(self, run_id: str, result: NodeResult) -> None:
         """Durably save a finished node (replacing an earlier result of the same node, whose
         cost stays counted in the run's total). Returns once committed."""
-        node = node_row(run_id, result)
-        attempts = attempt_rows(run_id, result)
-        key = (run_id, result.node_id)
-        cost_row = (result.cost, run_id)
-
-        def op(con: sqlite3.Connection) -> None:
-            con.execute("DELETE FROM attempts WHERE run_id = ? AND node_id = ?", key)
-            con.execute("INSERT OR REPLACE INTO nodes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", node)
-            if attempts:
-                con.executemany(
-                    "INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    attempts,
-                )
-            con.execute("UPDATE runs SET cost = cost + ? WHERE run_id = ?", cost_row)
-
-        await self._submit((op,))
+        await self._submit((NodeWrite.of(run_id, result),))
 
     async def finish_run(self, run_id: str, status: RunStatus, cost: float) -> None:
         # The row's cost counts every committed node, reruns included; never lower it.
@@ -808,6 +797,21 @@ def _batch_record(row: tuple[Any, ...]) -> BatchRecord:
         pid=row[10],
         host=row[11],
     )
+
+
+def _write_nodes(con: sqlite3.Connection, writes: list[NodeWrite]) -> None:
+    con.executemany(
+        "DELETE FROM attempts WHERE run_id = ? AND node_id = ?", [w.key for w in writes]
+    )
+    con.executemany(
+        "INSERT OR REPLACE INTO nodes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        [w.node for w in writes],
+    )
+    con.executemany(
+        "INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        [a for w in writes for a in w.attempts],
+    )
+    con.executemany("UPDATE runs SET cost = cost + ? WHERE run_id = ?", run_costs(writes))
 
 
 def _holder(
