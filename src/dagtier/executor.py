@@ -324,7 +324,7 @@ class _Run:
             values=tctx,
             tools=tools,
         )
-        router = self.routers.get(nid) if self.routers else None
+        router = self.routers.get(nid) if self.routers else np.router
         if router is not None:
             upstream = {d: self.outputs.get(d) for d in wf.nodes[nid].depends_on}
             await apply_route(router, ctx, upstream)

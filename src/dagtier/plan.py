@@ -25,13 +25,21 @@ from .graph import build_graph, topological_order
 from .policies import POLICIES
 from .policies.checks import CheckPlan, build_check_plan
 from .providers.base import Message
-from .spec.models import AdaptivePolicy, CascadePolicy, NodeKind, StaticPolicy, Workflow
+from .spec.models import (
+    AdaptivePolicy,
+    CascadePolicy,
+    NodeKind,
+    RouterSpec,
+    StaticPolicy,
+    Workflow,
+)
 from .spec.templates import Template, analyze
 from .steps import search_dirs
 
 if TYPE_CHECKING:
     from .catalog import Catalog
     from .policies import Policy
+    from .policies.routers import Router
 
 PolicySpec = StaticPolicy | CascadePolicy | AdaptivePolicy
 
@@ -80,6 +88,9 @@ class NodePlan:
     part of the fingerprint and of the cache key that a run cannot change)."""
     own_fixed: str | None
     """The node's own fingerprint when it reads no input (the same for every run)."""
+    router: Router | None = None
+    """Its ``router:``, built once: the runs sharing this plan share what it learns (the
+    one mutable part of a plan)."""
 
 
 class Plan:
@@ -219,4 +230,13 @@ def _node_plan(workflow: Workflow, catalog: Catalog, nid: str) -> NodePlan:
         own_fixed=(
             fp.own_fingerprint(prompt, node.system, shaping, {}, ()) if inputs_read == () else None
         ),
+        router=_router(node.router),
     )
+
+
+def _router(spec: RouterSpec | None) -> Router | None:
+    if spec is None:
+        return None
+    from .policies.routers import build_router
+
+    return build_router(spec)

@@ -35,6 +35,7 @@ from .._types import Tier
 from ..results import Attempt
 
 if TYPE_CHECKING:
+    from ..spec.models import RouterSpec
     from ..store import StatsStore
     from .base import NodeContext
 
@@ -589,3 +590,42 @@ def start_floor(ctx: NodeContext, start: Tier, top: Tier) -> Tier:
     if route is None or route.start is None or route.start <= start:
         return start
     return min(route.start, top)
+
+
+def build_router(spec: RouterSpec) -> Router:
+    """The router a node's ``router:`` describes (fresh: it learns from its plan's runs)."""
+    starts = {name: (c.start if c is not None else None) for name, c in spec.classes.items()}
+    rules = RulesRouter(
+        [
+            Rule.make(
+                r.class_,
+                start=starts.get(r.class_),
+                min_chars=r.min_chars,
+                max_chars=r.max_chars,
+                pattern=r.pattern,
+                keywords=tuple(r.keywords),
+                field=r.field,
+                equals=r.equals,
+            )
+            for r in spec.rules
+        ]
+    )
+    c = spec.classifier
+    classifier = (
+        ClassifierRouter(cls=c.class_, threshold=c.threshold, min_examples=c.min_examples)
+        if c is not None
+        else ClassifierRouter()
+    )
+    ls = spec.llm
+    llm = LlmRouter(starts, tier=ls.tier if ls else 1, instructions=ls.instructions if ls else "")
+    if spec.kind == "rules":
+        return rules
+    if spec.kind == "classifier":
+        return classifier
+    if spec.kind == "llm":
+        return llm
+    parts: list[Router] = [rules] if spec.rules else []
+    parts.append(classifier)
+    if spec.classes and ls is not None:
+        parts.append(llm)
+    return HybridRouter(*parts)

@@ -263,6 +263,11 @@ def check_semantics(data: dict[str, Any], positions: Positions) -> list[SpecIssu
             "dependency-cycle",
             "remove one of these dependencies; a workflow must be a DAG",
         )
+    for nid, raw in (data.get("nodes") or {}).items():
+        router = raw.get("router") if isinstance(raw, dict) else None
+        if isinstance(router, dict):
+            for where, message, code, advice in router_problems(router):
+                add(("nodes", nid, "router", *where), message, code, advice)
     # defined on a cyclic graph too, so a cycle does not also flag every template in it
     is_upstream = ancestry(g)
 
@@ -435,3 +440,50 @@ def _agent_signature_problem(fn: Any) -> str | None:
     if len(required) != 1 and not (not required and params):
         return f"it must take one argument (the context), it takes {len(required)} required"
     return None
+
+
+def router_problems(
+    router: dict[str, Any],
+) -> list[tuple[tuple[str | int, ...], str, str, str | None]]:
+    """A node's ``router:`` as written: undeclared classes, invalid regexes, a kind missing
+    what it needs (pydantic checks the types)."""
+    import re
+
+    out: list[tuple[tuple[str | int, ...], str, str, str | None]] = []
+    classes = router.get("classes")
+    declared = list(classes) if isinstance(classes, dict) else []
+    hint = "declared classes: " + (", ".join(declared) or "(none)") + "; add it under classes:"
+
+    def check_class(path: tuple[str | int, ...], name: Any) -> None:
+        if isinstance(name, str) and name not in declared:
+            out.append((path, f"undeclared class '{name}'", "undeclared-class", hint))
+
+    rules = router.get("rules")
+    for i, rule in enumerate(rules if isinstance(rules, list) else []):
+        if not isinstance(rule, dict):
+            continue
+        check_class(("rules", i, "class"), rule.get("class"))
+        pattern = rule.get("pattern")
+        if isinstance(pattern, str):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                out.append(
+                    (
+                        ("rules", i, "pattern"),
+                        f"invalid regex {pattern!r}: {exc}",
+                        "invalid-regex",
+                        "a Python regular expression, searched in the rendered prompt",
+                    )
+                )
+    kind = router.get("kind")
+    classifier = router.get("classifier")
+    if isinstance(classifier, dict) and declared:
+        check_class(("classifier", "class"), classifier.get("class", "hard"))
+    if kind == "llm" and not declared:
+        out.append(
+            (("classes",), "an llm router needs the classes it may answer", "no-classes", None)
+        )
+    if kind == "rules" and not rules:
+        out.append((("rules",), "a rules router needs at least one rule", "no-rules", None))
+    return out

@@ -391,6 +391,58 @@ Policy = Annotated[StaticPolicy | CascadePolicy | AdaptivePolicy, Field(discrimi
 # --- nodes ------------------------------------------------------------------------------
 
 
+# --- routers --------------------------------------------------------------------------------
+
+
+class RouterClass(_Model):
+    """A declared input class."""
+
+    start: Tier | None = None
+    """The tier inputs of this class start at (a floor for the policy); none: the policy's."""
+
+
+class RouterRule(_Model):
+    """A rule of a ``rules`` router: every condition given must hold; the first rule that
+    matches names the input's class."""
+
+    class_: str = Field(alias="class")
+    min_chars: int | None = Field(default=None, ge=0)
+    max_chars: int | None = Field(default=None, ge=0)
+    pattern: str | None = None
+    """A regular expression searched in the rendered input."""
+    keywords: list[str] = Field(default_factory=list)
+    """Any of these words (case-insensitive)."""
+    field: str | None = None
+    """An upstream node's output field, ``node`` or ``node.key``: must equal ``equals``, or
+    be truthy when ``equals`` is not given."""
+    equals: Any = None
+
+
+class ClassifierSettings(_Model):
+    class_: str = Field(default="hard", alias="class")
+    """The class it gives inputs the cheapest tier is likely to fail (their start: one tier up)."""
+    threshold: float | None = Field(default=None, ge=0, le=1)
+    """Route when the calibrated chance of failure reaches this; none: break even on the
+    tiers' recorded prices."""
+    min_examples: int = Field(default=200, ge=1)
+    """It abstains until this many of the node's answers were judged."""
+
+
+class LlmRouterSettings(_Model):
+    tier: Tier = 1
+    instructions: str = ""
+
+
+class RouterSpec(_Model):
+    """``router:`` on a node: classify the rendered input before any model runs."""
+
+    kind: Literal["rules", "classifier", "llm", "hybrid"]
+    classes: dict[str, RouterClass | None] = Field(default_factory=dict)
+    rules: list[RouterRule] = Field(default_factory=list)
+    classifier: ClassifierSettings | None = None
+    llm: LlmRouterSettings | None = None
+
+
 class OutputSpec(_Model):
     """``output: text`` or ``output: json`` or ``output: {schema: {...}}`` (JSON with a schema)."""
 
@@ -478,6 +530,9 @@ class Node(NodeSettings):
     depends_on: list[str] = Field(default_factory=list)
     task: str | None = None
     """A label (classification, extraction, code, ...) that shares learning across workflows."""
+    router: RouterSpec | None = None
+    """Classifies the rendered input before the policy runs: its class joins the task key,
+    its start tier is a floor (see dagtier.policies.routers)."""
     output: OutputSpec = OutputSpec()
     description: str | None = None
 

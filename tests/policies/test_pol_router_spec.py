@@ -1,0 +1,85 @@
+"""``router:`` in the YAML: validated with file, line and field; built once per compiled
+workflow, so the runs that share it share what it learns."""
+
+from __future__ import annotations
+
+import pytest
+from pol_helpers import Models, gateway
+
+import dagtier
+from dagtier import MemoryStore, SpecError
+from dagtier.executor import run as execute
+
+pytestmark = pytest.mark.anyio
+
+BAD = """\
+name: wf
+inputs: {q: string}
+nodes:
+  n:
+    prompt: '{{ inputs.q }}'
+    router:
+      kind: hybrid
+      classes:
+        code: {start: 2}
+        chat:
+      rules:
+        - {class: code, pattern: 'def '}
+        - {class: maths, keywords: [integral]}
+        - {class: chat, pattern: '(unclosed'}
+"""
+
+
+def test_router_mistakes_name_their_field_and_line() -> None:
+    """An undeclared class and an invalid regex: each with its path, line and a hint."""
+    with pytest.raises(SpecError) as info:
+        dagtier.parse_workflow(BAD, "flows/r.yaml")
+    issues = [(i.path, i.line, i.code) for i in info.value.issues]
+    assert issues == [
+        ("nodes.n.router.rules[1].class", 13, "undeclared-class"),
+        ("nodes.n.router.rules[2].pattern", 14, "invalid-regex"),
+    ]
+    text = str(info.value)
+    assert "undeclared class 'maths'" in text and "declared classes: code, chat" in text
+    assert "flows/r.yaml" in text
+
+
+def test_an_llm_router_without_classes_is_refused() -> None:
+    doc = "name: wf\nnodes:\n  n:\n    prompt: hi\n    router: {kind: llm}\n"
+    with pytest.raises(SpecError) as info:
+        dagtier.parse_workflow(doc)
+    assert [(i.path, i.code) for i in info.value.issues] == [
+        ("nodes.n.router.classes", "no-classes")
+    ]
+
+
+GOOD = """\
+name: wf
+inputs: {q: string}
+nodes:
+  n:
+    prompt: '{{ inputs.q }}'
+    task: k
+    policy: {kind: cascade}
+    checks: [{type: judge}]
+    router:
+      kind: hybrid
+      classes: {code: {start: 2}}
+      rules:
+        - {class: code, pattern: 'def \\w+'}
+"""
+
+
+async def test_a_yaml_router_routes_and_its_classifier_abstains_without_outcomes() -> None:
+    """The rule routes code to tier 2 under its own key; other inputs fall to the
+    classifier, which has no recorded outcomes yet and abstains (the run goes on)."""
+    wf = dagtier.parse_workflow(GOOD)
+    models = Models(lambda t, req: "fine")
+    store = MemoryStore()
+    res = await execute(wf, {"q": "def f(): pass"}, gateway=gateway(models), store=store)
+    assert res.nodes["n"].task_key == "k[code]" and res.nodes["n"].tier == 2
+    res = await execute(wf, {"q": "hello"}, gateway=gateway(models), store=store)
+    node = res.nodes["n"]
+    assert node.task_key == "k" and node.tier == 1 and node.status == "succeeded"
+    assert node.decision is not None
+    assert "classifier: abstains: 0 recorded outcomes, needs 200" in node.decision
