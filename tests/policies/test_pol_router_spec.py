@@ -83,3 +83,20 @@ async def test_a_yaml_router_routes_and_its_classifier_abstains_without_outcomes
     assert node.task_key == "k" and node.tier == 1 and node.status == "succeeded"
     assert node.decision is not None
     assert "classifier: abstains: 0 recorded outcomes, needs 200" in node.decision
+
+
+def test_the_readme_router_example_validates() -> None:
+    """The ``router:`` block in the README is a valid node setting as written."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```yaml\n(router:\n.*?)```", readme, re.S)
+    assert block is not None
+    body = "\n".join("    " + line for line in block.group(1).splitlines())
+    wf = dagtier.parse_workflow(
+        "name: wf\ninputs: {q: string}\nnodes:\n  triage:\n    prompt: hi\n    output: json\n"
+        f"  n:\n    prompt: '{{{{ inputs.q }}}}'\n    depends_on: [triage]\n{body}\n"
+    )
+    router = wf.nodes["n"].router
+    assert router is not None and router.kind == "hybrid" and len(router.rules) == 3
