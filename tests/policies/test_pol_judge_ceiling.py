@@ -14,6 +14,13 @@ pytestmark = pytest.mark.anyio
 JUDGED = "checks:\n  - {type: judge}\n"
 
 
+def good_from(tier: int) -> Models:
+    def judge(prompt: str) -> str:
+        return "VERDICT: FAIL | REASON: bad" if "<answer>\nbad" in prompt else "VERDICT: PASS"
+
+    return Models(lambda t, req: "good" if t >= tier else "bad", judge=judge)
+
+
 def bad_below_3() -> Models:
     def judge(prompt: str) -> str:
         return "VERDICT: FAIL | REASON: bad" if "<answer>\nbad" in prompt else "VERDICT: PASS"
@@ -21,26 +28,33 @@ def bad_below_3() -> Models:
     return Models(lambda t, req: "good" if t >= 3 else "bad", judge=judge)
 
 
-async def test_the_top_tier_of_an_accepting_cascade_is_not_judged() -> None:
-    """Tiers 1 and 2 are judged (a fail escalates); tier 3's answer is accepted unverified
-    without a judge call on all but the sampled share of runs, and says why."""
-    wf = workflow("policy: {kind: cascade, on_exhausted: accept_unverified}\n" + JUDGED)
-    judged_top = 0
-    for seed in range(40):
-        models = bad_below_3()
-        node = (await run(wf, models, seed=seed, store=MemoryStore()))["n"]
-        assert [a.tier for a in node.attempts] == [1, 2, 3]
+async def test_the_top_tier_of_an_accepting_cascade_is_not_judged_once_settled() -> None:
+    """Tier 1 is always judged (a fail escalates). The max tier's verdicts are evidence of
+    its yield until that is settled (here: it fixes everything); from then on its answer
+    is accepted unverified without a judge call, but for a sampled share, and says why."""
+    wf = workflow(
+        "task: k\npolicy: {kind: cascade, max: 2, on_exhausted: accept_unverified}\n" + JUDGED
+    )
+    store = MemoryStore()
+    top_judged = []
+    for seed in range(100):
+        models = good_from(2)
+        node = (await run(wf, models, seed=seed, store=store))["n"]
+        assert [a.tier for a in node.attempts] == [1, 2]
         judge_calls = len(models.tiers_called("judge"))
-        assert judge_calls in (2, 3)
-        if judge_calls == 3:
-            judged_top += 1
+        assert judge_calls in (1, 2)
+        top_judged.append(judge_calls == 2)
+        if judge_calls == 2:
             assert node.status == "succeeded" and node.attempts[-1].verdict == "pass"
         else:
             assert node.status == "unverified" and node.attempts[-1].verdict == "unchecked"
             assert node.attempts[-1].judge_cost == 0
             assert node.error is not None and "without the judge" in node.error
-    # a share is still judged so the ceiling tier's rate stays measured
-    assert 0 < judged_top < 40 * TUNING.judge_at_ceiling * 2
+    learning = int(TUNING.min_ruled_out_yield_weight)
+    assert all(top_judged[:learning])
+    late = top_judged[50:]
+    # a share is still judged so the ceiling tier's yield stays measured
+    assert 0 < sum(late) <= len(late) * TUNING.judge_at_ceiling * 2
 
 
 async def test_a_cascade_that_must_fail_judges_its_top_tier() -> None:

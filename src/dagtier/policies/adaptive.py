@@ -56,7 +56,13 @@ from ..results import Attempt
 from .base import AttemptFailed, NodeContext, Outcome
 from .cascade import cascade_from
 from .checks import callable_problem
-from .escalation import ESCALATION_SUFFIX, ceiling, explore_past, record_escalations
+from .escalation import (
+    ESCALATION_SUFFIX,
+    ceiling,
+    explore_past,
+    record_escalations,
+    settled,
+)
 from .routers import start_floor
 from .tuning import TUNING, Rate, Tuning
 
@@ -240,6 +246,7 @@ async def run_adaptive(ctx: NodeContext) -> Outcome:
         start = floor
         reason += f"; the router starts this input at tier {start}"
     top = hi
+    yield_open = False
     if policy.on_exhausted == "accept_unverified" and start < hi:
         # a node that fails at its max tier must have tried it; one that accepts the last
         # answer anyway need not pay for a tier that rarely fixes what reaches it
@@ -247,6 +254,7 @@ async def run_adaptive(ctx: NodeContext) -> Outcome:
         cap = ceiling(yields, stats, start, hi, worth=policy.fix_worth, rng=ctx.rng)
         cap = explore_past(cap, hi, ctx.rng)
         top = cap.top
+        yield_open = top > start and not settled(yields, stats, top, hi, policy.fix_worth)
         if cap.reason:
             reason += "; " + cap.reason
     ctx.decide(start, reason)
@@ -264,7 +272,7 @@ async def run_adaptive(ctx: NodeContext) -> Outcome:
             half_life=policy.half_life,
             ceiling_of=hi if top < hi else None,
             # the ceiling's verdict is still evidence while its rate is being learnt
-            judge_top=canary_run or _weight(stats, top) < TUNING.explored_weight,
+            judge_top=canary_run or yield_open or _weight(stats, top) < TUNING.explored_weight,
         )
     except AttemptFailed:
         await _record_evidence(ctx, policy, first, None, None)

@@ -18,7 +18,14 @@ from .._types import Tier
 from ..results import Attempt
 from .base import DEFAULT_HALF_LIFE, AttemptFailed, NodeContext, Outcome
 from .checks import callable_problem
-from .escalation import ESCALATION_SUFFIX, Ceiling, ceiling, explore_past, record_escalations
+from .escalation import (
+    ESCALATION_SUFFIX,
+    Ceiling,
+    ceiling,
+    explore_past,
+    record_escalations,
+    settled,
+)
 from .routers import start_floor
 from .tuning import TUNING
 
@@ -131,18 +138,25 @@ async def run_cascade(ctx: NodeContext) -> Outcome:
     # as rarely fixing what reaches it (a node that must fail at its max tier has to try it)
     yields = await stats.tier_stats(ctx.task_key + ESCALATION_SUFFIX)
     cap = Ceiling(top, "")
+    judge_top = True
     if any(st.weight >= TUNING.min_ruled_out_yield_weight for st in yields.values()):
         # the tiers' prices are read only once some yield could be ruled out
-        cap = ceiling(
-            yields, await stats.tier_stats(ctx.task_key), start, top, worth=policy.fix_worth
-        )
+        prices = await stats.tier_stats(ctx.task_key)
+        cap = ceiling(yields, prices, start, top, worth=policy.fix_worth)
         cap = explore_past(cap, top, ctx.rng)
+        # the ceiling's verdict is evidence until its yield is settled either way
+        judge_top = not settled(yields, prices, cap.top, top, policy.fix_worth)
     if cap.reason:
         ctx.decide(start, f"cascade from tier {start}; {cap.reason}")
     first = len(ctx.attempts)
     try:
         outcome = await cascade_from(
-            ctx, start, cap.top, policy.on_exhausted, ceiling_of=top if cap.top < top else None
+            ctx,
+            start,
+            cap.top,
+            policy.on_exhausted,
+            ceiling_of=top if cap.top < top else None,
+            judge_top=judge_top,
         )
     except AttemptFailed:
         await record_escalations(stats, ctx.task_key, ctx.attempts[first:], DEFAULT_HALF_LIFE)

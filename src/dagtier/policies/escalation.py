@@ -140,6 +140,29 @@ def ceiling(
     return Ceiling(hi, "")
 
 
+def settled(
+    escalated: Mapping[Tier, TierStats],
+    stats: Mapping[Tier, TierStats],
+    tier: Tier,
+    hi: Tier,
+    worth: FixWorth,
+    tuning: Tuning | None = None,
+) -> bool:
+    """Whether more verdicts on ``tier``'s escalated answers can no longer change whether
+    it is escalated to: on enough evidence, even its yield's lower bound pays for a fix at
+    the least a fix is worth, or even its upper bound does not at the most. Until then the
+    judge at that tier is evidence, not waste."""
+    tuning = tuning or TUNING
+    st = escalated.get(tier)
+    relative = _relative_cost(tier, hi, stats)
+    if st is None or st.weight < tuning.min_ruled_out_yield_weight or relative is None:
+        return False
+    low, high = worth if isinstance(worth, tuple) else (worth, worth)
+    rate = Rate.of(st.successes, st.failures, tuning)
+    z = tuning.z_ruled_out
+    return (rate.mean - z * rate.sd) * low >= relative or rate.upper(z) * high < relative
+
+
 def explore_past(
     cap: Ceiling, hi: Tier, rng: random.Random, tuning: Tuning | None = None
 ) -> Ceiling:
