@@ -1,6 +1,7 @@
 """Routing benchmark: replay recorded real outcomes under each policy; print one table.
 
     python bench/routing.py [DATA_DIR] [--seed 0] [--limit N] [--far 0.1] [--frr 0.1]
+                            [--sweep] [--no-routers]
 
 DATA_DIR holds the outcome files described in its README (default:
 ``../shared/data/outcomes`` relative to the repository root). The ladders are the ones that
@@ -11,6 +12,18 @@ given rates and each judgement costs tier 1's mean cost on the file.
 Targets (10% false accept, 10% false reject, judge cost included), checked per ladder:
   cascade   >= 100% of the top tier's quality at <= 35% of its cost
   adaptive  >=  95% of the top tier's quality at <= 25% of its cost
+
+Routers (a second table; needs NAME.queries.csv.gz beside each file). Each stream's first
+half only trains, both policies are scored on the second half (no peeking):
+  router+cascade vs cascade, MMLU-Pro Llama: >= 15% fewer wasted cheap attempts (answers
+      escalated past), quality within 1 point, cost within +1 point of the top tier's cost
+  router+cascade vs cascade, every other ladder: quality within 1 point, cost within +1
+  router-only (no judge), RouteLLM MMLU: >= 95% of GPT-4's quality at <= 55% of its cost
+--sweep adds router+cascade at fixed thresholds (the trade-off the automatic one picks from).
+
+An inverted ladder (MMLU-Pro Llama 3.1 8B / 70B / Jamba 1.5 Large, whose top tier answers
+worse than its middle one at twice its price): adaptive within 5 points of the best static
+tier on quality and cost (points of the top tier's figures), on the whole stream.
 """
 
 from __future__ import annotations
@@ -47,6 +60,8 @@ LADDERS: list[tuple[str, str, list[str]]] = [
     ),
 ]
 TARGETS = {"cascade": (1.00, 0.35), "adaptive": (0.95, 0.25)}
+INVERTED = ["Meta-Llama-3_1-8B-Instruct", "Meta-Llama-3_1-70B-Instruct", "jamba-1.5-large"]
+SWEEP = (0.5, 0.6, 0.7, 0.8)
 
 
 def main() -> int:
@@ -56,6 +71,8 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--far", type=float, default=0.1)
     ap.add_argument("--frr", type=float, default=0.1)
+    ap.add_argument("--sweep", action="store_true", help="router+cascade at fixed thresholds")
+    ap.add_argument("--no-routers", action="store_true", help="only the policies table")
     args = ap.parse_args()
     if not args.data.is_dir():
         print(f"skipped: no outcome data at {args.data} (pass its directory as DATA_DIR)")
@@ -163,8 +180,152 @@ def main() -> int:
             f"{runs:,} replayed runs through the real executor in {replay_s:.1f} s "
             f"({1e6 * replay_s / runs:.0f} us per run)"
         )
+    if not args.no_routers:
+        misses += routers_table(args, loaded)
+        misses += inverted_ladder(args)
     print("targets: all met" if not misses else "targets missed: " + "; ".join(misses))
     return 0
+
+
+def _replay(
+    args: argparse.Namespace,
+    outcomes: object,
+    tiers: list[str],
+    policies: list[str],
+    texts: object = None,
+    train: float | None = None,
+) -> object:
+    import anyio
+
+    from dagtier.replay import replay
+
+    async def go() -> object:
+        return await replay(
+            outcomes,  # type: ignore[arg-type]
+            tiers,
+            policies,
+            false_accept=args.far,
+            false_reject=args.frr,
+            seed=args.seed,
+            limit=args.limit,
+            texts=texts,  # type: ignore[arg-type]
+            train=train,
+        )
+
+    return anyio.run(go)
+
+
+def routers_table(args: argparse.Namespace, loaded: dict[str, object]) -> list[str]:
+    """router+cascade against cascade on each ladder's second half; route-only where set."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from dagtier.replay import load_outcomes, load_queries
+
+    table = Table(
+        title=f"routers on the second half of each stream (first half trains; seed {args.seed})"
+    )
+    for col in (
+        "ladder",
+        "policy",
+        "% top q",
+        "% top $",
+        "wasted /100",
+        "routed",
+        "vs cascade",
+        "router",
+        "target",
+    ):
+        table.add_column(
+            col, justify="left" if col in ("ladder", "policy", "router", "target") else "right"
+        )
+    misses: list[str] = []
+    for fname, label, tiers in LADDERS:
+        path = args.data / fname
+        qpath = args.data / fname.replace(".csv.gz", ".queries.csv.gz")
+        if not path.is_file() or not qpath.is_file():
+            print(f"skipped routers on {label}: no {qpath}")
+            continue
+        key = f"{fname}:{','.join(tiers)}"
+        outcomes = loaded.get(key) or load_outcomes(path, models=tiers)
+        texts = load_queries(qpath, outcomes, outcomes.complete_queries(tiers))  # type: ignore[attr-defined]
+        policies = ["cascade", "router+cascade"]
+        if args.sweep:
+            policies += [f"router+cascade:{t:g}" for t in SWEEP]
+        route_only = label == "routellm mmlu"
+        if route_only:
+            policies.append("router-only")
+        report = _replay(args, outcomes, tiers, policies, texts, 0.5)
+        base = report.policies[0]  # type: ignore[attr-defined]
+        for st in report.policies:  # type: ignore[attr-defined]
+            dq = 100 * (st.quality_pct - base.quality_pct)
+            dc = 100 * (st.cost_pct - base.cost_pct)
+            fewer = 1 - st.wasted_per_100 / base.wasted_per_100 if base.wasted_per_100 else 0.0
+            versus = "" if st is base else f"{fewer:+.0%} wasted, {dq:+.1f} q, {dc:+.1f} $"
+            verdict = ""
+            if st.label == "router+cascade":
+                need = 0.15 if label == "mmlu_pro llama" else None
+                ok = dq >= -1.0 and dc <= 1.0 and (need is None or fewer >= need)
+                verdict = (
+                    ("met" if ok else "MISSED")
+                    + (f" (>= {need:.0%} fewer, " if need else " (")
+                    + ">= -1 q, <= +1 $)"
+                )
+                if not ok:
+                    misses.append(f"{label} router+cascade")
+            elif st.label == "router-only":
+                ok = st.quality_pct >= 0.95 and st.cost_pct <= 0.55
+                verdict = f"{'met' if ok else 'MISSED'} (>= 95% q, <= 55% $)"
+                if not ok:
+                    misses.append(f"{label} router-only")
+            state = (st.router or {}).get("state", "")
+            table.add_row(
+                f"{label} ({report.queries:,} q)",  # type: ignore[attr-defined]
+                st.label,
+                f"{st.quality_pct:.1%}",
+                f"{st.cost_pct:.1%}",
+                f"{st.wasted_per_100:.1f}",
+                f"{st.routed / st.queries:.1%}" if st.queries else "-",
+                versus,
+                state,
+                verdict,
+            )
+        table.add_section()
+    Console(width=220).print(table)
+    return misses
+
+
+def inverted_ladder(args: argparse.Namespace) -> list[str]:
+    """A ladder whose top tier is worse than its middle one: adaptive must not pay for it."""
+    from dagtier.replay import load_outcomes
+
+    path = args.data / "mmlu_pro.csv.gz"
+    if not path.is_file():
+        return []
+    outcomes = load_outcomes(path, models=INVERTED)
+    policies = ["static:1", "static:2", "static:3", "cascade", "adaptive"]
+    report = _replay(args, outcomes, INVERTED, policies)
+    by = {st.label: st for st in report.policies}  # type: ignore[attr-defined]
+    best = max((by[f"static:{t}"] for t in (1, 2, 3)), key=lambda st: st.mean_quality)
+    print(
+        f"inverted ladder {' / '.join(INVERTED)} ({report.queries:,} q; % of the top tier's "  # type: ignore[attr-defined]
+        f"figures; best static tier: {best.label}):"
+    )
+    for st in report.policies:  # type: ignore[attr-defined]
+        print(
+            f"  {st.label:10} quality {st.quality_pct:6.1%}  cost {st.cost_pct:6.1%}  "
+            f"wasted/100 {st.wasted_per_100:5.1f}  judge {st.mean_judge_cost / st.mean_cost:5.1%} of $"
+            if st.mean_cost
+            else f"  {st.label}"
+        )
+    ad = by["adaptive"]
+    dq, dc = 100 * (ad.quality_pct - best.quality_pct), 100 * (ad.cost_pct - best.cost_pct)
+    ok = dq >= -5 and dc <= 5
+    print(
+        f"  adaptive vs {best.label}: {dq:+.1f} points of quality, {dc:+.1f} points of cost: "
+        f"{'met' if ok else 'MISSED'} (>= -5, <= +5)"
+    )
+    return [] if ok else ["inverted ladder adaptive"]
 
 
 if __name__ == "__main__":
