@@ -951,6 +951,15 @@ def batch(
     actors: Annotated[
         int, typer.Option("--actors", min=1, help="With --ray: actor processes in the pool.")
     ] = 2,
+    lease: Annotated[
+        float,
+        typer.Option(
+            "--lease",
+            min=1.0,
+            help="With --ray: seconds an actor's claim on an item holds without renewal "
+            "(how soon a dead actor's items are claimed again).",
+        ),
+    ] = 30.0,
     debug: DebugOpt = False,
 ) -> None:
     """Run a workflow once per item of a JSONL or CSV file, every item a durable run."""
@@ -993,6 +1002,7 @@ def batch(
         ("--cache-ttl", cache_ttl, "7d"),
         ("--ray-address", ray_address, None),
         ("--actors", actors, 2),
+        ("--lease", lease, 30.0),
     ):
         if value != default:
             again += [flag, str(value)]
@@ -1031,6 +1041,7 @@ def batch(
                 on_bad_item=on_bad_item,
                 resume=resume,
                 batch_id=bid,
+                lease_s=lease,
                 cache_ttl_s=ttl,
                 on_result=emit,
             )

@@ -1,7 +1,11 @@
 """Run inside a network namespace with only loopback (see test_batch_ray.py): a batch on two
 Ray actors, one SIGKILLed mid-run; prints a JSON report of what was paid and committed.
 
-Usage: python _ray_scenario.py TMPDIR
+Usage: python _ray_scenario.py TMPDIR [actor|driver]
+
+``actor``: SIGKILL one of the two actors mid-batch. ``driver``: run ``dagtier batch --ray``
+as a child process against this process's Ray cluster, SIGKILL that driver mid-batch, then
+finish the batch with the ``--resume`` command.
 """
 
 from __future__ import annotations
@@ -94,5 +98,66 @@ def main(tmp: Path) -> None:
     print(json.dumps(report))
 
 
+def _done_items(db: Path) -> int:
+    try:
+        con = sqlite3.connect(db)
+        try:
+            row = con.execute("SELECT COUNT(*) FROM batch_items WHERE status = 'done'").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:  # not created yet
+        return 0
+    return int(row[0])
+
+
+def kill_the_driver(tmp: Path) -> None:
+    import subprocess
+
+    import ray
+
+    wf, items, db, out = tmp / "wf.yaml", tmp / "items.jsonl", tmp / "runs.db", tmp / "out.jsonl"
+    wf.write_text(CHAIN_WF)
+    items.write_text("".join(json.dumps({"ticket": f"t{i}"}) + "\n" for i in range(ITEMS)))
+    # the actors run in this cluster's workers, with this process's environment
+    os.environ["FAKE_API_KEY"] = "fake-key-for-tests-0000"
+    ctx = ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    address = ctx.address_info["gcs_address"]
+    env = dict(os.environ)
+    report: dict[str, object] = {}
+    with model_server(delay_s=0.1) as server:
+        cat = server.catalog(tmp / "models.yaml")
+        cmd = [sys.executable, "-m", "dagtier", "batch", str(wf), "--inputs", str(items)]
+        cmd += ["--store", str(db), "--models", str(cat), "--out", str(out)]
+        cmd += ["--concurrency", "3", "--lease", "3", "--ray", "--ray-address", address]
+        driver = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while _done_items(db) < 4:
+            assert driver.poll() is None, driver.stderr.read().decode() if driver.stderr else ""
+            if time.monotonic() > deadline:
+                driver.kill()
+                raise AssertionError(driver.communicate()[1].decode()[-3000:])
+            time.sleep(0.05)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        con = sqlite3.connect(db)
+        report["committed"] = con.execute(
+            "SELECT run_id, node_id FROM nodes WHERE status = 'succeeded'"
+        ).fetchall()
+        batch_id = con.execute("SELECT batch_id FROM batches").fetchone()[0]
+        con.close()
+        report["paid_at_kill"] = dict(server.counts())
+        resumed = subprocess.run(
+            [*cmd, "--resume", batch_id], env=env, capture_output=True, text=True, timeout=180
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        report["results"] = [json.loads(x) for x in out.read_text().splitlines() if x.strip()]
+        report["paid"] = dict(server.counts())
+    ray.shutdown()
+    print(json.dumps(report))
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    if sys.argv[2:] == ["driver"]:
+        kill_the_driver(Path(sys.argv[1]))
+    else:
+        main(Path(sys.argv[1]))

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,9 +44,7 @@ REASON = _netns_reason()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(REASON is not None, reason=REASON or "")]
 
 
-def test_a_killed_actors_items_are_claimed_again_and_resume(tmp_path: Path) -> None:
-    """SIGKILL one of two actors mid-batch: every item still succeeds, and no node the store
-    had committed when the actor died is called again."""
+def _scenario(tmp_path: Path, mode: str) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": SRC, "RAY_USAGE_STATS_ENABLED": "0"}
     proc = subprocess.run(
         [
@@ -54,15 +53,42 @@ def test_a_killed_actors_items_are_claimed_again_and_resume(tmp_path: Path) -> N
             "sh",
             "-c",
             f'ip link set lo up && exec "{sys.executable}" "{HERE / "_ray_scenario.py"}" '
-            f'"{tmp_path}"',
+            f'"{tmp_path}" {mode}',
         ],
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=300,
         env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    report: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return report
+
+
+def _nothing_committed_paid_twice(report: dict[str, Any]) -> None:
+    paid, at_kill = report["paid"], report["paid_at_kill"]
+    assert report["committed"], "nothing was committed before the kill"
+    for run_id, node in report["committed"]:
+        prompt = chain_prompt(run_id, node)
+        assert paid[prompt] == at_kill[prompt] == 1, f"{run_id}/{node} was paid twice"
+
+
+def test_a_killed_drivers_batch_resumes_from_the_store(tmp_path: Path) -> None:
+    """SIGKILL the driver of `dagtier batch --ray` mid-batch: `--resume` finishes every item
+    and no node committed before the kill is called again (the driver held no state)."""
+    report = _scenario(tmp_path, "driver")
+    results = report["results"]
+    assert sorted(r["index"] for r in results) == list(range(24))
+    for r in results:
+        assert r["status"] == "succeeded"
+        assert r["outputs"] == {"answer": f"<c <b <a t{r['index']}>>>"}
+    _nothing_committed_paid_twice(report)
+
+
+def test_a_killed_actors_items_are_claimed_again_and_resume(tmp_path: Path) -> None:
+    """SIGKILL one of two actors mid-batch: every item still succeeds, and no node the store
+    had committed when the actor died is called again."""
+    report = _scenario(tmp_path, "actor")
     assert report["summary"] == {"status": "finished", "succeeded": 24, "total": 24}
     assert "killed" in report, "no actor was killed: the batch finished too soon"
     results = report["results"]
@@ -70,10 +96,8 @@ def test_a_killed_actors_items_are_claimed_again_and_resume(tmp_path: Path) -> N
     for r in results:
         assert r["status"] == "succeeded"
         assert r["outputs"] == {"answer": f"<c <b <a t{r['index']}>>>"}
-    paid, at_kill = report["paid"], report["paid_at_kill"]
-    for run_id, node in report["committed"]:
-        prompt = chain_prompt(run_id, node)
-        assert paid[prompt] == at_kill[prompt] == 1, f"{run_id}/{node} was paid twice"
+    _nothing_committed_paid_twice(report)
+    paid = report["paid"]
     # every node answered; at most the killed actor's calls in flight were paid twice
     assert len(paid) == 72
     assert sum(paid.values()) - 72 <= 3
