@@ -27,6 +27,9 @@
         StepError                  a code node, a command or a tool loop failed (the node fails)
       StoreError
     DagtierUsageError(TypeError)   Python code called dagtier wrongly
+    DagtierWarning(UserWarning)    worth knowing, though the run goes on
+      LocalFallbackWarning         a tier has no usable model: the embedded local model serves it
+      NoStatsStoreWarning          an adaptive node runs with nowhere to keep what it learns
 
 Constructors take the message first and every structured field as a keyword argument
 (``SpecError`` takes only keywords: it builds its message from its issues), so every raise
@@ -285,3 +288,18 @@ class StoreError(DagtierError):
 
 class DagtierUsageError(TypeError):
     """dagtier's Python API was called wrongly (a programming error, not a user-data error)."""
+
+
+class DagtierWarning(UserWarning):
+    """Something a program embedding dagtier should know; the run goes on. Warnings are
+    emitted with :mod:`warnings`, so the usual filters apply (each shows once by default)."""
+
+
+class LocalFallbackWarning(DagtierWarning):
+    """None of a tier's models can be called here (no API key set), so the catalog's
+    embedded local model serves the tier: small, free, and no judge of quality."""
+
+
+class NoStatsStoreWarning(DagtierWarning):
+    """An adaptive node ran without a store that outlives the run: what it learnt about
+    its task is lost, and the next run starts from nothing."""

@@ -474,6 +474,12 @@ def stats(
 
 def main() -> None:
     """Entry point of the ``dagtier`` console script."""
+    import warnings
+
+    from ._exceptions import LocalFallbackWarning
+
+    # the commands say it in their own words ("note: no API key for tier ...")
+    warnings.filterwarnings("ignore", category=LocalFallbackWarning)
     try:
         app()
     except KeyboardInterrupt:

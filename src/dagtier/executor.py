@@ -13,6 +13,7 @@ import json
 import random
 import time
 import uuid
+import warnings
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -21,7 +22,14 @@ import anyio
 
 from . import _durable
 from ._callables import CallableError
-from ._exceptions import BudgetExhausted, DagtierUsageError, SpecError, SpecIssue, StepError
+from ._exceptions import (
+    BudgetExhausted,
+    DagtierUsageError,
+    NoStatsStoreWarning,
+    SpecError,
+    SpecIssue,
+    StepError,
+)
 from ._logging import get_logger, redact_text
 from ._types import RunStatus
 from ._yaml import did_you_mean
@@ -431,6 +439,25 @@ def render_outputs(
     return out
 
 
+def _warn_adaptive_forgets(plan: Plan) -> None:
+    """Warn that adaptive nodes will learn nothing that lasts (see :class:`NoStatsStoreWarning`).
+
+    Why not open the CLI's default store instead: a library call should not write a file
+    in the user's data directory unasked (a server, a test, a read-only container); the
+    CLI is the application that owns that default.
+    """
+    adaptive = [n for n, p in plan.nodes.items() if p.policy.kind == "adaptive"]
+    if adaptive:
+        warnings.warn(
+            f"workflow '{plan.workflow.name}': adaptive node(s) {', '.join(adaptive[:3])}"
+            f"{' ...' if len(adaptive) > 3 else ''} learn which tier suffices, but this run "
+            "has no store to keep it in: the next run starts from nothing; pass "
+            "store=dagtier.open_store() (the CLI's SQLite file) or a MemoryStore you keep",
+            NoStatsStoreWarning,
+            stacklevel=3,
+        )
+
+
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
@@ -511,6 +538,7 @@ async def run(
             "run() takes a Workflow (from dagtier.load_workflow) or a Plan (from "
             f"dagtier.compile_workflow), got {type(workflow).__name__}"
         )
+    remembers = store is not None  # a MemoryStore made here is gone when the run ends
     store = store if store is not None else MemoryStore()
     run_store = store if isinstance(store, RunStore) else None
     stats = store if isinstance(store, StatsStore) else None
@@ -532,6 +560,8 @@ async def run(
             "the plan was compiled against another catalog than the one this run calls; "
             "compile it with compile_workflow(workflow, catalog) using the gateway's catalog"
         )
+    if not (remembers and stats is not None):
+        _warn_adaptive_forgets(plan)
     fps = plan.node_fingerprints(values)
     done: dict[str, NodeResult] = {}
     spent = 0.0

@@ -72,4 +72,6 @@ def workflow(node_yaml: str, *, name: str = "wf", output: str = "text") -> Any:
 async def run(wf: Any, models: Models, *, store: Any = None, seed: int = 0) -> RunResult:
     from dagtier.executor import run as execute
 
+    # a store of its own per run unless given: adaptive runs would warn that they keep nothing
+    store = store if store is not None else dagtier.MemoryStore()
     return await execute(wf, {}, gateway=gateway(models), store=store, seed=seed)

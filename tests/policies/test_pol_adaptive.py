@@ -5,6 +5,8 @@ seeded, which is what these properties need and what no network model can give).
 from __future__ import annotations
 
 import random
+import warnings
+from pathlib import Path
 
 import pytest
 from pol_helpers import Models, run, workflow
@@ -321,3 +323,21 @@ async def test_stats_show_the_start_the_judge_allows() -> None:
     [key] = await collect(store, task="k")
     assert key.pick == 2 and "passes are not trusted" in key.pick_reason
     assert key.judge and key.judge[0].tier == 1 and key.judge[0].estimate < 0.5
+
+
+async def test_an_adaptive_run_with_nowhere_to_learn_into_warns(tmp_path: Path) -> None:
+    """dagtier.run() of an adaptive workflow without a store warns that what it learns is
+    lost; given a store (the SQLite file, or a MemoryStore kept by the caller) it does not."""
+    from pol_helpers import gateway
+
+    wf = workflow(adaptive_node("wf/n"))
+    models = Models(lambda t, req: "good")
+    with pytest.warns(dagtier.NoStatsStoreWarning, match="adaptive node\\(s\\) n learn"):
+        r = await dagtier.run(wf, {}, gateway=gateway(models))
+    assert r.ok
+    store = dagtier.open_store(tmp_path / "runs.db")
+    for kept in (store, MemoryStore()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert (await dagtier.run(wf, {}, gateway=gateway(models), store=kept)).ok
+    await store.aclose()

@@ -16,6 +16,7 @@ from dagtier._exceptions import (
     BadRequest,
     BudgetExhausted,
     CatalogError,
+    LocalFallbackWarning,
     ModelUnavailable,
     ProviderTimeout,
 )
@@ -385,7 +386,8 @@ async def test_unpriced_paid_model_fails_loudly_before_any_call(
 async def test_local_fallback_is_announced(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A tier served by the local fallback says so, in the result and once in the log."""
+    """A tier served by the local fallback says so: in the result, once in the log, and
+    once as a LocalFallbackWarning."""
     for var in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
         monkeypatch.delenv(var, raising=False)
     from dagtier.catalog import default_catalog
@@ -400,12 +402,19 @@ async def test_local_fallback_is_announced(
         return Completion("{}", entry.model, Usage(5, 5), meta={"local": True})
 
     gateway = Gateway(catalog, ProviderRegistry({"local": PythonProvider(fake_local)}))
-    with structlog.testing.capture_logs() as logs:  # the pipeline every dagtier log goes through
+    with (
+        structlog.testing.capture_logs() as logs,  # the pipeline every dagtier log goes through
+        pytest.warns(LocalFallbackWarning) as warned,  # what a program embedding dagtier sees
+    ):
         r1 = await gateway.call(1, _req())
         r2 = await gateway.call(1, _req())
     assert r1.local_fallback and r2.local_fallback
     assert r1.cost == 0.0 and r1.model.is_local
     assert sum("embedded local model" in e["event"] for e in logs) == 1
+    assert [str(w.message) for w in warned] == [
+        "tier 1 has no usable model (no API key set): it runs on the embedded local model "
+        "'local-smollm2', small and free; set a key for the tier's models (see `dagtier models`)"
+    ]
 
 
 async def test_a_cost_reported_by_the_provider_beats_the_token_prices() -> None:

@@ -262,3 +262,48 @@ async def test_a_local_call_waiting_for_its_turn_is_not_timed_out() -> None:
         tg.start_soon(endless)
         tg.start_soon(queued)
     assert outcomes == ["endless timed out", "queued answered True"]
+
+
+async def test_runs_share_one_model_loaded_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two dagtier.run() calls falling back to the local model load it once per process,
+    in a worker thread: the caller's event loop keeps running while it loads."""
+    import anyio
+
+    import dagtier
+    from dagtier.providers import local
+
+    for var in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    window = default_catalog().model("local-smollm2").context_window
+    monkeypatch.delitem(local._loaded, window, raising=False)  # this test watches the load
+    loads: list[int] = []
+    real_load = local.load_server
+
+    def counted_load(**kwargs: Any) -> Any:
+        loads.append(kwargs["n_ctx"])
+        return real_load(**kwargs)
+
+    monkeypatch.setattr(local, "load_server", counted_load)
+    wf = dagtier.parse_workflow(
+        "name: hi\nnodes:\n  a:\n    prompt: Say hi.\n    max_tokens: 4\n"
+        "    policy: {kind: static, tier: 1}\n"
+    )
+    ticks_while_loading = 0
+
+    async def watch_the_loop() -> None:
+        nonlocal ticks_while_loading
+        while window not in local._loaded:
+            ticks_while_loading += local._load_lock.locked()
+            await anyio.sleep(0.01)
+
+    with pytest.warns(dagtier.LocalFallbackWarning):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_the_loop)
+            first = await dagtier.run(wf, {}, store=dagtier.MemoryStore())
+        second = await dagtier.run(wf, {}, store=dagtier.MemoryStore())
+    assert first.ok and second.ok
+    assert first["a"].model == second["a"].model == "local-smollm2"
+    assert loads == [window]
+    assert ticks_while_loading > 0  # the loop ran other tasks during the load

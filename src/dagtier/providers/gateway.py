@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 import random
+import warnings
 from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ import anyio
 
 from .._exceptions import (
     ContextTooLong,
+    LocalFallbackWarning,
     ModelUnavailable,
     ProviderError,
     ProviderResponseError,
@@ -228,6 +230,15 @@ class Gateway:
                 "none of the tier's models is usable (no API key set); using the embedded "
                 "local model",
                 model=models[0].name if models else "-",
+            )
+            # a program embedding dagtier has no CLI note: a Python warning reaches it (once
+            # per tier under the default filter: the text is the same every time)
+            warnings.warn(
+                f"tier {tier} has no usable model (no API key set): it runs on the embedded "
+                f"local model '{models[0].name if models else '-'}', small and free; set a "
+                "key for the tier's models (see `dagtier models`)",
+                LocalFallbackWarning,
+                stacklevel=2,
             )
         # The common case first, with no bookkeeping: the first model, circuit closed, the
         # prompt fits, one try answers (each µs here is paid per node: bench/overhead.py).
