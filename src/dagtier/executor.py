@@ -31,7 +31,7 @@ from ._exceptions import (
     StepError,
 )
 from ._logging import get_logger, redact_text
-from ._types import RunStatus
+from ._types import TIERS, RunStatus
 from ._yaml import did_you_mean
 from .budget import Budget
 from .catalog import Catalog, load_catalog
@@ -46,7 +46,15 @@ from .providers.registry import ProviderRegistry
 from .results import NodeResult, RunResult
 from .spec.models import Workflow
 from .steps import run_step
-from .store import MemoryStore, ResultCache, RunOwner, RunRecord, RunStore, StatsStore
+from .store import (
+    MemoryStore,
+    ResultCache,
+    RunOwner,
+    RunRecord,
+    RunStore,
+    StandInStats,
+    StatsStore,
+)
 from .tools import Tool, load_tool
 
 
@@ -562,6 +570,11 @@ async def run(
         )
     if not (remembers and stats is not None):
         _warn_adaptive_forgets(plan)
+    stand_ins = {
+        t: gateway.usable_models(t)[0].name for t in TIERS if gateway.uses_local_fallback(t)
+    }
+    if stats is not None and stand_ins:
+        stats = StandInStats(stats, stand_ins)
     fps = plan.node_fingerprints(values)
     done: dict[str, NodeResult] = {}
     spent = 0.0

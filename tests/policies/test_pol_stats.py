@@ -11,6 +11,7 @@ import anyio
 import pytest
 from pol_helpers import Models, run, workflow
 
+import dagtier
 import dagtier.store as store_mod
 from dagtier import MemoryStore
 from dagtier.policies.stats_view import collect
@@ -86,3 +87,62 @@ async def test_cli_reads_a_real_store_file(tmp_path: Path) -> None:
     assert table.returncode == 0, table.stderr.decode()
     text = table.stdout.decode()
     assert "wf/n" in text and "tier 2 (target 0.9)" in text
+
+
+async def test_a_stand_in_keeps_its_evidence_apart_and_reports_say_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the local model stands in for a tier with no key, what it did is kept under
+    its own name (TASK@MODEL), never as the tier's evidence, and the report names the
+    stand-in instead of claiming savings against the tier's prices."""
+    from dagtier.catalog import catalog_from_dict
+    from dagtier.providers import Gateway, ProviderRegistry, PythonProvider
+    from dagtier.providers.local import local_model_status
+    from dagtier.report.model import build_report
+    from dagtier.report.render import render_to_text
+
+    if not local_model_status()[0]:
+        pytest.skip(local_model_status()[1])  # the fallback is used only where it could run
+    monkeypatch.delenv("DAGTIER_TEST_UNSET_KEY", raising=False)
+    catalog = catalog_from_dict(
+        {
+            "models": {
+                "m1": {"provider": "python", "model": "m1", "price": {"input": 1, "output": 1}},
+                "big": {
+                    "provider": "openai",
+                    "model": "big",
+                    "api_key_env": "DAGTIER_TEST_UNSET_KEY",
+                    "price": {"input": 100, "output": 100},
+                },
+                "local-smollm2": {
+                    "provider": "local",
+                    "model": "smollm2-135m-instruct",
+                    "price": {"input": 0, "output": 0},
+                },
+            },
+            "tiers": {1: ["m1"], 2: ["m1"], 3: ["big"]},
+            "local_fallback": "local-smollm2",
+        }
+    )
+    model = PythonProvider(lambda entry, req: "good" if entry.provider == "local" else "bad")
+    gw = Gateway(catalog, ProviderRegistry({"python": model, "local": model}))
+    store = dagtier.open_store(tmp_path / "runs.db")
+    wf = workflow(
+        "task: wf/n\npolicy: {kind: cascade, start: 1, max: 3}\n"
+        "checks:\n  - {type: regex, pattern: '^good'}\n"
+    )
+    with pytest.warns(dagtier.LocalFallbackWarning):
+        result = await dagtier.run(wf, {}, gateway=gw, store=store)
+    assert result.ok and result["n"].model == "local-smollm2"
+    # tier 1's own model failed; tier 2 is the same model, which the cascade skips
+    assert set(await store.tier_stats("wf/n")) == {1}
+    kept = (await store.tier_stats("wf/n@local-smollm2"))[3]
+    assert (kept.successes, kept.total_cost) == (1.0, 0.0)
+    loaded = await store.load_run(result.run_id)
+    await store.aclose()
+    assert loaded is not None
+    report = build_report(loaded[0], loaded[1], catalog=catalog, workflow=wf)
+    assert report.savings.stand_ins == {3: "local-smollm2"}
+    text = render_to_text(report, "table")
+    assert "tier 3 was served by the stand-in 'local-smollm2'" in text
+    assert "saved" not in text

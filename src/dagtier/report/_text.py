@@ -18,6 +18,13 @@ def usd(value: float | None, places: int = 6) -> str:
 def savings_lines(s: Savings) -> list[str]:
     """The savings, each line saying what it is compared against."""
     lines = [f"actual cost: {usd(s.actual)}"]
+    if s.stand_ins:
+        for tier, model in sorted(s.stand_ins.items()):
+            lines.append(
+                f"tier {tier} was served by the stand-in '{model}' (no API key for its "
+                "models): its cost is not the tier's, so no savings are claimed"
+            )
+        return lines
     if s.top_tier_cost is not None:
         pct = s.pct(s.vs_top_tier, s.top_tier_cost)
         lines.append(

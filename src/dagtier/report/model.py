@@ -107,14 +107,21 @@ class Savings:
     static_cost: float | None
     """The run's final answers priced on each node's static tier (None: no workflow)."""
     note: str = SAVINGS_NOTE
+    stand_ins: dict[int, str] = field(default_factory=dict)
+    """Tiers served by a stand-in (the local model, for lack of a key) -> its name. Their
+    $0 says nothing of what the tier costs, so no saving is claimed against them."""
 
     @property
     def vs_top_tier(self) -> float | None:
-        return None if self.top_tier_cost is None else self.top_tier_cost - self.actual
+        if self.top_tier_cost is None or self.stand_ins:
+            return None
+        return self.top_tier_cost - self.actual
 
     @property
     def vs_static(self) -> float | None:
-        return None if self.static_cost is None else self.static_cost - self.actual
+        if self.static_cost is None or self.stand_ins:
+            return None
+        return self.static_cost - self.actual
 
     @staticmethod
     def pct(saved: float | None, baseline: float | None) -> float | None:
@@ -203,6 +210,16 @@ def final_answer(r: NodeResult) -> Attempt | None:
         if a.purpose == "answer" and a.verdict != "error":
             return a
     return None
+
+
+def _stand_ins(catalog: Catalog, attempts: list[AttemptRow]) -> dict[int, str]:
+    """Tiers an attempt of which the catalog's local fallback served, not one of its own."""
+    fallback = catalog.local_fallback
+    return {
+        a.tier: a.model
+        for a in attempts
+        if a.model == fallback and fallback not in {m.name for m in catalog.tier_models(a.tier)}  # type: ignore[arg-type]
+    }
 
 
 def tier_reference(catalog: Catalog, tier: int) -> ModelEntry | None:
@@ -329,6 +346,7 @@ def build_report(
         top_tier_model=top.name if top is not None else None,
         top_tier_cost=sum(row.top_tier_cost or 0.0 for row in rows) if top is not None else None,
         static_cost=sum(row.static_cost or 0.0 for row in rows) if static_known else None,
+        stand_ins=_stand_ins(catalog, every),
     )
     return RunReport(
         run_id=record.run_id,

@@ -181,6 +181,62 @@ class StatsStore(Protocol):
         ...
 
 
+class StandInStats:
+    """The stats a run reads and writes when some of its tiers are served by a stand-in
+    (the local model, for lack of an API key).
+
+    Evidence is kept by the model that answered: what a stand-in did on tier ``T`` goes
+    under ``TASK_KEY@MODEL``, so its $0 answers never rate or price the tier's real models
+    (``dagtier estimate --store`` would otherwise price tier 3 at $0). Reads for those tiers
+    come from the same place, so a keyless adaptive node still learns about the model it has.
+
+    Args:
+        inner: the run's store.
+        stand_ins: tier -> catalog name of the model standing in for it.
+    """
+
+    def __init__(self, inner: StatsStore, stand_ins: dict[Tier, str]) -> None:
+        self.inner = inner
+        self.stand_ins = stand_ins
+
+    def _key(self, task_key: str, tier: Tier) -> str:
+        model = self.stand_ins.get(tier)
+        return task_key if model is None else f"{task_key}@{model}"
+
+    async def tier_stats(self, task_key: str) -> dict[Tier, TierStats]:
+        out = {t: s for t, s in (await self.inner.tier_stats(task_key)).items()}
+        for tier in self.stand_ins:
+            out.pop(tier, None)
+            theirs = (await self.inner.tier_stats(self._key(task_key, tier))).get(tier)
+            if theirs is not None:
+                out[tier] = theirs
+        return out
+
+    async def record_observation(
+        self,
+        task_key: str,
+        tier: Tier,
+        *,
+        success: bool,
+        weight: float = 1.0,
+        cost: float = 0.0,
+        latency_s: float = 0.0,
+        half_life: float | None = None,
+    ) -> None:
+        await self.inner.record_observation(
+            self._key(task_key, tier),
+            tier,
+            success=success,
+            weight=weight,
+            cost=cost,
+            latency_s=latency_s,
+            half_life=half_life,
+        )
+
+    async def all_stats(self) -> list[TierStats]:
+        return await self.inner.all_stats()
+
+
 @runtime_checkable
 class RunStore(Protocol):
     async def begin_run(self, record: RunRecord, owner: RunOwner | None = None) -> None:
@@ -556,6 +612,7 @@ __all__ = [
     "RunOwner",
     "RunRecord",
     "RunStore",
+    "StandInStats",
     "StatsStore",
     "TierStats",
     "default_store_path",
