@@ -212,26 +212,9 @@ class StandInStats:
                 out[tier] = theirs
         return out
 
-    async def record_observation(
-        self,
-        task_key: str,
-        tier: Tier,
-        *,
-        success: bool,
-        weight: float = 1.0,
-        cost: float = 0.0,
-        latency_s: float = 0.0,
-        half_life: float | None = None,
-    ) -> None:
-        await self.inner.record_observation(
-            self._key(task_key, tier),
-            tier,
-            success=success,
-            weight=weight,
-            cost=cost,
-            latency_s=latency_s,
-            half_life=half_life,
-        )
+    async def record_observation(self, task_key: str, tier: Tier, **evidence: Any) -> None:
+        # the evidence's fields as StatsStore.record_observation takes them
+        await self.inner.record_observation(self._key(task_key, tier), tier, **evidence)
 
     async def all_stats(self) -> list[TierStats]:
         return await self.inner.all_stats()
