@@ -43,6 +43,7 @@ from ._exceptions import (
 )
 
 if TYPE_CHECKING:
+    from .agent import AgentContext
     from .batch import BatchSummary, ItemResult, batch_results, run_batch
     from .catalog import Catalog, ModelEntry, Price, Usage, catalog_from_dict, load_catalog
     from .events import EventBus
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 # Public names are imported on first use: `import dagtier` stays fast (pydantic, networkx,
 # jinja2 and structlog cost a few hundred ms together; provider SDKs more).
 _LAZY: dict[str, str] = {
+    "AgentContext": "agent",
     "BatchSummary": "batch",
     "ItemResult": "batch",
     "batch_results": "batch",
@@ -113,6 +115,7 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = (
+    "AgentContext",
     "Attempt",
     "AuthError",
     "BadRequest",

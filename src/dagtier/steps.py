@@ -34,7 +34,7 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
-from ._exceptions import StepError
+from ._exceptions import DagtierError, StepError
 from ._types import JSON
 
 if TYPE_CHECKING:
@@ -244,20 +244,30 @@ def function_arguments(fn: Callable[..., Any], values: Mapping[str, Any]) -> dic
     return kwargs
 
 
-async def call_function(fn: Callable[..., Any], kwargs: Mapping[str, Any], spec: str) -> JSON:
-    """Call a ``run`` function (a sync one in a worker thread) and check that its result
-    can be stored.
+async def call_function(
+    fn: Callable[..., Any],
+    kwargs: Mapping[str, Any],
+    spec: str,
+    *,
+    args: tuple[Any, ...] = (),
+    what: str = "run",
+) -> JSON:
+    """Call a ``run`` or ``agent`` function (a sync one in a worker thread) and check that
+    its result can be stored. A dagtier error it raises (a provider error from a call it
+    made through its context, the budget) passes through as itself.
 
     Raises:
         StepError: it raised, or returned something JSON cannot hold.
     """
     try:
         if inspect.iscoroutinefunction(fn):
-            value = await fn(**kwargs)
+            value = await fn(*args, **kwargs)
         else:
-            value = await anyio.to_thread.run_sync(partial(fn, **kwargs))
+            value = await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
+    except DagtierError:
+        raise
     except Exception as exc:
-        raise StepError(f"run '{spec}' raised {type(exc).__name__}: {exc}") from exc
+        raise StepError(f"{what} '{spec}' raised {type(exc).__name__}: {exc}") from exc
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         value = dump(mode="json")
@@ -265,7 +275,7 @@ async def call_function(fn: Callable[..., Any], kwargs: Mapping[str, Any], spec:
         json.dumps(value)
     except (TypeError, ValueError) as exc:
         raise StepError(
-            f"run '{spec}' returned a {type(value).__name__}, which is not JSON-serialisable "
+            f"{what} '{spec}' returned a {type(value).__name__}, which is not JSON-serialisable "
             f"({exc}); the result is stored, so return str, numbers, lists or dicts"
         ) from None
     return value

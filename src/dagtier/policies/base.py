@@ -7,9 +7,11 @@ and the events, so every policy records attempts the same way.
 
 from __future__ import annotations
 
+import json
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -124,7 +126,9 @@ class NodeContext:
             AttemptFailed: no model of the tier answered.
         """
         index = len(self.attempts)
-        if self.tools:
+        if self.node.kind == "agent":
+            att, meta = await self._agent_attempt(tier, index, purpose)
+        elif self.tools:
             att, meta = await self._tool_attempt(tier, index, purpose)
             if att.verdict == "fail":  # stalled: no answer to check
                 self._record(att)
@@ -203,6 +207,51 @@ class NodeContext:
         )
         return att, comp.meta
 
+    @contextmanager
+    def _turns_kept(self, att: Attempt, what: str) -> Iterator[None]:
+        """Record a multi-turn attempt however it ends, so its paid turns are counted: a
+        provider or step error fails it (:class:`AttemptFailed`); the budget running out or
+        a cancellation records it as interrupted and propagates."""
+        try:
+            yield
+        except (ProviderError, StepError) as exc:
+            if isinstance(exc, ProviderError) and not att.turns:
+                att.model, att.provider = exc.model, exc.provider
+            att.verdict, att.reason = "error", redact_text(str(exc))
+            self._record(att)
+            raise AttemptFailed(att, exc) from exc
+        except BaseException:
+            if att.turns:
+                att.verdict, att.reason = "error", f"{what} interrupted"
+                self._record(att)
+            raise
+
+    async def _agent_attempt(
+        self, tier: Tier, index: int, purpose: str
+    ) -> tuple[Attempt, dict[str, Any]]:
+        """Run the node's agent function on ``tier``; the attempt holds its answer and
+        every call it made (one turn each)."""
+        from .._callables import CallableError, import_callable
+        from ..agent import AgentContext
+        from ..steps import call_function, search_dirs
+
+        att = Attempt(index, tier, "-", "-", purpose=purpose)
+        spec = self.node.agent
+        assert spec is not None
+        with self._turns_kept(att, "agent"):
+            try:
+                fn = import_callable(spec, search=search_dirs(self.workflow.source), what="agent")
+            except CallableError as exc:
+                raise StepError(str(exc)) from None
+            actx = AgentContext(self, tier, att)
+            value = await call_function(fn, {}, spec, args=(actx,), what="agent")
+        if isinstance(value, str):
+            att.output = value
+        else:  # a structured answer is the node's output as it is; its text is JSON
+            att.output = json.dumps(value, ensure_ascii=False)
+            self.parsed[index] = value
+        return att, {"turns": len(att.turns)}
+
     async def _tool_attempt(
         self, tier: Tier, index: int, purpose: str
     ) -> tuple[Attempt, dict[str, Any]]:
@@ -211,19 +260,8 @@ class NodeContext:
         from .toolloop import tool_loop
 
         att = Attempt(index, tier, "-", "-", purpose=purpose)
-        try:
+        with self._turns_kept(att, "tool loop"):
             end = await tool_loop(self, tier, att)
-        except (ProviderError, StepError) as exc:
-            if isinstance(exc, ProviderError) and not att.turns:
-                att.model, att.provider = exc.model, exc.provider
-            att.verdict, att.reason = "error", redact_text(str(exc))
-            self._record(att)
-            raise AttemptFailed(att, exc) from exc
-        except BaseException:
-            if att.turns:  # the budget ran out or the run was cancelled: turns are paid
-                att.verdict, att.reason = "error", "tool loop interrupted"
-                self._record(att)
-            raise
         if end.stalled is not None:
             att.verdict, att.reason = "fail", end.stalled
             if self.node.on_stall == "continue":

@@ -28,6 +28,7 @@ from ..tools import run_tool_calls
 
 if TYPE_CHECKING:
     from .._types import Tier
+    from ..providers.gateway import CallResult
     from .base import NodeContext
 
 
@@ -76,31 +77,16 @@ async def tool_loop(ctx: NodeContext, tier: Tier, att: Attempt) -> LoopEnd:
             tier, replace(request, messages=messages, known_chars=chars), ctx.call
         )
         comp = call.completion
-        turn = Turn(
-            call.model.name,
-            comp.usage,
-            call.cost,
-            comp.latency_s or (time.perf_counter() - t0),
-        )
-        att.turns.append(turn)
-        att.model, att.provider, att.response_model = (
-            call.model.name,
-            call.model.provider,
-            comp.model,
-        )
-        att.usage = att.usage + comp.usage
-        att.cost += call.cost
-        att.latency_s += turn.latency_s
-        att.request_id = comp.request_id
+        turn = record_turn(att, call, t0)
         if not comp.tool_calls:
             ctx.turns = index + 1
-            _emit(ctx, tier, index, turn)
+            emit_turn(ctx, tier, index, turn)
             return LoopEnd(comp.text)
         runs = await run_tool_calls(comp.tool_calls, tools, timeout_s=node.tool_timeout_s)
         turn.tool_calls = [
             ToolCallRecord(r.call.name, r.duration_s, r.output.is_error) for r in runs
         ]
-        _emit(ctx, tier, index, turn)
+        emit_turn(ctx, tier, index, turn)
         index += 1
         asked = Message("assistant", comp.text, tool_calls=comp.tool_calls)
         answered = Message("user", "", tool_outputs=tuple(r.output for r in runs))
@@ -124,6 +110,21 @@ async def tool_loop(ctx: NodeContext, tier: Tier, att: Attempt) -> LoopEnd:
     )
 
 
-def _emit(ctx: NodeContext, tier: Tier, index: int, turn: Turn) -> None:
+def record_turn(att: Attempt, call: CallResult, t0: float) -> Turn:
+    """Add one paid model call to ``att`` as a turn (tokens, cost, time, who served it)."""
+    comp = call.completion
+    turn = Turn(
+        call.model.name, comp.usage, call.cost, comp.latency_s or (time.perf_counter() - t0)
+    )
+    att.turns.append(turn)
+    att.model, att.provider, att.response_model = call.model.name, call.model.provider, comp.model
+    att.usage = att.usage + comp.usage
+    att.cost += call.cost
+    att.latency_s += turn.latency_s
+    att.request_id = comp.request_id
+    return turn
+
+
+def emit_turn(ctx: NodeContext, tier: Tier, index: int, turn: Turn) -> None:
     if ctx.events:
         ctx.events.emit(ToolTurn(ctx.run_id, ctx.node_id, tier, index, turn))
