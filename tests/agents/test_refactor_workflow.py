@@ -149,7 +149,9 @@ async def test_the_refactor_workflow_runs_the_tests_before_and_after(tmp_path: P
     gateway = Gateway(one_per_tier("m"), ProviderRegistry({"python": PythonProvider(model)}))
     source = ROOT / "examples" / "refactor" / "inventory.py"
     out = tmp_path / "out"
-    res = await dagtier.run(wf, {"path": str(source), "out_dir": str(out)}, gateway=gateway)
+    res = await dagtier.run(
+        wf, {"path": str(source), "out_dir": str(out)}, gateway=gateway, store=dagtier.MemoryStore()
+    )
     assert res.ok, {n: r.error for n, r in res.nodes.items() if not r.ok}
     tests, core = res["write_tests"], res["implement_core"]
     assert [(a.tier, a.verdict) for a in tests.attempts] == [(2, "fail"), (3, "pass")]
