@@ -272,7 +272,7 @@ async def run_adaptive(ctx: NodeContext) -> Outcome:
             half_life=policy.half_life,
             ceiling_of=hi if top < hi else None,
             # the ceiling's verdict is still evidence while its rate is being learnt
-            judge_top=canary_run or yield_open or _weight(stats, top) < TUNING.explored_weight,
+            judge_top=canary_run or yield_open or not _rate_settled(choice, top, lo, policy.target),
         )
     except AttemptFailed:
         await _record_evidence(ctx, policy, first, None, None)
@@ -285,9 +285,12 @@ async def run_adaptive(ctx: NodeContext) -> Outcome:
     return outcome
 
 
-def _weight(stats: Mapping[Tier, TierStats], tier: Tier) -> float:
-    st = stats.get(tier)
-    return 0.0 if st is None else st.successes + st.failures
+def _rate_settled(choice: Choice, tier: Tier, lo: Tier, target: float) -> bool:
+    """Whether ``tier``'s verdicts can no longer move where adaptive starts: its rate is
+    proven to reach the target, or ruled out on enough evidence."""
+    e = choice.estimates[tier - lo]
+    ruled_out = e.weight >= TUNING.min_ruled_out_weight and e.upper < target
+    return e.lower >= target or ruled_out
 
 
 async def _run_canary(ctx: NodeContext, answer: Attempt, top: Tier) -> Attempt | None:
