@@ -566,7 +566,8 @@ async def apply_route(router: Router, ctx: NodeContext, upstream: Mapping[str, A
     ctx.route = route
     tier: Tier = route.start or 1
     if route.abstained:
-        ctx.decide(tier, f"router ({route.by}) abstains: {route.reason}")
+        why = route.reason.removeprefix("abstains: ")
+        ctx.decide(tier, f"router ({route.by}) abstains: {why}")
         return route
     ctx.base_key = ctx.task_key
     ctx.task_key = routed_key(ctx.task_key, route.cls)  # type: ignore[arg-type]
