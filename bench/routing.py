@@ -261,7 +261,7 @@ def routers_table(args: argparse.Namespace, loaded: dict[str, object]) -> list[s
             dq = 100 * (st.quality_pct - base.quality_pct)
             dc = 100 * (st.cost_pct - base.cost_pct)
             fewer = 1 - st.wasted_per_100 / base.wasted_per_100 if base.wasted_per_100 else 0.0
-            versus = "" if st is base else f"{fewer:+.0%} wasted, {dq:+.1f} q, {dc:+.1f} $"
+            versus = "" if st is base else f"{fewer:.0%} fewer wasted, {dq:+.1f} q, {dc:+.1f} $"
             verdict = ""
             if st.label == "router+cascade":
                 need = 0.15 if label == "mmlu_pro llama" else None
