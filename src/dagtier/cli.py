@@ -597,7 +597,8 @@ def report(
         tuple[str, str] | None,
         typer.Option(
             "--compare",
-            help="Compare two runs node by node: cost and tier changes.",
+            help="Compare two runs node by node (cost and tier changes), or two batches "
+            "(A/B: quality and cost per item, bootstrap intervals, significance).",
             metavar="RUN_A RUN_B",
             show_default=False,
         ),
@@ -666,6 +667,11 @@ def report(
 
     async def go(s: Any) -> Any:
         if compare is not None:
+            batches = getattr(s, "load_batch", None)
+            if batches is not None and all([await batches(b) for b in compare]):  # A/B test
+                from .report.abtest import compare_batches
+
+                return await compare_batches(s, *compare)
             return compare_reports(await load(s, compare[0]), await load(s, compare[1]))
         return await load(s, run_id)
 
@@ -675,6 +681,7 @@ def report(
 
 def _render_report(result: Any, format: str, output: Path | None) -> None:
     from .report import Comparison
+    from .report.abtest import ABReport, print_ab, render_ab_json
     from .report.render import (
         print_comparison,
         print_table,
@@ -684,6 +691,16 @@ def _render_report(result: Any, format: str, output: Path | None) -> None:
     )
     from .report.tables import output_console, record_text
 
+    if isinstance(result, ABReport):
+        if format not in ("table", "json"):
+            _usage("--compare of two batches renders as table or json")
+        if format == "json":
+            _write(render_ab_json(result), output)
+        elif output is None:
+            print_ab(result, output_console())
+        else:
+            _write(record_text(lambda c: print_ab(result, c)), output)
+        return
     if isinstance(result, Comparison):
         if format == "json":
             _write(render_json(result), output)
@@ -822,6 +839,16 @@ def replay(
             show_default=False,
         ),
     ] = None,
+    compare: Annotated[
+        tuple[str, str] | None,
+        typer.Option(
+            "--compare",
+            help='A/B: two policy configurations, e.g. "cascade" "adaptive fix_worth=1.5"; '
+            "the difference in quality and cost with paired bootstrap intervals.",
+            metavar="A B",
+            show_default=False,
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -848,6 +875,7 @@ def replay(
             canary=canary,
             queries=queries,
             train=train,
+            compare=compare,
         ),
         debug=debug,
     )
@@ -869,6 +897,45 @@ def export_outcomes(
     n = guarded(lambda: run_export(store, sys.stdout.buffer, compress=not plain))
     sys.stdout.flush()
     _err(f"exported {n} outcome rows")
+
+
+# --- eval (issue 15) ---------------------------------------------------------------------
+
+
+def _opt(help: str, *flags: str) -> Any:
+    return typer.Option(*flags, help=help, show_default=False)
+
+
+@app.command("eval")
+def eval_(
+    workflow: WorkflowArg,
+    cases: Annotated[Path, _opt('JSONL: {"inputs": {...}, "expected": {...}} per line.', "--cases")],
+    tiers: Annotated[str, typer.Option("--tiers", help="Tiers to try each node on.")] = "1,2,3",
+    nodes: Annotated[str | None, _opt("Nodes to evaluate (default: every prompt node).", "--nodes")] = None,
+    repeat: Annotated[int, typer.Option("--repeat", min=1, help="Answers per case and tier.")] = 1,
+    judge: Annotated[int | None, _opt("Tier of a blind judge that scores the tiers' answers.", "--judge")] = None,
+    scorer: Annotated[str | None, _opt("module:function(node_id, output, expected) -> bool or 0..1.", "--scorer")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Runs in flight at once.")] = 8,
+    budget: Annotated[float | None, _opt("Most USD the whole eval may spend.", "--budget")] = None,
+    resume: Annotated[str | None, _opt("Finish eval EVAL_ID: nothing paid for runs again.", "--resume")] = None,
+    store: StoreOpt = None,
+    models: ModelsOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    html: Annotated[Path | None, _opt("Write an HTML page with a chart per node.", "--html")] = None,
+    out: Annotated[Path | None, _opt("Write an outcomes file for `dagtier replay`.", "--out")] = None,
+    seed_stats: Annotated[bool, typer.Option("--seed-stats", help="Load the evidence into the statistics adaptive reads.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    debug: DebugOpt = False,
+) -> None:  # fmt: skip
+    """Run each node of a workflow on each tier over your cases and score the answers: the
+    tier each node needs, before routing anything."""
+    from .eval._cli import EvalArgs, run_eval
+
+    args = EvalArgs(workflow, cases, tiers, nodes, repeat, judge, scorer, concurrency, budget,
+                    resume, store, models, json_out, html, out, seed_stats, quiet)  # fmt: skip
+    code = guarded(lambda: run_eval(args), debug=debug)
+    if code:
+        raise typer.Exit(code)
 
 
 # --- batches (issue 14) -----------------------------------------------------------------

@@ -6,7 +6,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from .._exceptions import SpecError, SpecIssue
 
@@ -30,6 +30,7 @@ def run_replay(
     out: IO[str] | None = None,
     queries: Path | None = None,
     train: float | None = None,
+    compare: tuple[str, str] | None = None,
 ) -> None:
     """Load, replay with a progress bar on a terminal, print the table or JSON.
 
@@ -68,6 +69,8 @@ def run_replay(
         )
     ladder = _split(tiers)
     names: Sequence[str] = _split(policies) if policies else DEFAULT_POLICIES
+    if compare is not None:
+        names = compare
     outcomes = load_outcomes(file, models=ladder)
     outcomes.check_models(ladder)
     texts = (
@@ -78,10 +81,7 @@ def run_replay(
     out = out or sys.stdout
 
     async def go() -> object:
-        return await replay(
-            outcomes,
-            ladder,
-            names,
+        options: dict[str, Any] = dict(
             false_accept=far,
             false_reject=frr,
             judge_cost=judge_cost,
@@ -92,6 +92,11 @@ def run_replay(
             texts=texts,
             train=train,
         )
+        if compare is not None:
+            from ._compare import compare_policies
+
+            return await compare_policies(outcomes, ladder, *compare, **options)
+        return await replay(outcomes, ladder, names, **options)
 
     bar = _Bar.maybe(len(names) * min(limit or 1 << 62, len(outcomes.complete_queries(ladder))))
     try:
@@ -99,8 +104,17 @@ def run_replay(
     finally:
         if bar is not None:
             bar.close()
+    from ..report.abtest import ABReport, print_ab, render_ab_json
     from ._runner import ReplayReport
 
+    if isinstance(report, ABReport):
+        if json_out:
+            out.write(render_ab_json(report))
+            return
+        from rich.console import Console
+
+        print_ab(report, Console(file=out, soft_wrap=False, width=max(120, Console().width)))
+        return
     assert isinstance(report, ReplayReport)
     if json_out:
         out.write(report_json(report) + "\n")

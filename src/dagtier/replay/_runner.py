@@ -144,6 +144,9 @@ class PolicyStats:
     router: dict[str, Any] | None = None
     """The router's own account at the end (its state, outcomes seen, AUC)."""
     seconds: float = 0.0
+    per_query: list[tuple[float, float]] = field(default_factory=list)
+    """(quality, cost) of each query in stream order: the same order for every policy of
+    a replay, so two policies pair query by query (``replay --compare``)."""
     # filled in by the report
     quality_pct: float | None = None
     cost_pct: float | None = None
@@ -322,7 +325,7 @@ def references(
 async def replay(
     outcomes: Outcomes,
     tiers: Sequence[str],
-    policies: Sequence[str] = DEFAULT_POLICIES,
+    policies: Sequence[str | PolicySpec] = DEFAULT_POLICIES,
     *,
     false_accept: float = 0.1,
     false_reject: float = 0.1,
@@ -341,7 +344,8 @@ async def replay(
     Args:
         outcomes: from :func:`load_outcomes`.
         tiers: the ladder's model names, cheapest first (2 or 3).
-        policies: ``static:N``, ``cascade[:START]``, ``adaptive[:TARGET]``.
+        policies: ``static:N``, ``cascade[:START]``, ``adaptive[:TARGET]``, or parsed
+            :class:`PolicySpec` (``replay --compare`` passes configured ones).
         false_accept, false_reject: the judge's error rates.
         judge_cost: USD per judgement; default: tier 1's mean cost on the replayed queries.
         seed: the stream's shuffle and the judge's mistakes.
@@ -374,7 +378,9 @@ async def replay(
             ],
         )
     outcomes.check_models(tiers)
-    specs = [parse_policy(p, len(tiers), canary) for p in policies]
+    specs = [
+        p if isinstance(p, PolicySpec) else parse_policy(p, len(tiers), canary) for p in policies
+    ]
     queries = outcomes.complete_queries(tiers)
     skipped = len(outcomes.tasks) - len(queries)
     if not queries:
@@ -459,10 +465,13 @@ async def replay(
                 st.wasted += answers - 1
             if node.task_key != task:
                 st.routed += 1
+            quality = 0.0
             if node.ok and node.model is not None:
-                st.quality += table[q][node.model][0]
+                quality = table[q][node.model][0]
+                st.quality += quality
             else:
                 st.failed += 1
+            st.per_query.append((quality, node.cost))
             pending += 1
             if progress is not None and pending >= 200:
                 progress(pending)

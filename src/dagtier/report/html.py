@@ -211,13 +211,9 @@ def render_html(report: RunReport) -> str:
             f"{escape(' → '.join(report.critical_path))}</p>"
         )
     title = f"dagtier run {report.run_id}"
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{escape(title)}</title><style>{_CSS}</style></head>
-<body>
-<h1>{escape(title)}</h1>
-<div class="meta">workflow <b>{escape(report.workflow)}</b>{f" ({escape(report.source)})" if report.source else ""}</div>
+    return html_page(
+        title,
+        f"""<div class="meta">workflow <b>{escape(report.workflow)}</b>{f" ({escape(report.source)})" if report.source else ""}</div>
 <div class="cards">{card_html}</div>
 <h2>Cost per node, by tier</h2>
 {_legend(False)}
@@ -231,6 +227,19 @@ def render_html(report: RunReport) -> str:
 <h2>Attempts</h2>
 {_attempts_table(report)}
 <h2>Savings</h2>
-<ul>{savings}</ul>
+<ul>{savings}</ul>""",
+    )
+
+
+def html_page(title: str, body: str) -> str:
+    """A self-contained page: the title as heading, then ``body`` (HTML), with the report's
+    inline style (``dagtier eval --html`` uses it too)."""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(title)}</title><style>{_CSS}</style></head>
+<body>
+<h1>{escape(title)}</h1>
+{body}
 </body></html>
 """
