@@ -23,7 +23,7 @@ class EvalArgs:
     concurrency: int = 8
     budget: float | None = None
     resume: str | None = None
-    store: Path | None = None
+    store: str | None = None
     models: Path | None = None
     json_out: bool = False
     html: Path | None = None
