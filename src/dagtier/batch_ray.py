@@ -262,7 +262,7 @@ async def run_batch_on_ray(
         workflow, models: files every actor loads.
         items: a ``.jsonl`` or ``.csv`` file, read by the driver and queued in the store.
         store: a store every actor can open (a SQLite path on one machine, or a
-            ``postgresql://`` URL where the store supports it).
+            ``postgresql://`` URL for actors on several machines).
         address: a running Ray cluster (``ray.init(address=...)``); None starts a local one.
         actors: processes in the pool; concurrency: runs in flight in each.
         lease_s: how long a claim holds without renewal (how soon a dead actor's items are

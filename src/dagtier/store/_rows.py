@@ -16,7 +16,15 @@ from typing import Any, TypeVar
 from .._logging import redact_text
 from ..catalog import Usage
 from ..results import Attempt, CheckResult, NodeResult, ToolCallRecord, Turn
-from . import RunOwner, RunRecord, as_seen
+from . import (
+    BatchItem,
+    BatchRecord,
+    QueuedItem,
+    RunOwner,
+    RunRecord,
+    as_seen,
+    process_alive,
+)
 
 RUN_COLS = (
     "run_id, workflow, status, started_at, finished_at, fingerprint, node_fingerprints, inputs, "
@@ -282,3 +290,94 @@ def run_costs(writes: Sequence[NodeWrite]) -> list[tuple[float, str]]:
     for w in writes:
         costs[w.run_id] = costs.get(w.run_id, 0.0) + w.node[-1]
     return [(c, rid) for rid, c in costs.items()]
+
+
+BATCH_COLS = (
+    "batch_id, workflow, status, started_at, finished_at, items_path, items_fingerprint, "
+    "items_total, source, budget, pid, host"
+)
+BATCH_ITEM_SELECT = (
+    "SELECT b.idx, b.line, b.run_id, b.status, b.error, r.status, r.cost, r.finished_at, "
+    "r.pid, r.host FROM batch_items b LEFT JOIN runs r ON r.run_id = b.run_id "
+    "WHERE b.batch_id = {p} ORDER BY b.idx"
+)
+"""A batch's items with their runs' status and cost; ``{p}`` is the driver's placeholder."""
+
+
+def new_batch_row(record: BatchRecord, pid: int, host: str) -> tuple[Any, ...]:
+    """The row of a batch just claimed as running by (pid, host), in BATCH_COLS order."""
+    return (
+        record.batch_id,
+        record.workflow,
+        "running",
+        record.started_at,
+        None,
+        record.items_path,
+        record.items_fingerprint,
+        record.items_total,
+        record.source,
+        record.budget,
+        pid,
+        host,
+    )
+
+
+def batch_record(row: Sequence[Any]) -> BatchRecord:
+    """A BatchRecord from a BATCH_COLS row; a running batch whose process is gone reads as
+    ``interrupted``."""
+    status = row[2]
+    if status == "running" and not process_alive(row[10], row[11]):
+        status = "interrupted"
+    return BatchRecord(
+        row[0],
+        row[1],
+        status,
+        row[3],
+        row[5],
+        row[6],
+        row[7],
+        source=row[8],
+        finished_at=row[4],
+        budget=row[9],
+        pid=row[10],
+        host=row[11],
+    )
+
+
+def batch_taken_over(row: Sequence[Any], record: BatchRecord, pid: int, host: str) -> BatchRecord:
+    """The stored batch ``row`` as (pid, host) resumed it: running, with the resume's budget
+    and source (its path, fingerprint and size stay the first run's)."""
+    held = batch_record(row)
+    held.status, held.pid, held.host = "running", pid, host
+    held.budget, held.source = record.budget, record.source
+    return held
+
+
+def batch_item(r: Sequence[Any]) -> BatchItem:
+    """A BatchItem from a BATCH_ITEM_SELECT row: the run's status wins over the item's."""
+    status = r[5] if r[5] is not None else r[3]
+    if status == "running" and not process_alive(r[8], r[9]):
+        status = "interrupted"
+    return BatchItem(r[0], r[1], r[2], status, r[6] or 0.0, r[4], r[7])
+
+
+def queued_rows(batch_id: str, items: Sequence[QueuedItem]) -> list[tuple[Any, ...]]:
+    """batch_items rows (batch_id, idx, line, run_id, status, error, inputs) of queued items;
+    an item that can never run is queued as finished, ``invalid``, its error redacted."""
+    return [
+        (
+            batch_id,
+            it.index,
+            it.line,
+            it.run_id,
+            "invalid" if it.error else None,
+            redact_text(it.error) if it.error else None,
+            json.dumps(it.inputs, separators=(",", ":"), default=str),
+        )
+        for it in items
+    ]
+
+
+def queued_item(r: Sequence[Any]) -> QueuedItem:
+    """A claimed item from its (idx, line, run_id, inputs) row."""
+    return QueuedItem(r[0], r[1], r[2], json.loads(r[3] or "{}"))

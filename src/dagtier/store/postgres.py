@@ -17,6 +17,8 @@ Durability and speed:
 - Claims lock the run's row (``SELECT ... FOR UPDATE``): of two processes claiming a run at
   once, the second waits for the first's commit and then sees the run taken. Statistics are
   folded in by one ``INSERT ... ON CONFLICT DO UPDATE``, so concurrent writers lose nothing.
+- A batch's work queue (``dagtier batch --ray``): workers claim items with
+  ``FOR UPDATE SKIP LOCKED``, so concurrent claimers take disjoint items without queueing.
 - One asyncio connection, opened on first use in the running event loop (asyncio only:
   psycopg has no trio support). Reads and batches take turns on it.
 """
@@ -25,8 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -38,22 +43,34 @@ from ..results import NodeResult
 from . import (
     _PASSWORD_IN_URL,
     _PASSWORD_PARAM,
+    BatchItem,
+    BatchRecord,
     CachedAnswer,
+    QueuedItem,
     RunOwner,
     RunRecord,
     TierStats,
     claim_refused_by,
+    process_alive,
     redact_url,
 )
 from ._batch import GroupCommit
 from ._rows import (
     ATTEMPT_COLS,
+    BATCH_COLS,
+    BATCH_ITEM_SELECT,
     NODE_COLS,
     RUN_COLS,
     NodeWrite,
     assemble_nodes,
+    batch_item,
+    batch_record,
+    batch_taken_over,
     compact,
     grouped,
+    new_batch_row,
+    queued_item,
+    queued_rows,
     record_from_row,
     row_holder,
     run_costs,
@@ -152,6 +169,37 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE batches (
+            batch_id TEXT PRIMARY KEY,
+            workflow TEXT NOT NULL,
+            status TEXT NOT NULL,
+            started_at DOUBLE PRECISION NOT NULL,
+            finished_at DOUBLE PRECISION,
+            items_path TEXT NOT NULL,
+            items_fingerprint TEXT NOT NULL,
+            items_total INTEGER NOT NULL,
+            source TEXT,
+            budget DOUBLE PRECISION,
+            pid INTEGER,
+            host TEXT
+        );
+        CREATE TABLE batch_items (
+            batch_id TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            line INTEGER NOT NULL,
+            run_id TEXT,
+            status TEXT,
+            error TEXT,
+            inputs TEXT,
+            owner TEXT,
+            lease_until DOUBLE PRECISION,
+            PRIMARY KEY (batch_id, idx)
+        );
+        """,
+    ),
 )
 """Ordered schema migrations: (version reached, SQL). Append; never edit a released step.
 (Versions of their own: the SQLite store's history does not apply here.)"""
@@ -180,8 +228,9 @@ def _import_psycopg() -> Any:
 
 
 class PostgresStore:
-    """Implements :class:`~dagtier.store.RunStore`, :class:`~dagtier.store.StatsStore` and
-    :class:`~dagtier.store.ResultCache` over a PostgreSQL database.
+    """Implements :class:`~dagtier.store.RunStore`, :class:`~dagtier.store.StatsStore`,
+    :class:`~dagtier.store.ResultCache`, :class:`~dagtier.store.BatchStore` and
+    :class:`~dagtier.store.BatchQueue` over a PostgreSQL database.
 
     Opening connects once (synchronously, so an unreachable server fails here, before any
     work starts) and creates or migrates the tables; the asyncio connection used for
@@ -199,6 +248,7 @@ class PostgresStore:
     """
 
     def __init__(self, url: str, *, connect_timeout_s: int = 10) -> None:
+        self._host = socket.gethostname()
         self._url = url
         self.path = redact_url(url)
         """The URL without its password (named ``path`` like the SQLite store's file)."""
@@ -536,6 +586,165 @@ class PostgresStore:
 
         await self._submit(op)
         return deleted[0] if deleted else 0
+
+    # --- BatchStore -------------------------------------------------------------------------
+
+    async def claim_batch(self, record: BatchRecord) -> BatchRecord | None:
+        """Create the batch, or take over a stopped one; None when a live process runs it.
+
+        The insert and the check run under the batch row's lock (``FOR UPDATE``), so of two
+        ``--resume`` of the same batch started together exactly one wins."""
+        pid, host = os.getpid(), self._host
+        claimed: list[BatchRecord | None] = []
+
+        async def op(cur: Cursor) -> None:
+            await cur.execute(
+                f"INSERT INTO batches ({BATCH_COLS}) VALUES "
+                "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (batch_id) DO NOTHING "
+                "RETURNING 1",
+                new_batch_row(record, pid, host),
+            )
+            if await cur.fetchone() is not None:
+                claimed.append(replace(record, status="running", pid=pid, host=host))
+                return
+            await cur.execute(
+                f"SELECT {BATCH_COLS} FROM batches WHERE batch_id = %s FOR UPDATE",
+                (record.batch_id,),
+            )
+            row = await cur.fetchone()
+            if row[2] == "running" and process_alive(row[10], row[11]):
+                claimed.append(None)
+                return
+            await cur.execute(
+                "UPDATE batches SET status = 'running', finished_at = NULL, pid = %s, host = %s, "
+                "budget = %s, source = %s WHERE batch_id = %s",
+                (pid, host, record.budget, record.source, record.batch_id),
+            )
+            claimed.append(batch_taken_over(row, record, pid, host))
+
+        await self._submit(op)
+        return claimed[0]
+
+    async def record_batch_item(
+        self,
+        batch_id: str,
+        index: int,
+        line: int,
+        run_id: str | None,
+        *,
+        status: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        params = (batch_id, index, line, run_id, status, redact_text(error) if error else None)
+
+        async def op(cur: Cursor) -> None:
+            await cur.execute(
+                "INSERT INTO batch_items (batch_id, idx, line, run_id, status, error) "
+                "VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (batch_id, idx) DO UPDATE SET "
+                "line = excluded.line, run_id = excluded.run_id, status = excluded.status, "
+                "error = excluded.error, inputs = NULL, owner = NULL, lease_until = NULL",
+                params,
+            )
+
+        await self._submit(op)
+
+    async def finish_batch(self, batch_id: str, status: str) -> None:
+        params = (status, time.time(), batch_id)
+
+        async def op(cur: Cursor) -> None:
+            await cur.execute(
+                "UPDATE batches SET status = %s, finished_at = %s WHERE batch_id = %s", params
+            )
+
+        await self._submit(op)
+
+    async def load_batch(self, batch_id: str) -> tuple[BatchRecord, list[BatchItem]] | None:
+        rows = await self._read(
+            f"SELECT {BATCH_COLS} FROM batches WHERE batch_id = %s", (batch_id,)
+        )
+        if not rows:
+            return None
+        items = await self._read(BATCH_ITEM_SELECT.format(p="%s"), (batch_id,))
+        return batch_record(rows[0]), [batch_item(r) for r in items]
+
+    async def list_batches(self, limit: int = 50) -> list[BatchRecord]:
+        rows = await self._read(
+            f"SELECT {BATCH_COLS} FROM batches ORDER BY started_at DESC LIMIT %s", (limit,)
+        )
+        return [batch_record(r) for r in rows]
+
+    # --- BatchQueue -------------------------------------------------------------------------
+
+    async def enqueue_items(self, batch_id: str, items: list[QueuedItem]) -> None:
+        """Queue a batch's items for workers; items already queued are left as they are."""
+        rows = queued_rows(batch_id, items)
+
+        async def op(cur: Cursor) -> None:
+            await cur.executemany(
+                "INSERT INTO batch_items (batch_id, idx, line, run_id, status, error, inputs) "
+                "VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (batch_id, idx) DO NOTHING",
+                rows,
+            )
+
+        if rows:
+            await self._submit(op)
+
+    async def claim_items(
+        self, batch_id: str, owner: str, limit: int, lease_s: float
+    ) -> list[QueuedItem]:
+        """Take up to ``limit`` unfinished items nobody holds (or whose holder's lease ran
+        out: a killed worker's) for ``lease_s`` seconds. ``FOR UPDATE SKIP LOCKED``: a worker
+        claiming at the same moment skips the rows this one is taking instead of waiting for
+        them, so two workers never take the same item and never queue behind each other."""
+        now = time.time()
+        taken: list[QueuedItem] = []
+
+        async def op(cur: Cursor) -> None:
+            await cur.execute(
+                "UPDATE batch_items b SET owner = %s, lease_until = %s FROM ("
+                "SELECT idx FROM batch_items WHERE batch_id = %s AND status IS NULL "
+                "AND (lease_until IS NULL OR lease_until < %s) ORDER BY idx LIMIT %s "
+                "FOR UPDATE SKIP LOCKED) AS free "
+                "WHERE b.batch_id = %s AND b.idx = free.idx "
+                "RETURNING b.idx, b.line, b.run_id, b.inputs",
+                (owner, now + lease_s, batch_id, now, limit, batch_id),
+            )
+            rows = await cur.fetchall()
+            taken.extend(queued_item(r) for r in sorted(rows))
+
+        await self._submit(op)
+        return taken
+
+    async def renew_items(self, batch_id: str, owner: str, lease_s: float) -> None:
+        params = (time.time() + lease_s, batch_id, owner)
+
+        async def op(cur: Cursor) -> None:
+            await cur.execute(
+                "UPDATE batch_items SET lease_until = %s WHERE batch_id = %s AND owner = %s "
+                "AND status IS NULL",
+                params,
+            )
+
+        await self._submit(op)
+
+    async def finish_item(self, batch_id: str, index: int) -> None:
+        params = (batch_id, index)
+
+        async def op(cur: Cursor) -> None:
+            await cur.execute(
+                "UPDATE batch_items SET status = 'done', owner = NULL, lease_until = NULL "
+                "WHERE batch_id = %s AND idx = %s",
+                params,
+            )
+
+        await self._submit(op)
+
+    async def items_left(self, batch_id: str) -> int:
+        rows = await self._read(
+            "SELECT COUNT(*) FROM batch_items WHERE batch_id = %s AND status IS NULL",
+            (batch_id,),
+        )
+        return int(rows[0][0])
 
 
 _NODE_TYPES = [

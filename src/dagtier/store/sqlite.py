@@ -51,12 +51,20 @@ from . import (
 from ._batch import GroupCommit
 from ._rows import (
     ATTEMPT_COLS,
+    BATCH_COLS,
+    BATCH_ITEM_SELECT,
     NODE_COLS,
     RUN_COLS,
     NodeWrite,
     assemble_nodes,
+    batch_item,
+    batch_record,
+    batch_taken_over,
     compact,
     grouped,
+    new_batch_row,
+    queued_item,
+    queued_rows,
     record_from_row,
     row_holder,
     run_costs,
@@ -585,25 +593,12 @@ class SqliteStore:
 
         def op(con: sqlite3.Connection) -> None:
             row = con.execute(
-                f"SELECT {_BATCH_COLS} FROM batches WHERE batch_id = ?", (record.batch_id,)
+                f"SELECT {BATCH_COLS} FROM batches WHERE batch_id = ?", (record.batch_id,)
             ).fetchone()
             if row is None:
                 con.execute(
-                    f"INSERT INTO batches ({_BATCH_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        record.batch_id,
-                        record.workflow,
-                        "running",
-                        record.started_at,
-                        None,
-                        record.items_path,
-                        record.items_fingerprint,
-                        record.items_total,
-                        record.source,
-                        record.budget,
-                        pid,
-                        host,
-                    ),
+                    f"INSERT INTO batches ({BATCH_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    new_batch_row(record, pid, host),
                 )
                 claimed.append(replace(record, status="running", pid=pid, host=host))
                 return
@@ -615,10 +610,7 @@ class SqliteStore:
                 "budget = ?, source = ? WHERE batch_id = ?",
                 (pid, host, record.budget, record.source, record.batch_id),
             )
-            held = _batch_record(row)
-            held.status, held.pid, held.host = "running", pid, host
-            held.budget, held.source = record.budget, record.source
-            claimed.append(held)
+            claimed.append(batch_taken_over(row, record, pid, host))
 
         await self._submit((op,))
         return claimed[0]
@@ -655,22 +647,12 @@ class SqliteStore:
     async def load_batch(self, batch_id: str) -> tuple[BatchRecord, list[BatchItem]] | None:
         def q(con: sqlite3.Connection) -> tuple[BatchRecord, list[BatchItem]] | None:
             row = con.execute(
-                f"SELECT {_BATCH_COLS} FROM batches WHERE batch_id = ?", (batch_id,)
+                f"SELECT {BATCH_COLS} FROM batches WHERE batch_id = ?", (batch_id,)
             ).fetchone()
             if row is None:
                 return None
-            items = []
-            for r in con.execute(
-                "SELECT b.idx, b.line, b.run_id, b.status, b.error, r.status, r.cost, "
-                "r.finished_at, r.pid, r.host FROM batch_items b LEFT JOIN runs r "
-                "ON r.run_id = b.run_id WHERE b.batch_id = ? ORDER BY b.idx",
-                (batch_id,),
-            ):
-                status = r[5] if r[5] is not None else r[3]
-                if status == "running" and not process_alive(r[8], r[9]):
-                    status = "interrupted"
-                items.append(BatchItem(r[0], r[1], r[2], status, r[6] or 0.0, r[4], r[7]))
-            return _batch_record(row), items
+            items = con.execute(BATCH_ITEM_SELECT.format(p="?"), (batch_id,)).fetchall()
+            return batch_record(row), [batch_item(r) for r in items]
 
         result: tuple[BatchRecord, list[BatchItem]] | None = await self._read(q)
         return result
@@ -678,9 +660,9 @@ class SqliteStore:
     async def list_batches(self, limit: int = 50) -> list[BatchRecord]:
         def q(con: sqlite3.Connection) -> list[BatchRecord]:
             rows = con.execute(
-                f"SELECT {_BATCH_COLS} FROM batches ORDER BY started_at DESC LIMIT ?", (limit,)
+                f"SELECT {BATCH_COLS} FROM batches ORDER BY started_at DESC LIMIT ?", (limit,)
             ).fetchall()
-            return [_batch_record(r) for r in rows]
+            return [batch_record(r) for r in rows]
 
         result: list[BatchRecord] = await self._read(q)
         return result
@@ -689,18 +671,7 @@ class SqliteStore:
 
     async def enqueue_items(self, batch_id: str, items: list[QueuedItem]) -> None:
         """Queue a batch's items for workers; items already queued are left as they are."""
-        rows = [
-            (
-                batch_id,
-                it.index,
-                it.line,
-                it.run_id,
-                "invalid" if it.error else None,
-                redact_text(it.error) if it.error else None,
-                json.dumps(it.inputs, separators=(",", ":"), default=str),
-            )
-            for it in items
-        ]
+        rows = queued_rows(batch_id, items)
 
         def op(con: sqlite3.Connection) -> None:
             con.executemany(
@@ -731,7 +702,7 @@ class SqliteStore:
                 "UPDATE batch_items SET owner = ?, lease_until = ? WHERE batch_id = ? AND idx = ?",
                 [(owner, now + lease_s, batch_id, r[0]) for r in rows],
             )
-            taken.extend(QueuedItem(r[0], r[1], r[2], json.loads(r[3] or "{}")) for r in rows)
+            taken.extend(queued_item(r) for r in rows)
 
         await self._submit((op,))
         return taken
@@ -771,32 +742,6 @@ class SqliteStore:
 
         result: int = await self._read(q)
         return result
-
-
-_BATCH_COLS = (
-    "batch_id, workflow, status, started_at, finished_at, items_path, items_fingerprint, "
-    "items_total, source, budget, pid, host"
-)
-
-
-def _batch_record(row: tuple[Any, ...]) -> BatchRecord:
-    status = row[2]
-    if status == "running" and not process_alive(row[10], row[11]):
-        status = "interrupted"
-    return BatchRecord(
-        row[0],
-        row[1],
-        status,
-        row[3],
-        row[5],
-        row[6],
-        row[7],
-        source=row[8],
-        finished_at=row[4],
-        budget=row[9],
-        pid=row[10],
-        host=row[11],
-    )
 
 
 def _write_nodes(con: sqlite3.Connection, writes: list[NodeWrite]) -> None:
