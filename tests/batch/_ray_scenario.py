@@ -1,11 +1,12 @@
 """Run inside a network namespace with only loopback (see test_batch_ray.py): a batch on two
 Ray actors, one SIGKILLed mid-run; prints a JSON report of what was paid and committed.
 
-Usage: python _ray_scenario.py TMPDIR [actor|driver]
+Usage: python _ray_scenario.py TMPDIR [actor|driver|postgresql://URL]
 
 ``actor``: SIGKILL one of the two actors mid-batch. ``driver``: run ``dagtier batch --ray``
 as a child process against this process's Ray cluster, SIGKILL that driver mid-batch, then
-finish the batch with the ``--resume`` command.
+finish the batch with the ``--resume`` command. A PostgreSQL URL: the same batch with the
+work queue in that database (claims by ``FOR UPDATE SKIP LOCKED``), no actor killed.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dagtier.batch_ray import run_batch_on_ray
 ITEMS = 24
 
 
-def main(tmp: Path) -> None:
+def main(tmp: Path, store_url: str | None = None) -> None:
     wf, items, db = tmp / "wf.yaml", tmp / "items.jsonl", tmp / "runs.db"
     wf.write_text(CHAIN_WF)
     items.write_text("".join(json.dumps({"ticket": f"t{i}"}) + "\n" for i in range(ITEMS)))
@@ -67,14 +68,15 @@ def main(tmp: Path) -> None:
                     return
 
         killer = threading.Thread(target=kill_one, daemon=True)
-        killer.start()
+        if store_url is None:  # the SQLite scenario polls the file to find an actor to kill
+            killer.start()
         results = []
 
         async def go() -> object:
             return await run_batch_on_ray(
                 wf,
                 items,
-                store=db,
+                store=store_url or db,
                 models=cat,
                 actors=2,
                 concurrency=3,
@@ -85,7 +87,8 @@ def main(tmp: Path) -> None:
             )
 
         summary = anyio.run(go)
-        killer.join(timeout=5)
+        if killer.is_alive():
+            killer.join(timeout=5)
         report["summary"] = {
             "status": summary.status,
             "succeeded": summary.succeeded,
@@ -159,5 +162,7 @@ def kill_the_driver(tmp: Path) -> None:
 if __name__ == "__main__":
     if sys.argv[2:] == ["driver"]:
         kill_the_driver(Path(sys.argv[1]))
+    elif sys.argv[2].startswith("postgresql://"):
+        main(Path(sys.argv[1]), sys.argv[2])
     else:
         main(Path(sys.argv[1]))

@@ -53,7 +53,7 @@ def _scenario(tmp_path: Path, mode: str) -> dict[str, Any]:
             "sh",
             "-c",
             f'ip link set lo up && exec "{sys.executable}" "{HERE / "_ray_scenario.py"}" '
-            f'"{tmp_path}" {mode}',
+            f'"{tmp_path}" "{mode}"',
         ],
         capture_output=True,
         text=True,
@@ -101,3 +101,17 @@ def test_a_killed_actors_items_are_claimed_again_and_resume(tmp_path: Path) -> N
     # every node answered; at most the killed actor's calls in flight were paid twice
     assert len(paid) == 72
     assert sum(paid.values()) - 72 <= 3
+
+
+def test_actors_claim_a_batch_from_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    """`--store postgresql://...`: two actors claim the items from PostgreSQL (the throwaway
+    cluster's unix socket works inside the loopback-only namespace); every item runs once."""
+    report = _scenario(tmp_path, postgres_url)
+    assert report["summary"] == {"status": "finished", "succeeded": 24, "total": 24}
+    results = report["results"]
+    assert sorted(r["index"] for r in results) == list(range(24))
+    for r in results:
+        assert r["status"] == "succeeded"
+        assert r["outputs"] == {"answer": f"<c <b <a t{r['index']}>>>"}
+    # nobody died: each of the 72 nodes was paid exactly once
+    assert len(report["paid"]) == 72 and set(report["paid"].values()) == {1}
