@@ -553,6 +553,7 @@ async def run_batch(
         raise DagtierUsageError(
             f"run_batch() needs a store that keeps runs and batches, got {store!r}"
         )
+    own_gateway = gateway is None  # one made here is closed here; a caller's, by its caller
     if gateway is None:
         if catalog is None:
             catalog = plan.catalog if plan is not None else load_catalog()
@@ -609,7 +610,11 @@ async def run_batch(
         summary.status = status
         summary.elapsed_s = time.monotonic() - started
         with anyio.CancelScope(shield=True):
-            await store.finish_batch(bid, status)
+            try:
+                await store.finish_batch(bid, status)
+            finally:
+                if own_gateway:
+                    await gateway.aclose()
     return summary
 
 

@@ -188,7 +188,10 @@ async def drain(config: WorkerConfig, owner: str | None = None) -> int:
             tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
-            await store.aclose()
+            try:
+                await gateway.aclose()
+            finally:
+                await store.aclose()
     return ran
 
 

@@ -505,7 +505,8 @@ async def run(
         catalog: the model catalog (default: the packaged one plus ``$DAGTIER_MODELS``).
         providers: provider objects by name, overriding the built-in ones.
         gateway: a ready gateway (retry, fallback and limits configured); built from
-            ``catalog`` and ``providers`` when omitted.
+            ``catalog`` and ``providers`` when omitted, and then closed when the run ends
+            (a gateway passed in is the caller's to close: ``await gateway.aclose()``).
         store: where runs and statistics go: a :class:`~dagtier.RunStore` and/or
             :class:`~dagtier.StatsStore` (and :class:`~dagtier.ResultCache`), such as
             ``dagtier.open_store(path)`` (SQLite) or :class:`~dagtier.MemoryStore` (the default).
@@ -556,6 +557,7 @@ async def run(
         if inputs is None:
             inputs = prior[0].inputs
     values = coerce_inputs(workflow, inputs)
+    own_gateway = gateway is None  # one made here is closed here; a caller's, by its caller
     if gateway is None:
         if catalog is None:
             catalog = plan.catalog if plan is not None else load_catalog()
@@ -661,8 +663,13 @@ async def run(
             error=_durable.run_error(status, run_budget, rid, workflow),
         )
         with anyio.CancelScope(shield=True):
-            if run_store is not None:
-                await run_store.finish_run(rid, status, result.cost)
-            if events:
-                events.emit(RunFinished(rid, result))
+            try:
+                if run_store is not None:
+                    await run_store.finish_run(rid, status, result.cost)
+                if events:
+                    events.emit(RunFinished(rid, result))
+            finally:
+                if own_gateway:
+                    # its SDK clients' connections would otherwise outlive the event loop
+                    await gateway.aclose()
     return result

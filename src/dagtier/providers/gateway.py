@@ -167,6 +167,11 @@ class Gateway:
         self._usable: dict[Tier, tuple[list[ModelEntry], bool]] = {}
         self._prepares: dict[ModelKey, Callable[[ModelEntry], Awaitable[None]] | None] = {}
 
+    async def aclose(self) -> None:
+        """Close the providers its registry built (their SDK clients' connections).
+        Providers passed to the registry as overrides belong to whoever passed them."""
+        await self.registry.aclose()
+
     def _usable_of(self, tier: Tier) -> tuple[list[ModelEntry], bool]:
         usable = self._usable.get(tier)
         if usable is None:
