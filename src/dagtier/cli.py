@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shlex
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -55,6 +56,15 @@ StoreOpt = Annotated[
     ),
 ]
 WorkflowArg = Annotated[Path, typer.Argument(help="The workflow YAML file.", show_default=False)]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Log every model call to stderr.")
+]
+CacheTtlOpt = Annotated[
+    str,
+    typer.Option(
+        "--cache-ttl", help="Max age of cached answers for cache: true nodes (30s, 12h, 7d)."
+    ),
+]
 
 
 def _err(text: str) -> None:
@@ -108,61 +118,6 @@ def guarded(fn: Callable[[], T], *, debug: bool = False) -> T:
             "hint: rerun with --debug for the traceback and report it."
         )
         raise typer.Exit(_exit.INTERNAL) from None
-
-
-def _parse_inputs(pairs: list[str], file: Path | None) -> dict[str, Any]:
-    from ._exceptions import SpecIssue
-
-    values: dict[str, Any] = {}
-    if file is not None:
-        from ._yaml import read_text
-
-        try:
-            loaded = json.loads(read_text(file))
-        except json.JSONDecodeError as exc:
-            raise SpecError(
-                source=str(file),
-                issues=[
-                    SpecIssue(
-                        "",
-                        f"not valid JSON: {exc.msg}",
-                        "json-syntax",
-                        exc.lineno,
-                        exc.colno,
-                        hint="--inputs takes a JSON object of input names to values",
-                    )
-                ],
-            ) from None
-        if not isinstance(loaded, dict):
-            raise SpecError(
-                source=str(file),
-                issues=[
-                    SpecIssue(
-                        "", "expected a JSON object of input names to values", "not-an-object", 1, 1
-                    )
-                ],
-            )
-        values.update(loaded)
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise SpecError(
-                source="--input",
-                issues=[
-                    SpecIssue(
-                        "",
-                        f"'{pair}' is not NAME=VALUE",
-                        "bad-input-flag",
-                        hint="write --input text='some text'; use --inputs FILE.json for many",
-                    )
-                ],
-            )
-        if value.startswith("@"):
-            from ._yaml import read_text
-
-            value = read_text(value[1:])
-        values[name] = value
-    return values
 
 
 @app.command()
@@ -240,9 +195,7 @@ def run(
         bool, typer.Option("--fail-fast", help="Stop everything at the first failed node.")
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Log every model call to stderr.")
-    ] = False,
+    verbose: VerboseOpt = False,
     debug: DebugOpt = False,
     store: StoreOpt = None,
     resume: Annotated[
@@ -269,12 +222,7 @@ def run(
             show_default=False,
         ),
     ] = None,
-    cache_ttl: Annotated[
-        str,
-        typer.Option(
-            "--cache-ttl", help="Max age of cached answers for cache: true nodes (30s, 12h, 7d)."
-        ),
-    ] = "7d",
+    cache_ttl: CacheTtlOpt = "7d",
     log_json: Annotated[
         Path | None,
         typer.Option(
@@ -301,17 +249,13 @@ def run(
     from ._durable import parse_duration
     from .providers.registry import ProviderRegistry
 
-    values = guarded(lambda: _parse_inputs(input or [], inputs))
+    values = guarded(lambda: executor.read_inputs(input or [], inputs))
     given = values if values or not resume else None  # resume: the first run's inputs
     cat = guarded(lambda: load_catalog(models))
     if given is not None:
         guarded(lambda: executor.coerce_inputs(wf, given))
     ttl = guarded(lambda: parse_duration(cache_ttl, "--cache-ttl"))
-    local = [
-        str(t)
-        for t in (1, 2, 3)
-        if ProviderRegistry.usable(cat, t)[1] and any(_may_use_tier(wf, n, t) for n in wf.nodes)
-    ]
+    local = [str(t) for t in ProviderRegistry.local_fallback_tiers(cat, wf)]
     if local:
         _err(
             f"note: no API key for tier{'s' if len(local) > 1 else ''} {', '.join(local)}: running "
@@ -329,6 +273,12 @@ def run(
 
     # named here, so that an interrupted run can be named in the resume command
     run_id = resume or executor.new_run_id()
+    again = _command_line(
+        ["run", str(workflow)],
+        ("--resume", run_id, None),
+        ("--store", store, None),
+        ("--models", models, None),
+    )
 
     async def go(run_store: Any) -> Any:
         return await executor.run(
@@ -366,11 +316,6 @@ def run(
         if log_file is not None:
             log_file.close()
     if ctrl_c.pressed:
-        import shlex
-
-        again = ["dagtier", "run", str(workflow), "--resume", run_id]
-        again += ["--store", str(store)] if store else []
-        again += ["--models", str(models)] if models else []
         _err(
             f"interrupted: run {run_id} stopped; its finished nodes are kept\n"
             f"hint: resume it with: {shlex.join(again)}"
@@ -383,35 +328,37 @@ def run(
     else:
         print_run_summary(result, console)
     if not result.ok:
-        raise typer.Exit(_failed_run_exit(result, cat, workflow))
+        raise typer.Exit(_failed_run_exit(result, cat, shlex.join(again)))
 
 
-def _failed_run_exit(result: Any, cat: Any, workflow: Path) -> int:
+def _failed_run_exit(result: Any, cat: Any, resume_command: str) -> int:
     """1 for a failed run, but 3 when a provider refused a key: rerunning will not help,
     fixing the key will (the README's exit codes)."""
     refused = [r for r in result.nodes.values() if r.error_code == AuthError.code]
     if not refused:
         return _exit.RUN_FAILED
-    served = {(a.provider, a.model) for r in refused for a in r.attempts}
-    keys = sorted(
-        {
-            f"${m.api_key_env}"
-            for m in cat.models.values()
-            if (m.provider, m.model) in served and m.api_key_env
-        }
-    )
+    keys = [
+        f"${k}"
+        for k in cat.key_variables((a.provider, a.model) for r in refused for a in r.attempts)
+    ]
     _err(
         f"error[{AuthError.code}]: the provider refused the API key (node "
         f"{', '.join(repr(r.node_id) for r in refused)})\n"
         "note: your workflow is fine; the key is not.\n"
         f"hint: check {' and '.join(keys) if keys else 'the API key'}, then resume: "
-        f"dagtier run {workflow} --resume {result.run_id}"
+        f"{resume_command}"
     )
     return _exit.CONFIG
 
 
-def _may_use_tier(wf: Any, nid: str, tier: int) -> bool:
-    return bool(wf.node_policy(nid).may_use(tier))
+def _command_line(words: list[str], *options: tuple[str, object, object]) -> list[str]:
+    """``dagtier WORDS`` plus each ``(flag, value, default)`` whose value is not the
+    default: the command that repeats, or resumes, the one being run."""
+    line = ["dagtier", *words]
+    for flag, value, default in options:
+        if value != default:
+            line += [flag, str(value)]
+    return line
 
 
 def _setup_logging(*, verbose: bool, log_json: Path | None) -> Any:
@@ -745,24 +692,15 @@ def estimate(
 ) -> None:
     """Forecast a workflow's cost per node and per policy, before running it (dry run)."""
     from .catalog import load_catalog
-    from .report.estimate import estimate_workflow, print_estimate
+    from .executor import read_inputs
+    from .report.estimate import estimate_workflow, print_estimate, recorded_stats
     from .report.tables import output_console
     from .spec import load_workflow
 
     wf = guarded(lambda: load_workflow(workflow))
-    values = guarded(lambda: _parse_inputs(input or [], None))
+    values = guarded(lambda: read_inputs(input or []))
     cat = guarded(lambda: load_catalog(models))
-    stats: dict[str, Any] = {}
-    if store is not None:
-
-        async def read(s: Any) -> dict[str, Any]:
-            out: dict[str, Any] = {}
-            for nid, node in wf.nodes.items():
-                key = node.task or f"{wf.name}/{nid}"
-                out[key] = await s.tier_stats(key)
-            return out
-
-        stats = _in_store(store, read)
+    stats = _in_store(store, lambda s: recorded_stats(s, wf)) if store is not None else {}
     est = estimate_workflow(wf, cat, inputs=values, stats=stats)
     if json_out:
         typer.echo(json.dumps(est.to_dict(), indent=2))
@@ -994,15 +932,8 @@ def batch(
     ] = None,
     store: StoreOpt = None,
     models: ModelsOpt = None,
-    cache_ttl: Annotated[
-        str,
-        typer.Option(
-            "--cache-ttl", help="Max age of cached answers for cache: true nodes (30s, 12h, 7d)."
-        ),
-    ] = "7d",
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Log every model call to stderr.")
-    ] = False,
+    cache_ttl: CacheTtlOpt = "7d",
+    verbose: VerboseOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ray: Annotated[
         bool,
@@ -1036,8 +967,6 @@ def batch(
     debug: DebugOpt = False,
 ) -> None:
     """Run a workflow once per item of a JSONL or CSV file, every item a durable run."""
-    import shlex
-
     import anyio
 
     from ._durable import parse_duration
@@ -1064,8 +993,8 @@ def batch(
     cat = guarded(lambda: load_catalog(models))
     ttl = guarded(lambda: parse_duration(cache_ttl, "--cache-ttl"))
     bid = resume or new_batch_id()
-    again = ["dagtier", "batch", str(workflow), "--inputs", str(inputs)]
-    for flag, value, default in (
+    again = _command_line(
+        ["batch", str(workflow), "--inputs", str(inputs)],
         ("--out", out, None),
         ("--store", store and shown_location(store), None),
         ("--models", models, None),
@@ -1076,9 +1005,7 @@ def batch(
         ("--ray-address", ray_address, None),
         ("--actors", actors, 2),
         ("--lease", lease, 30.0),
-    ):
-        if value != default:
-            again += [flag, str(value)]
+    )
     if ray:
         again.append("--ray")
     resume_cmd = shlex.join([*again, "--resume", bid])

@@ -9,7 +9,14 @@ import pytest
 from _catalog import make_catalog
 
 from dagtier import CatalogError, SpecError
-from dagtier.catalog import Price, Usage, catalog_from_dict, default_catalog, load_catalog
+from dagtier.catalog import (
+    Catalog,
+    Price,
+    Usage,
+    catalog_from_dict,
+    default_catalog,
+    load_catalog,
+)
 from dagtier.providers.registry import ProviderRegistry
 
 
@@ -130,3 +137,51 @@ def test_a_tier_without_a_key_runs_on_the_local_fallback(monkeypatch: pytest.Mon
     assert usable(2) == (["stand-in"], False)  # the tier's own second model, not a stand-in
     monkeypatch.setenv("TEST_CATALOG_KEY", "k")
     assert usable(1) == (["remote"], False)
+
+
+def _keyed_catalog() -> Catalog:
+    """Tiers 1 and 3 on OpenAI-style models whose key variable is unset, tier 2 in-process,
+    and an in-process local fallback (always usable)."""
+    return catalog_from_dict(
+        {
+            "models": {
+                "o-1": {"provider": "openai", "model": "o-1", "api_key_env": "DAGTIER_TEST_UNSET_1",
+                        "base_url": "http://127.0.0.1:9/v1", "price": {"input": 1, "output": 2}},
+                "o-3": {"provider": "openai", "model": "o-3", "api_key_env": "DAGTIER_TEST_UNSET_3",
+                        "base_url": "http://127.0.0.1:9/v1", "price": {"input": 1, "output": 2}},
+                "p-2": {"provider": "python", "model": "p-2", "price": {"input": 1, "output": 2}},
+                "fb": {"provider": "python", "model": "fb", "price": {"input": 0, "output": 0}},
+            },
+            "tiers": {1: ["o-1"], 2: ["p-2"], 3: ["o-3"]},
+            "local_fallback": "fb",
+        }
+    )  # fmt: skip
+
+
+def test_the_key_variables_of_the_models_that_served_are_named() -> None:
+    """A refused key is traced to the variables of the catalog entries that served the
+    calls, once each, sorted; a model dagtier did not call names nothing."""
+    cat = _keyed_catalog()
+    served = [("openai", "o-3"), ("openai", "o-1"), ("openai", "o-3"), ("python", "p-2")]
+    assert cat.key_variables(served) == ["DAGTIER_TEST_UNSET_1", "DAGTIER_TEST_UNSET_3"]
+    assert cat.key_variables([("openai", "elsewhere")]) == []
+
+
+def test_the_tiers_a_workflow_runs_on_the_local_fallback_are_listed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only the tiers the workflow's nodes may use and whose own models have no key set:
+    tier 3 falls back too, but no node may climb to it."""
+    from dagtier import parse_workflow
+
+    monkeypatch.delenv("DAGTIER_TEST_UNSET_1", raising=False)
+    monkeypatch.delenv("DAGTIER_TEST_UNSET_3", raising=False)
+    cat = _keyed_catalog()
+    wf = parse_workflow(
+        "name: w\nnodes:\n"
+        "  a: {prompt: hi, policy: {kind: static, tier: 1}}\n"
+        "  b: {prompt: hi, policy: {kind: cascade, start: 1, max: 2}}\n"
+    )
+    assert ProviderRegistry.local_fallback_tiers(cat, wf) == [1]
+    monkeypatch.setenv("DAGTIER_TEST_UNSET_1", "sk-test")
+    assert ProviderRegistry.local_fallback_tiers(cat, wf) == []

@@ -84,7 +84,8 @@ def test_a_budget_that_is_not_a_positive_amount_is_a_usage_error(
 
 def test_a_refused_key_exits_3_with_a_hint(tmp_path: Path, fault_server: FaultServer) -> None:
     """A 401 from the provider is a credentials problem: exit 3, as the README says, with a
-    note on which key to check; the nodes below the refused one are skipped."""
+    note on which key to check and the command that resumes the run; the nodes below the
+    refused one are skipped."""
     fault_server.reset()
     fault_server.script("o-tier1", ["401"])
     flow, models = _flow_and_catalog(tmp_path, fault_server.base_url)
@@ -100,6 +101,8 @@ def test_a_refused_key_exits_3_with_a_hint(tmp_path: Path, fault_server: FaultSe
     )  # fmt: skip
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "TEST_OPENAI_KEY" in proc.stderr
+    # the resume command names the same store and catalog, as the Ctrl-C hint does
+    assert f"--store {tmp_path / 'runs.db'} --models {models}" in proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert proc.stdout.count("skipped") == 1  # 'second' never ran
 

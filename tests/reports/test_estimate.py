@@ -56,6 +56,28 @@ def test_recorded_stats_replace_assumptions() -> None:
     assert crit.costs["cascading"] == pytest.approx(c[1] + (2 / 12) * c[2] + (2 / 12) * 0.2 * c[3])
 
 
+def test_the_stores_evidence_is_read_per_task_key() -> None:
+    """recorded_stats reads each node's task key from the store (what `estimate --store`
+    feeds the forecast); a key with no evidence maps to no tiers."""
+    import anyio
+
+    from dagtier.report.estimate import recorded_stats
+    from dagtier.store import MemoryStore
+
+    store = MemoryStore()
+    wf = workflow()
+
+    async def go() -> dict[str, dict[int, TierStats]]:
+        await store.record_observation("review/critique", 1, success=True, cost=0.002)
+        return await recorded_stats(store, wf)  # type: ignore[return-value]
+
+    stats = anyio.run(go)
+    assert set(stats) == {wf.task_key(n) for n in wf.nodes}
+    assert stats["review/critique"][1].successes == 1
+    assert stats["review/critique"][1].mean_cost == pytest.approx(0.002)
+    assert all(stats[k] == {} for k in stats if k != "review/critique")
+
+
 def test_estimate_command_on_refactor_workflow() -> None:
     """On workflows/refactor.yaml the command prints the scenario table, cheapest last."""
     wf = ROOT / "workflows" / "refactor.yaml"

@@ -8,6 +8,7 @@ replaces the default one, a new name adds a model, and a tier listed replaces th
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -174,6 +175,18 @@ class Catalog:
         except KeyError:
             hint = did_you_mean(name, self.models)
             raise CatalogError(f"unknown model '{name}'", hint=hint) from None
+
+    def key_variables(self, served: Iterable[tuple[str, str]]) -> list[str]:
+        """The API key variables of the entries serving these (provider, model) pairs,
+        sorted: what to check when a provider refused a key."""
+        pairs = set(served)
+        return sorted(
+            {
+                m.api_key_env
+                for m in self.models.values()
+                if m.api_key_env and (m.provider, m.model) in pairs
+            }
+        )
 
     def tier_models(self, tier: Tier) -> list[ModelEntry]:
         """The tier's models in fallback order (all of them, usable or not)."""

@@ -13,11 +13,15 @@ import importlib.util
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .._exceptions import CatalogError
-from .._types import Tier
+from .._types import TIERS, Tier
 from ..catalog import Catalog, ModelEntry
 from .base import Provider
+
+if TYPE_CHECKING:
+    from ..spec.models import Workflow
 
 Availability = tuple[bool, str]
 """Whether a model can be called right now, and why (not)."""
@@ -121,6 +125,17 @@ class ProviderRegistry:
             if ProviderRegistry.availability(fb)[0]:
                 return [fb], True
         return usable, False
+
+    @staticmethod
+    def local_fallback_tiers(catalog: Catalog, workflow: Workflow) -> list[Tier]:
+        """The tiers ``workflow``'s nodes may use that the catalog's local fallback model
+        serves here (see :meth:`usable`): what to tell the user before a run starts."""
+        return [
+            t
+            for t in TIERS
+            if ProviderRegistry.usable(catalog, t)[1]
+            and any(workflow.node_policy(n).may_use(t) for n in workflow.nodes)
+        ]
 
     async def aclose(self) -> None:
         for p in self._cache.values():

@@ -20,14 +20,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._types import TIERS
+from .._types import TIERS, Tier
 from .model import tier_reference
 
 if TYPE_CHECKING:
     from ..catalog import Catalog
     from ..plan import Plan
     from ..spec.models import Workflow
-    from ..store import TierStats
+    from ..store import StatsStore, TierStats
 
 SCENARIOS: tuple[str, ...] = (
     "all-top-tier",
@@ -96,12 +96,21 @@ def _pass_rate(stats: TierStats | None, prior: float) -> float:
     return (stats.successes + 1) / (stats.weight + 2)
 
 
+async def recorded_stats(store: StatsStore, workflow: Workflow) -> dict[str, dict[Tier, TierStats]]:
+    """The evidence ``store`` holds for each node's task key, by tier: the ``stats`` of
+    :func:`estimate_workflow`."""
+    return {
+        key: await store.tier_stats(key)
+        for key in sorted({workflow.task_key(n) for n in workflow.nodes})
+    }
+
+
 def estimate_workflow(
     workflow: Workflow | Plan,
     catalog: Catalog | None = None,
     *,
     inputs: Mapping[str, Any] | None = None,
-    stats: Mapping[str, Mapping[int, TierStats]] | None = None,
+    stats: Mapping[str, Mapping[Tier, TierStats]] | None = None,
 ) -> Estimate:
     """Forecast ``workflow``'s cost per node and scenario.
 
