@@ -265,6 +265,7 @@ def run(
 
     from .report.live import LiveView, live_enabled
     from .report.tables import output_console, print_run_summary
+    from .store import shown_location
     from .telemetry import LogSubscriber
 
     console = output_console()
@@ -276,7 +277,7 @@ def run(
     again = _command_line(
         ["run", str(workflow)],
         ("--resume", run_id, None),
-        ("--store", store, None),
+        ("--store", store and shown_location(store), None),
         ("--models", models, None),
     )
 
@@ -504,22 +505,6 @@ def _in_store(path: str | None, fn: Callable[[Any], Awaitable[T]]) -> T:
     return guarded(lambda: anyio.run(_with_store, path, fn))
 
 
-def _workflow_for(source: str | None, override: Path | None) -> Any:
-    """The run's workflow, for policies, static tiers and the critical path: ``--workflow``
-    if given, else the file the run recorded, if it still exists and still loads."""
-    from .spec import load_workflow
-
-    path = override or (Path(source) if source else None)
-    if path is None or not path.is_file():
-        return None
-    if override is not None:
-        return guarded(lambda: load_workflow(path))
-    try:
-        return load_workflow(path)
-    except DagtierError:
-        return None
-
-
 def _write(text: str, output: Path | None) -> None:
     from ._logging import redact_text
 
@@ -585,7 +570,7 @@ def report(
         return
 
     from .catalog import load_catalog
-    from .report import build_report, compare_reports
+    from .report import compare_reports, load_run_report
     from .report.render import FORMATS
 
     if format not in FORMATS:
@@ -599,18 +584,7 @@ def report(
     cat = guarded(lambda: load_catalog(models))
 
     async def load(s: Any, rid: str | None) -> Any:
-        if rid is None:
-            runs = await s.list_runs(1)
-            if not runs:
-                raise StoreError("the store holds no runs yet; run a workflow first")
-            rid = runs[0].run_id
-        loaded = await s.load_run(rid)
-        if loaded is None:
-            recent = ", ".join(r.run_id for r in await s.list_runs(5)) or "(none)"
-            raise StoreError(f"no run '{rid}' in the store (recent runs: {recent})")
-        record, nodes = loaded
-        wf = _workflow_for(record.source, workflow)
-        return build_report(record, nodes, catalog=cat, workflow=wf)
+        return await load_run_report(s, rid, catalog=cat, workflow=workflow)
 
     async def go(s: Any) -> Any:
         if compare is not None:
@@ -629,13 +603,7 @@ def report(
 def _render_report(result: Any, format: str, output: Path | None) -> None:
     from .report import Comparison
     from .report.abtest import ABReport, print_ab, render_ab_json
-    from .report.render import (
-        print_comparison,
-        print_table,
-        render_comparison_csv,
-        render_json,
-        render_to_text,
-    )
+    from .report.render import print_report, render_to_text
     from .report.tables import output_console, record_text
 
     if isinstance(result, ABReport):
@@ -648,20 +616,10 @@ def _render_report(result: Any, format: str, output: Path | None) -> None:
         else:
             _write(record_text(lambda c: print_ab(result, c)), output)
         return
-    if isinstance(result, Comparison):
-        if format == "json":
-            _write(render_json(result), output)
-        elif format == "csv":
-            _write(render_comparison_csv(result), output)
-        elif format == "html":
-            _usage("--compare renders as table, json or csv")
-        elif output is None:
-            print_comparison(result, output_console())
-        else:
-            _write(record_text(lambda c: print_comparison(result, c)), output)
-        return
+    if isinstance(result, Comparison) and format == "html":
+        _usage("--compare renders as table, json or csv")
     if format == "table" and output is None:
-        print_table(result, output_console())
+        print_report(result, output_console())
     else:
         _write(render_to_text(result, format), output)  # type: ignore[arg-type]
 
@@ -796,9 +754,6 @@ def replay(
 
     if tiers.count(",") < 1:
         _usage("--tiers takes 2 or 3 comma-separated model names, cheapest first")
-    if policy is None:  # the default follows the ladder: no static:3 on two tiers
-        rungs = range(1, tiers.count(",") + 2)
-        policy = ",".join([*(f"static:{t}" for t in rungs), "cascade", "adaptive"])
     guarded(
         lambda: run_replay(
             file,
@@ -1099,20 +1054,13 @@ def batch(
 
 
 def _batch_report(batch_id: str, format: str, output: Path | None, store: str | None) -> None:
-    from .report.batch import build_batch_report, print_batch_report, render_batch_json
+    from .report.batch import load_batch_report, print_batch_report, render_batch_json
     from .report.tables import output_console, record_text
 
     if format not in ("table", "json"):
         _usage(f"--batch renders as table or json, got '{format}'")
 
-    async def go(s: Any) -> Any:
-        loaded = await s.load_batch(batch_id)
-        if loaded is None:
-            recent = ", ".join(b.batch_id for b in await s.list_batches(5)) or "(none)"
-            raise StoreError(f"no batch '{batch_id}' in the store (recent batches: {recent})")
-        return await build_batch_report(s, *loaded)
-
-    result = _in_store(store, go)
+    result = _in_store(store, lambda s: load_batch_report(s, batch_id))
     if format == "json":
         _write(render_batch_json(result), output)
     elif output is None:

@@ -81,6 +81,17 @@ def test_the_batch_report_shows_escalations_and_the_tier_mix(tmp_path: Path) -> 
     missing = CliRunner().invoke(app, ["report", "--batch", "nope", "--store", str(db)])
     assert missing.exit_code == 3 and "recent batches: b-esc" in missing.output
 
+    async def from_python() -> str:  # the Python API reads the same report
+        from dagtier.report.batch import load_batch_report, render_batch_json
+
+        store = open_store(db)
+        try:
+            return render_batch_json(await load_batch_report(store, "b-esc"))
+        finally:
+            await store.aclose()
+
+    assert json.loads(anyio.run(from_python)) == report
+
 
 def test_the_progress_line_counts_items_spending_and_the_tier_mix() -> None:
     """The progress bar's caption: done, failed, running, $ spent, $/item, ETA, tier mix."""

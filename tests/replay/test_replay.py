@@ -52,6 +52,18 @@ def outcomes_file(tmp_path: Path) -> Path:
     return write_file(tmp_path / "out.csv.gz", make_rows(60, seed=1))
 
 
+async def test_the_default_policies_follow_the_ladder(outcomes_file: Path) -> None:
+    """Without policies, a 2-model ladder replays static on each of its rungs, cascade and
+    adaptive (no static:3 it lacks); a 3-model ladder adds static:3."""
+    data = load_outcomes(outcomes_file)
+    two = await replay(data, MODELS[:2], seed=3, limit=10)
+    assert [p.label for p in two.policies] == ["static:1", "static:2", "cascade", "adaptive"]
+    three = await replay(data, MODELS, seed=3, limit=10)
+    assert [p.label for p in three.policies] == [
+        "static:1", "static:2", "static:3", "cascade", "adaptive"
+    ]  # fmt: skip
+
+
 async def test_static_policies_reproduce_each_tier_exactly(outcomes_file: Path) -> None:
     """A static policy's quality and cost are the recorded means of its tier's model."""
     data = load_outcomes(outcomes_file)

@@ -42,7 +42,7 @@ def run_replay(
     from .._logging import configure_logging
     from ._data import load_outcomes, load_queries
     from ._render import report_json, report_table, summary_lines
-    from ._runner import DEFAULT_POLICIES, replay
+    from ._runner import default_policies, replay
 
     # at INFO every replayed attempt would be logged: tens of thousands of lines
     configure_logging(level=logging.WARNING)
@@ -68,7 +68,7 @@ def run_replay(
             issues=[SpecIssue("", f"must be at least 1, got {limit}", "value-too-small")],
         )
     ladder = _split(tiers)
-    names: Sequence[str] = _split(policies) if policies else DEFAULT_POLICIES
+    names: Sequence[str] = _split(policies) if policies else default_policies(len(ladder))
     if compare is not None:
         names = compare
     outcomes = load_outcomes(file, models=ladder)

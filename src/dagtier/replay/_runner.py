@@ -322,10 +322,16 @@ def references(
     return refs, Reference("oracle", oq / n, oc / n)
 
 
+def default_policies(rungs: int) -> tuple[str, ...]:
+    """What a ladder of ``rungs`` models is replayed under by default: static on each rung
+    (no ``static:3`` on two), cascade, adaptive; :data:`DEFAULT_POLICIES` for three."""
+    return (*(f"static:{t}" for t in range(1, rungs + 1)), "cascade", "adaptive")
+
+
 async def replay(
     outcomes: Outcomes,
     tiers: Sequence[str],
-    policies: Sequence[str | PolicySpec] = DEFAULT_POLICIES,
+    policies: Sequence[str | PolicySpec] | None = None,
     *,
     false_accept: float = 0.1,
     false_reject: float = 0.1,
@@ -345,7 +351,9 @@ async def replay(
         outcomes: from :func:`load_outcomes`.
         tiers: the ladder's model names, cheapest first (2 or 3).
         policies: ``static:N``, ``cascade[:START]``, ``adaptive[:TARGET]``, or parsed
-            :class:`PolicySpec` (``replay --compare`` passes configured ones).
+            :class:`PolicySpec` (``replay --compare`` passes configured ones); default:
+            :func:`default_policies` of the ladder. *Changed in issue 11*: follows the
+            ladder (was :data:`DEFAULT_POLICIES`, whose ``static:3`` a 2-model ladder lacks).
         false_accept, false_reject: the judge's error rates.
         judge_cost: USD per judgement; default: tier 1's mean cost on the replayed queries.
         seed: the stream's shuffle and the judge's mistakes.
@@ -378,6 +386,8 @@ async def replay(
             ],
         )
     outcomes.check_models(tiers)
+    if policies is None:
+        policies = default_policies(len(tiers))
     specs = [
         p if isinstance(p, PolicySpec) else parse_policy(p, len(tiers), canary) for p in policies
     ]

@@ -15,6 +15,8 @@ from .model import (
     Savings,
     build_report,
     compare_reports,
+    load_run_report,
+    recorded_workflow,
     report_from_result,
 )
 
@@ -26,5 +28,7 @@ __all__ = [
     "Savings",
     "build_report",
     "compare_reports",
+    "load_run_report",
+    "recorded_workflow",
     "report_from_result",
 ]

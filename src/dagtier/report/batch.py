@@ -280,6 +280,22 @@ async def build_batch_report(
     )
 
 
+async def load_batch_report(store: Any, batch_id: str) -> BatchReport:
+    """The report of batch ``batch_id`` in ``store`` (:func:`build_batch_report`).
+    *Added in issue 11* (from the CLI).
+
+    Raises:
+        StoreError: no batch ``batch_id`` (the recent ones named).
+    """
+    from .._exceptions import StoreError
+
+    loaded = await store.load_batch(batch_id)
+    if loaded is None:
+        recent = ", ".join(b.batch_id for b in await store.list_batches(5)) or "(none)"
+        raise StoreError(f"no batch '{batch_id}' in the store (recent batches: {recent})")
+    return await build_batch_report(store, *loaded)
+
+
 def render_batch_json(report: BatchReport) -> str:
     return json.dumps(asdict(report), indent=2) + "\n"
 

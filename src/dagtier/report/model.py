@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..telemetry.logs import count_escalations
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from ..catalog import Catalog, ModelEntry
     from ..results import Attempt, NodeResult, RunResult, Turn
     from ..spec.models import Workflow
-    from ..store import RunRecord
+    from ..store import RunRecord, RunStore
 
 SAVINGS_NOTE = (
     "counterfactual estimates: each node's final answer (same tokens) priced as one call on "
@@ -239,6 +240,58 @@ def _never_ran(
     every = [*record.node_fingerprints, *(workflow.nodes if workflow is not None else ())]
     why = "not run: a node it depends on failed, or the run stopped first"
     return {nid: NodeResult(nid, "skipped", error=why) for nid in every if nid not in nodes}
+
+
+def recorded_workflow(source: str | None, override: Path | None = None) -> Workflow | None:
+    """The workflow a recorded run ran, for policies, static tiers and the critical path:
+    ``override`` if given and a file (its spec errors raised), else the file the run
+    recorded, if it still exists and still loads.
+
+    Raises:
+        SpecError: ``override`` does not load.
+    """
+    from .._exceptions import DagtierError
+    from ..spec import load_workflow
+
+    path = override or (Path(source) if source else None)
+    if path is None or not path.is_file():
+        return None
+    if override is not None:
+        return load_workflow(path)
+    try:
+        return load_workflow(path)
+    except DagtierError:
+        return None
+
+
+async def load_run_report(
+    store: RunStore,
+    run_id: str | None = None,
+    *,
+    catalog: Catalog,
+    workflow: Path | None = None,
+) -> RunReport:
+    """The report of run ``run_id`` in ``store`` (None: the latest run), with the
+    workflow from :func:`recorded_workflow`. *Added in issue 11* (from the CLI).
+
+    Raises:
+        StoreError: the store holds no runs, or no run ``run_id`` (the recent ones named).
+        SpecError: ``workflow`` does not load.
+    """
+    from .._exceptions import StoreError
+
+    if run_id is None:
+        latest = await store.list_runs(1)
+        if not latest:
+            raise StoreError("the store holds no runs yet; run a workflow first")
+        run_id = latest[0].run_id
+    loaded = await store.load_run(run_id)
+    if loaded is None:
+        recent = ", ".join(r.run_id for r in await store.list_runs(5)) or "(none)"
+        raise StoreError(f"no run '{run_id}' in the store (recent runs: {recent})")
+    record, nodes = loaded
+    wf = recorded_workflow(record.source, workflow)
+    return build_report(record, nodes, catalog=catalog, workflow=wf)
 
 
 def build_report(

@@ -253,16 +253,40 @@ def render_comparison_csv(cmp: Comparison) -> str:
     return buf.getvalue()
 
 
-def render_to_text(report: RunReport, fmt: Format, *, width: int = 160) -> str:
-    """Any format as a string (the table through a recording console, without colour)."""
+def print_report(report: RunReport | Comparison, console: Console) -> None:
+    """A run's report (:func:`print_table`) or a comparison (:func:`print_comparison`)."""
+    from .model import Comparison
+
+    if isinstance(report, Comparison):
+        print_comparison(report, console)
+    else:
+        print_table(report, console)
+
+
+def render_to_text(report: RunReport | Comparison, fmt: Format, *, width: int = 160) -> str:
+    """Any format as a string (the table through a recording console, without colour).
+    A comparison renders as table, json or csv. *Changed in issue 11*: takes a Comparison.
+
+    Raises:
+        DagtierUsageError: html of a comparison.
+    """
+    from .model import Comparison
+
     if fmt == "json":
         return render_json(report)
-    if fmt == "csv":
+    if isinstance(report, Comparison):
+        if fmt == "html":
+            from .._exceptions import DagtierUsageError
+
+            raise DagtierUsageError("a comparison renders as table, json or csv, not html")
+        if fmt == "csv":
+            return render_comparison_csv(report)
+    elif fmt == "csv":
         return render_csv(report)
-    if fmt == "html":
+    elif fmt == "html":
         from .html import render_html
 
         return render_html(report)
     from .tables import record_text
 
-    return record_text(lambda console: print_table(report, console), width=width)
+    return record_text(lambda console: print_report(report, console), width=width)
