@@ -84,7 +84,9 @@ def test_ctrl_c_prints_the_resume_command_which_finishes_the_batch(tmp_path: Pat
     items = tmp_path / "items.jsonl"
     items.write_text("".join(json.dumps({"ticket": f"t{i}"}) + "\n" for i in range(ITEMS)))
     db, out = tmp_path / "runs.db", tmp_path / "out.jsonl"
-    with model_server(delay_s=0.05) as server:
+    # 0.25 s a call: the batch takes ~8 s, so the SIGINT after 4 results lands mid-batch even
+    # on a loaded machine (at 0.05 s it sometimes finished before the signal arrived)
+    with model_server(delay_s=0.25) as server:
         cat = server.catalog(tmp_path / "models.yaml")
         cmd = [sys.executable, "-m", "dagtier", "batch", str(wf), "--inputs", str(items)]
         cmd += ["--store", str(db), "--models", str(cat), "--out", str(out), "--concurrency", "3"]
