@@ -48,6 +48,12 @@ def _lines(path: Path) -> list[dict[str, object]]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
+def _sigint_default() -> None:
+    """In the child: Ctrl-C as a terminal delivers it. A shell's background job (CI's, say)
+    starts with SIGINT ignored, and Python keeps an inherited SIG_IGN."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while len(_lines(path)) < n:
@@ -90,7 +96,13 @@ def test_ctrl_c_prints_the_resume_command_which_finishes_the_batch(tmp_path: Pat
         cat = server.catalog(tmp_path / "models.yaml")
         cmd = [sys.executable, "-m", "dagtier", "batch", str(wf), "--inputs", str(items)]
         cmd += ["--store", str(db), "--models", str(cat), "--out", str(out), "--concurrency", "3"]
-        proc = subprocess.Popen(cmd, env=_env(db), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            cmd,
+            env=_env(db),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=_sigint_default,
+        )
         _wait_for_lines(out, 4, proc)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)

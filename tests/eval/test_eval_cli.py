@@ -91,7 +91,14 @@ def test_ctrl_c_then_resume_pays_for_nothing_twice(tmp_path: Path) -> None:
         cat = server.catalog(tmp_path / "models.yaml")
         cmd = [sys.executable, "-m", "dagtier", "eval", str(wf), "--cases", str(path), "--nodes"]
         cmd += ["b", "--store", str(db), "--models", str(cat), "--concurrency", "2", "-q"]
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            # a shell's background job starts with SIGINT ignored, and the child would keep it
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         deadline = time.monotonic() + 60
         while sum(server.counts().values()) < 8:
             assert proc.poll() is None and time.monotonic() < deadline, "no answers in time"

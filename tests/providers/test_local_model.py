@@ -6,6 +6,7 @@ Tests assert structure (valid JSON that matches the schema), never wording.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -269,7 +270,6 @@ async def test_runs_share_one_model_loaded_off_the_event_loop(
 ) -> None:
     """Two dagtier.run() calls falling back to the local model load it once per process,
     in a worker thread: the caller's event loop keeps running while it loads."""
-    import anyio
 
     import dagtier
     from dagtier.providers import local
@@ -279,10 +279,12 @@ async def test_runs_share_one_model_loaded_off_the_event_loop(
     window = default_catalog().model("local-smollm2").context_window
     monkeypatch.delitem(local._loaded, window, raising=False)  # this test watches the load
     loads: list[int] = []
+    loaded_in: list[threading.Thread] = []
     real_load = local.load_server
 
     def counted_load(**kwargs: Any) -> Any:
         loads.append(kwargs["n_ctx"])
+        loaded_in.append(threading.current_thread())
         return real_load(**kwargs)
 
     monkeypatch.setattr(local, "load_server", counted_load)
@@ -290,20 +292,12 @@ async def test_runs_share_one_model_loaded_off_the_event_loop(
         "name: hi\nnodes:\n  a:\n    prompt: Say hi.\n    max_tokens: 4\n"
         "    policy: {kind: static, tier: 1}\n"
     )
-    ticks_while_loading = 0
-
-    async def watch_the_loop() -> None:
-        nonlocal ticks_while_loading
-        while window not in local._loaded:
-            ticks_while_loading += local._load_lock.locked()
-            await anyio.sleep(0.01)
-
     with pytest.warns(dagtier.LocalFallbackWarning):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch_the_loop)
-            first = await dagtier.run(wf, {}, store=dagtier.MemoryStore())
+        first = await dagtier.run(wf, {}, store=dagtier.MemoryStore())
         second = await dagtier.run(wf, {}, store=dagtier.MemoryStore())
     assert first.ok and second.ok
     assert first["a"].model == second["a"].model == "local-smollm2"
     assert loads == [window]
-    assert ticks_while_loading > 0  # the loop ran other tasks during the load
+    # loaded in a worker thread, so the caller's loop runs on meanwhile (whether it gets the
+    # GIL during the load is up to the model library, so the test does not time it)
+    assert loaded_in and loaded_in[0] is not threading.main_thread()
