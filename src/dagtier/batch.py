@@ -34,14 +34,13 @@ from . import _durable
 from ._exceptions import DagtierUsageError, RunError, SpecError, SpecIssue
 from ._logging import redact_text, redact_value
 from .budget import Budget
-from .catalog import Catalog, load_catalog
+from .catalog import Catalog
 from .events import Subscriber
-from .executor import coerce_inputs, render_outputs
+from .executor import coerce_inputs, plan_and_gateway, render_outputs, split_plan
 from .executor import run as run_workflow
-from .plan import Plan, compile_workflow
+from .plan import Plan
 from .providers.base import Provider
 from .providers.gateway import Gateway
-from .providers.registry import ProviderRegistry
 from .results import RunResult
 from .spec.models import Workflow
 from .store import BatchRecord, BatchStore, MemoryStore, RunStore
@@ -533,14 +532,7 @@ async def run_batch(
         RunError: ``resume`` names no batch, another workflow, a changed items file, or a
             batch another live process is running.
     """
-    plan: Plan | None = None
-    if isinstance(workflow, Plan):
-        plan, workflow = workflow, workflow.workflow
-    elif not isinstance(workflow, Workflow):
-        raise DagtierUsageError(
-            f"run_batch() takes a Workflow (from dagtier.load_workflow) or a Plan, got "
-            f"{type(workflow).__name__}"
-        )
+    workflow, plan = split_plan(workflow, "run_batch()")
     if concurrency < 1:
         raise DagtierUsageError(f"concurrency must be at least 1, got {concurrency}")
     source = scan_items(items)
@@ -554,12 +546,7 @@ async def run_batch(
             f"run_batch() needs a store that keeps runs and batches, got {store!r}"
         )
     own_gateway = gateway is None  # one made here is closed here; a caller's, by its caller
-    if gateway is None:
-        if catalog is None:
-            catalog = plan.catalog if plan is not None else load_catalog()
-        gateway = Gateway(catalog, ProviderRegistry(providers))
-    if plan is None:
-        plan = compile_workflow(workflow, gateway.catalog)
+    plan, gateway = plan_and_gateway(workflow, plan, gateway, catalog, providers)
     bid = resume or batch_id or new_batch_id()
     known: dict[int, str | None] = {}
     spent = 0.0

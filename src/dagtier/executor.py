@@ -526,6 +526,44 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
 
+def split_plan(workflow: Workflow | Plan, caller: str) -> tuple[Workflow, Plan | None]:
+    """The workflow and, when ``workflow`` is a compiled :class:`Plan`, that plan: what
+    ``run()``, ``run_batch()`` and ``evaluate()`` accept."""
+    if isinstance(workflow, Plan):
+        return workflow.workflow, workflow
+    if not isinstance(workflow, Workflow):
+        raise DagtierUsageError(
+            f"{caller} takes a Workflow (from dagtier.load_workflow) or a Plan (from "
+            f"dagtier.compile_workflow), got {type(workflow).__name__}"
+        )
+    return workflow, None
+
+
+def plan_and_gateway(
+    workflow: Workflow,
+    plan: Plan | None,
+    gateway: Gateway | None,
+    catalog: Catalog | None,
+    providers: Mapping[str, Provider] | None,
+) -> tuple[Plan, Gateway]:
+    """The plan and the gateway a run calls: the caller's, or made here (the plan's catalog,
+    else ``catalog``, else the default); a plan compiled against another catalog than the
+    gateway's is refused."""
+    if gateway is None:
+        if catalog is None:
+            catalog = plan.catalog if plan is not None else load_catalog()
+        gateway = Gateway(catalog, ProviderRegistry(providers))
+    if plan is None:
+        return compile_workflow(workflow, gateway.catalog), gateway
+    if plan.catalog is not gateway.catalog:
+        # fingerprints and cache keys name the plan's models: they must be the ones called
+        raise DagtierUsageError(
+            "the plan was compiled against another catalog than the one this run calls; "
+            "compile it with compile_workflow(workflow, catalog) using the gateway's catalog"
+        )
+    return plan, gateway
+
+
 async def run(
     workflow: Workflow | Plan,
     inputs: Mapping[str, Any] | None = None,
@@ -595,14 +633,7 @@ async def run(
         RunError: ``resume`` names no run of this workflow, one still running, or finished
             nodes the edited workflow no longer matches (without ``force``).
     """
-    plan: Plan | None = None
-    if isinstance(workflow, Plan):
-        plan, workflow = workflow, workflow.workflow
-    elif not isinstance(workflow, Workflow):
-        raise DagtierUsageError(
-            "run() takes a Workflow (from dagtier.load_workflow) or a Plan (from "
-            f"dagtier.compile_workflow), got {type(workflow).__name__}"
-        )
+    workflow, plan = split_plan(workflow, "run()")
     remembers = store is not None  # a MemoryStore made here is gone when the run ends
     store = store if store is not None else MemoryStore()
     run_store = store if isinstance(store, RunStore) else None
@@ -614,18 +645,7 @@ async def run(
             inputs = prior[0].inputs
     values = coerce_inputs(workflow, inputs)
     own_gateway = gateway is None  # one made here is closed here; a caller's, by its caller
-    if gateway is None:
-        if catalog is None:
-            catalog = plan.catalog if plan is not None else load_catalog()
-        gateway = Gateway(catalog, ProviderRegistry(providers))
-    if plan is None:
-        plan = compile_workflow(workflow, gateway.catalog)
-    elif plan.catalog is not gateway.catalog:
-        # fingerprints and cache keys name the plan's models: they must be the ones called
-        raise DagtierUsageError(
-            "the plan was compiled against another catalog than the one this run calls; "
-            "compile it with compile_workflow(workflow, catalog) using the gateway's catalog"
-        )
+    plan, gateway = plan_and_gateway(workflow, plan, gateway, catalog, providers)
     if not (remembers and stats is not None):
         _warn_adaptive_forgets(plan)
     stand_ins = {

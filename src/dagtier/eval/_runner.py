@@ -35,15 +35,14 @@ from .._exceptions import DagtierUsageError, RunError, SpecError, SpecIssue
 from .._types import TIERS
 from .._yaml import did_you_mean
 from ..budget import Budget
-from ..catalog import Catalog, load_catalog
+from ..catalog import Catalog
 from ..events import Subscriber
-from ..executor import render_outputs
+from ..executor import plan_and_gateway, render_outputs, split_plan
 from ..executor import run as run_workflow
 from ..graph import build_graph
 from ..plan import Plan, compile_workflow
 from ..providers.base import Provider
 from ..providers.gateway import Gateway
-from ..providers.registry import ProviderRegistry
 from ..results import NodeResult, RunResult
 from ..spec.models import StaticPolicy, Workflow
 from ..store import MemoryStore, RunRecord, RunStore
@@ -578,25 +577,14 @@ async def evaluate(
     Raises:
         SpecError: bad cases (every problem, by line), tiers or nodes.
     """
-    plan: Plan | None = None
-    if isinstance(workflow, Plan):
-        plan, workflow = workflow, workflow.workflow
-    elif not isinstance(workflow, Workflow):
-        raise DagtierUsageError(
-            f"evaluate() takes a Workflow or a Plan, got {type(workflow).__name__}"
-        )
+    workflow, plan = split_plan(workflow, "evaluate()")
     if repeat < 1 or concurrency < 1:
         raise DagtierUsageError("repeat and concurrency must be at least 1")
     if judge is not None and judge not in TIERS:
         raise _bad(
             "--judge", "", f"there is no tier {judge}", "bad-tiers", "the judge tier is 1, 2 or 3"
         )
-    if gateway is None:
-        if catalog is None:
-            catalog = plan.catalog if plan is not None else load_catalog()
-        gateway = Gateway(catalog, ProviderRegistry(providers))
-    if plan is None:
-        plan = compile_workflow(workflow, gateway.catalog)
+    plan, gateway = plan_and_gateway(workflow, plan, gateway, catalog, providers)
     selected = check_selection(plan, list(tiers), nodes)
     loaded = load_cases(plan, cases)
     store = store if store is not None else MemoryStore()
