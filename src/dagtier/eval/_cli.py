@@ -1,4 +1,4 @@
-"""The body of ``dagtier eval`` (cli.py stays thin): run with the batch progress bar,
+"""The body of ``dagtier eval`` (the cli package stays thin): run with the batch progress bar,
 print the table or JSON, write the HTML, the outcomes file, seed the statistics."""
 
 from __future__ import annotations

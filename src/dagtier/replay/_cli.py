@@ -1,4 +1,4 @@
-"""The bodies of ``dagtier replay`` and ``dagtier export-outcomes`` (cli.py stays thin)."""
+"""The bodies of ``dagtier replay`` and ``dagtier export-outcomes`` (the cli package stays thin)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,60 @@
+"""``dagtier stats``: what the adaptive policy has learned, per task key and tier."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._app import (
+    app,
+    guarded,
+    in_store,
+)
+from ._options import StoreOpt
+
+
+@app.command()
+def stats(
+    workflow: Annotated[
+        str | None,
+        typer.Option(
+            "--workflow",
+            "-w",
+            help="Only this workflow: a YAML file (its nodes' task keys and adaptive "
+            "settings) or a workflow name.",
+            show_default=False,
+        ),
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", "-t", help="Only this task key.", show_default=False)
+    ] = None,
+    store: StoreOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
+) -> None:
+    """Per task key and tier: observations, successes, estimated success rate, mean cost and
+    latency, and the tier the adaptive policy would pick now."""
+    from ..policies.stats_view import collect, render
+
+    wf = None
+    name = None
+    if workflow is not None:
+        if workflow.endswith((".yaml", ".yml")) or Path(workflow).is_file():
+            from ..spec import load_workflow
+
+            wf = guarded(lambda: load_workflow(Path(workflow)))
+        else:
+            name = workflow
+
+    keys = in_store(store, lambda st: collect(st, workflow=wf, workflow_name=name, task=task))
+    if json_out:
+        typer.echo(json.dumps([k.to_dict() for k in keys], indent=2))
+        return
+    if not keys:
+        typer.echo("no statistics yet" + (" for that filter" if workflow or task else ""))
+        return
+    from ..report.tables import output_console, print_uncut
+
+    print_uncut(render(keys), output_console())
