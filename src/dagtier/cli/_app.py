@@ -118,6 +118,20 @@ def write_output(text: str, output: Path | None) -> None:
         err(f"wrote {output}")
 
 
+def write_table_or_json(
+    format: str, output: Path | None, to_json: Callable[[], str], draw: Callable[[Any], None]
+) -> None:
+    """``--format json`` or the table: on the terminal, or as plain text to ``--output``."""
+    from ..report.tables import output_console, record_text
+
+    if format == "json":
+        write_output(to_json(), output)
+    elif output is None:
+        draw(output_console())
+    else:
+        write_output(record_text(draw), output)
+
+
 def command_line(words: list[str], *options: tuple[str, object, object]) -> list[str]:
     """``dagtier WORDS`` plus each ``(flag, value, default)`` whose value is not the
     default: the command that repeats, or resumes, the one being run."""

@@ -37,6 +37,12 @@ CacheTtlOpt = Annotated[
     ),
 ]
 
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No live progress view (it shows on a terminal).")
+]
+
 
 def opt(help: str, *flags: str) -> Any:
+    """An option without a default shown (its help says what leaving it out means)."""
     return typer.Option(*flags, help=help, show_default=False)

@@ -19,7 +19,7 @@ from ._app import (
     usage,
     with_store,
 )
-from ._options import CacheTtlOpt, DebugOpt, ModelsOpt, StoreOpt, VerboseOpt, WorkflowArg
+from ._options import CacheTtlOpt, DebugOpt, ModelsOpt, QuietOpt, StoreOpt, VerboseOpt, WorkflowArg
 
 
 @app.command()
@@ -77,7 +77,7 @@ def batch(
     models: ModelsOpt = None,
     cache_ttl: CacheTtlOpt = "7d",
     verbose: VerboseOpt = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
     ray: Annotated[
         bool,
         typer.Option(

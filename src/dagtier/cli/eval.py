@@ -11,7 +11,7 @@ from ._app import (
     app,
     guarded,
 )
-from ._options import DebugOpt, ModelsOpt, StoreOpt, WorkflowArg, opt
+from ._options import DebugOpt, JsonOpt, ModelsOpt, QuietOpt, StoreOpt, WorkflowArg, opt
 
 
 @app.command("eval")
@@ -28,11 +28,11 @@ def eval_(
     resume: Annotated[str | None, opt("Finish eval EVAL_ID: nothing paid for runs again.", "--resume")] = None,
     store: StoreOpt = None,
     models: ModelsOpt = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    json_out: JsonOpt = False,
     html: Annotated[Path | None, opt("Write an HTML page with a chart per node.", "--html")] = None,
     out: Annotated[Path | None, opt("Write an outcomes file for `dagtier replay`.", "--out")] = None,
     seed_stats: Annotated[bool, typer.Option("--seed-stats", help="Load the evidence into the statistics adaptive reads.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:  # fmt: skip
     """Run each node of a workflow on each tier over your cases and score the answers: the

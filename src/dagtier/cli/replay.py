@@ -14,7 +14,7 @@ from ._app import (
     guarded,
     usage,
 )
-from ._options import DebugOpt, StoreOpt
+from ._options import DebugOpt, JsonOpt, StoreOpt
 
 
 @app.command()
@@ -96,7 +96,7 @@ def replay(
             show_default=False,
         ),
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    json_out: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Replay recorded per-query outcomes of real models under routing policies, and compare

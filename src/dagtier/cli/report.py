@@ -14,8 +14,9 @@ from ._app import (
     in_store,
     usage,
     write_output,
+    write_table_or_json,
 )
-from ._options import ModelsOpt, StoreOpt, WorkflowArg
+from ._options import JsonOpt, ModelsOpt, StoreOpt, WorkflowArg
 
 
 @app.command()
@@ -103,17 +104,14 @@ def _render_report(result: Any, format: str, output: Path | None) -> None:
     from ..report import Comparison
     from ..report.abtest import ABReport, print_ab, render_ab_json
     from ..report.render import print_report, render_to_text
-    from ..report.tables import output_console, record_text
+    from ..report.tables import output_console
 
     if isinstance(result, ABReport):
         if format not in ("table", "json"):
             usage("--compare of two batches renders as table or json")
-        if format == "json":
-            write_output(render_ab_json(result), output)
-        elif output is None:
-            print_ab(result, output_console())
-        else:
-            write_output(record_text(lambda c: print_ab(result, c)), output)
+        write_table_or_json(
+            format, output, lambda: render_ab_json(result), lambda c: print_ab(result, c)
+        )
         return
     if isinstance(result, Comparison) and format == "html":
         usage("--compare renders as table, json or csv")
@@ -145,7 +143,7 @@ def estimate(
             show_default=False,
         ),
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Forecast a workflow's cost per node and per policy, before running it (dry run)."""
     from ..catalog import load_catalog
@@ -167,15 +165,14 @@ def estimate(
 
 def _batch_report(batch_id: str, format: str, output: Path | None, store: str | None) -> None:
     from ..report.batch import load_batch_report, print_batch_report, render_batch_json
-    from ..report.tables import output_console, record_text
 
     if format not in ("table", "json"):
         usage(f"--batch renders as table or json, got '{format}'")
 
     result = in_store(store, lambda s: load_batch_report(s, batch_id))
-    if format == "json":
-        write_output(render_batch_json(result), output)
-    elif output is None:
-        print_batch_report(result, output_console())
-    else:
-        write_output(record_text(lambda c: print_batch_report(result, c)), output)
+    write_table_or_json(
+        format,
+        output,
+        lambda: render_batch_json(result),
+        lambda c: print_batch_report(result, c),
+    )

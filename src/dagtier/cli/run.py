@@ -21,7 +21,16 @@ from ._app import (
     usage,
     with_store,
 )
-from ._options import CacheTtlOpt, DebugOpt, ModelsOpt, StoreOpt, VerboseOpt, WorkflowArg
+from ._options import (
+    CacheTtlOpt,
+    DebugOpt,
+    JsonOpt,
+    ModelsOpt,
+    QuietOpt,
+    StoreOpt,
+    VerboseOpt,
+    WorkflowArg,
+)
 
 
 @app.command()
@@ -51,7 +60,7 @@ def run(
     fail_fast: Annotated[
         bool, typer.Option("--fail-fast", help="Stop everything at the first failed node.")
     ] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
     store: StoreOpt = None,
@@ -88,7 +97,7 @@ def run(
             show_default=False,
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress view.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Run a workflow end to end and print its outputs and per-node cost."""
     import anyio

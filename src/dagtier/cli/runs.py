@@ -11,14 +11,14 @@ from ._app import (
     guarded,
     in_store,
 )
-from ._options import StoreOpt
+from ._options import JsonOpt, StoreOpt
 
 
 @app.command()
 def runs(
     store: StoreOpt = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many runs, newest first.")] = 20,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """List recent runs with their status (a crashed run shows as interrupted), to --resume."""
 

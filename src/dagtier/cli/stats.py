@@ -13,7 +13,7 @@ from ._app import (
     guarded,
     in_store,
 )
-from ._options import StoreOpt
+from ._options import JsonOpt, StoreOpt
 
 
 @app.command()
@@ -32,7 +32,7 @@ def stats(
         str | None, typer.Option("--task", "-t", help="Only this task key.", show_default=False)
     ] = None,
     store: StoreOpt = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Per task key and tier: observations, successes, estimated success rate, mean cost and
     latency, and the tier the adaptive policy would pick now."""

@@ -1,4 +1,5 @@
-"""``validate``, ``graph``, ``schema`` and ``models``: look at a workflow and the catalog without running anything."""
+"""``validate``, ``graph``, ``schema`` and ``models``: look at a workflow and the catalog
+without running anything."""
 
 from __future__ import annotations
 
