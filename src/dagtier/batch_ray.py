@@ -18,8 +18,12 @@ model's requests/minute, tokens/minute and concurrency. That costs no round trip
 price, a share left idle by an idle actor, does not arise here because all actors pull
 from one queue until it is empty, so they stay equally busy.
 
-A ``--budget`` is not offered with ``--ray``: a budget shared by processes needs its
-reservations in the store, which the stores do not keep yet.
+A ``--budget`` is shared by the actors through the store (:class:`~dagtier.budget.
+StoreBudget`): every call reserves its worst case in the store's ledger with one atomic
+conditional update, so actors reserving at once never pass the budget together; an actor
+killed with calls in flight leaves holds that count as spent once its lease ran out. When
+the budget cannot cover the next call, the actors stop claiming items; the items not run
+stay queued, and ``--resume BATCH_ID`` with a larger ``--budget`` finishes the batch.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from .batch import (
     scan_items,
     stored_item_result,
 )
+from .budget import StoreBudget
 from .catalog import Catalog, load_catalog
 from .executor import coerce_inputs
 from .executor import run as run_workflow
@@ -58,7 +63,7 @@ from .providers.base import Provider
 from .providers.gateway import Gateway
 from .providers.registry import ProviderRegistry
 from .spec import load_workflow
-from .store import BatchQueue, BatchRecord, QueuedItem, open_store
+from .store import BatchQueue, BatchRecord, BudgetLedger, QueuedItem, open_store
 
 DEFAULT_LEASE_S = 30.0
 
@@ -81,6 +86,8 @@ class WorkerConfig:
     providers: Callable[[], Mapping[str, Provider]] | None = None
     """Makes provider objects by name in each actor (e.g. a ``PythonProvider``): Ray
     pickles the function, not the providers, which hold connections."""
+    budget: bool = False
+    """Whether calls reserve from the batch's budget ledger in the store (``batch_id``)."""
 
 
 def share_limits(catalog: Catalog, shares: int) -> Catalog:
@@ -109,9 +116,20 @@ def share_limits(catalog: Catalog, shares: int) -> Catalog:
     )
 
 
-async def drain(config: WorkerConfig, owner: str | None = None) -> int:
-    """Claim and run the batch's items until none is left; returns how many this worker
-    ran. What every Ray actor runs, callable without Ray too (one more worker).
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """What one worker did."""
+
+    ran: int
+    """Items whose run this worker ran (to any end)."""
+    exhausted: str | None = None
+    """Why the batch's budget stopped this worker (None: it ran out of items)."""
+
+
+async def drain(config: WorkerConfig, owner: str | None = None) -> Drained:
+    """Claim and run the batch's items until none is left or the batch's budget cannot
+    cover the next call. What every Ray actor runs, callable without Ray too (one more
+    worker).
 
     While items are held by a worker that died, waits for their leases to run out and
     claims them. Cancellation leaves claimed items to be claimed again after their lease.
@@ -124,6 +142,11 @@ async def drain(config: WorkerConfig, owner: str | None = None) -> int:
     plan = compile_workflow(wf, catalog)
     registry = ProviderRegistry(config.providers() if config.providers else None)
     gateway = Gateway(catalog, registry)
+    budget = (
+        StoreBudget(store, config.batch_id, holder=owner, lease_s=config.lease_s)
+        if config.budget
+        else None
+    )
     ran = 0
     held: set[int] = set()
 
@@ -132,6 +155,8 @@ async def drain(config: WorkerConfig, owner: str | None = None) -> int:
             await anyio.sleep(config.lease_s / 3)
             if held:
                 await store.renew_items(config.batch_id, owner, config.lease_s)
+            if budget is not None:
+                await budget.renew()
 
     async def one(item: QueuedItem) -> None:
         nonlocal ran
@@ -147,13 +172,14 @@ async def drain(config: WorkerConfig, owner: str | None = None) -> int:
         loaded = await store.load_run(rid)
         if loaded is None or loaded[0].status not in FINISHED:
             try:
-                await run_workflow(
+                result = await run_workflow(
                     plan,
                     values,
                     gateway=gateway,
                     store=store,
                     run_id=rid,
                     resume=rid if loaded is not None else None,
+                    shared_budget=budget,
                     cache_ttl_s=config.cache_ttl_s,
                 )
             except RunError as exc:
@@ -161,10 +187,14 @@ async def drain(config: WorkerConfig, owner: str | None = None) -> int:
                 log.info("item not run", index=item.index, reason=redact_text(str(exc)))
                 return
             ran += 1
+            if result.status == "budget_exhausted":
+                # unfinished: queued again for a --resume with a larger budget
+                await store.release_item(config.batch_id, item.index)
+                return
         await store.finish_item(config.batch_id, item.index)
 
     async def worker() -> None:
-        while True:
+        while budget is None or budget.exhausted is None:
             claimed = await store.claim_items(config.batch_id, owner, 1, config.lease_s)
             if not claimed:
                 if await store.items_left(config.batch_id) == 0:
@@ -192,12 +222,15 @@ async def drain(config: WorkerConfig, owner: str | None = None) -> int:
                 await gateway.aclose()
             finally:
                 await store.aclose()
-    return ran
+    exhausted = None if budget is None or budget.exhausted is None else str(budget.exhausted)
+    return Drained(ran, exhausted)
 
 
-def _check_queue(store: object) -> None:
+def _check_queue(store: object, budget: float | None) -> None:
     if not isinstance(store, BatchQueue):  # a store type of its own may lack one
         raise DagtierUsageError(f"--ray needs a store with a work queue, got {store!r}")
+    if budget is not None and not isinstance(store, BudgetLedger):
+        raise DagtierUsageError(f"--budget with --ray needs a store that keeps budgets: {store!r}")
 
 
 def _config(
@@ -210,6 +243,7 @@ def _config(
     lease_s: float,
     cache_ttl_s: float | None,
     providers: Callable[[], Mapping[str, Provider]] | None,
+    budget: bool,
 ) -> WorkerConfig:
     """Absolute paths: the actors' working directory is Ray's, not ours."""
     return WorkerConfig(
@@ -222,6 +256,7 @@ def _config(
         lease_s,
         cache_ttl_s,
         providers,
+        budget,
     )
 
 
@@ -235,7 +270,7 @@ def _actor_class() -> Any:
     class BatchActor:
         """One process of the pool: dagtier's executor with many runs in flight."""
 
-        async def drain(self, config: WorkerConfig) -> int:
+        async def drain(self, config: WorkerConfig) -> Drained:
             return await drain(config)
 
     return BatchActor
@@ -250,6 +285,7 @@ async def run_batch_on_ray(
     address: str | None = None,
     actors: int = 2,
     concurrency: int = 16,
+    budget: float | None = None,
     on_bad_item: str = "stop",
     resume: str | None = None,
     batch_id: str | None = None,
@@ -268,6 +304,9 @@ async def run_batch_on_ray(
             ``postgresql://`` URL for actors on several machines).
         address: a running Ray cluster (``ray.init(address=...)``); None starts a local one.
         actors: processes in the pool; concurrency: runs in flight in each.
+        budget: USD for the whole batch, shared by the actors through the store: no call
+            starts that could take the batch past it; when it cannot cover the next call
+            the batch ends ``budget_exhausted`` with the items not run still queued.
         lease_s: how long a claim holds without renewal (how soon a dead actor's items are
             claimed again).
         on_result: called with each item's result, read from the store at the end.
@@ -287,10 +326,11 @@ async def run_batch_on_ray(
         raise bad_items_error(source.path, source.bad)
     st: Any = open_store(store)
     try:
-        _check_queue(st)
+        _check_queue(st, budget)
         bid = resume or batch_id or new_batch_id()
+        spent = 0.0
         if resume is not None:
-            await _load_for_resume(st, resume, wf, source)
+            _, spent = await _load_for_resume(st, resume, wf, source)
         record = await st.claim_batch(
             BatchRecord(
                 bid,
@@ -301,6 +341,7 @@ async def run_batch_on_ray(
                 source.fingerprint,
                 source.total,
                 source=wf.source,
+                budget=budget,
             )
         )
         if record is None:
@@ -312,30 +353,49 @@ async def run_batch_on_ray(
                 for it in source.items()
             ],
         )
+        if budget is not None:
+            # a resume's items already cost ``spent``; the ledger may know of more (calls
+            # paid by actors that died before committing them)
+            await st.open_budget(bid, budget, spent=spent)
         started = time.monotonic()
         status = "cancelled"
+        exhausted: str | None = None
         try:
             if not ray.is_initialized():
                 ray.init(address=address, logging_level=logging.ERROR, **(ray_init or {}))
             config = _config(
-                bid, workflow, store, models, actors, concurrency, lease_s, cache_ttl_s, providers
+                bid,
+                workflow,
+                store,
+                models,
+                actors,
+                concurrency,
+                lease_s,
+                cache_ttl_s,
+                providers,
+                budget is not None,
             )
             pool = [actor_cls.remote() for _ in range(actors)]
             refs = [a.drain.remote(config) for a in pool]
             for ref in refs:
                 try:
-                    await ref
+                    drained: Drained = await ref
                 except ray.exceptions.RayActorError:
                     # its items go to the others once their leases run out
                     get_logger().warning("a Ray actor died; its items will be claimed again")
-            if await st.items_left(bid):
+                    continue
+                exhausted = exhausted or drained.exhausted
+            if exhausted is not None:
+                status = "budget_exhausted"  # the items not run stay queued for --resume
+            elif await st.items_left(bid):
                 # every actor died: the items stay queued for --resume
                 raise RunError(f"every actor of batch '{bid}' died before the batch finished")
-            status = "finished"
+            else:
+                status = "finished"
         finally:
             with anyio.CancelScope(shield=True):
                 await st.finish_batch(bid, status)
-        summary = BatchSummary(bid, wf.name, status, source.total)
+        summary = BatchSummary(bid, wf.name, status, source.total, error=exhausted)
         plan = compile_workflow(wf, load_catalog(models))
         loaded = await st.load_batch(bid)
         assert loaded is not None
@@ -344,6 +404,8 @@ async def run_batch_on_ray(
             if it.run_id is not None and it.status != "invalid":
                 result = await stored_item_result(st, plan, it.index, it.line, it.run_id)
             if result is None:
+                if it.status != "invalid":
+                    continue  # never run (the budget ran out first)
                 result = ItemResult(it.index, it.line, None, "invalid", error=it.error)
             result.resumed = False
             summary.add(result)
@@ -355,4 +417,4 @@ async def run_batch_on_ray(
         await st.aclose()
 
 
-__all__ = ["WorkerConfig", "drain", "run_batch_on_ray", "share_limits"]
+__all__ = ["Drained", "WorkerConfig", "drain", "run_batch_on_ray", "share_limits"]

@@ -25,11 +25,21 @@ text, in which case the settled cost is what the provider billed.
 A run budget may draw on a ``parent`` shared by many runs (a batch's budget): each call
 reserves from both, so the runs of a batch together never pass the batch's limit, and a run
 stopped by its parent ends ``budget_exhausted`` like one stopped by its own limit.
+
+A parent shared by *processes* (a batch on Ray actors) is a :class:`StoreBudget`: its
+reservations live in the store (:class:`~dagtier.store.BudgetLedger`), each one a
+conditional update that is atomic against every other process, so actors together never
+pass the limit either. That costs a store round trip to reserve and one to settle each
+call, small next to a model call. Its holds carry the actor's lease: an actor killed with
+calls in flight leaves holds that count as spent at their full amount once the lease ran
+out (the provider may have billed them), never as money that came back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Awaitable, Mapping
+from typing import Any
 
 import anyio
 
@@ -46,7 +56,9 @@ class _MustWait(Exception):
 class Reservation:
     __slots__ = ("amount", "node", "parent", "settled")
 
-    def __init__(self, node: str | None, amount: float, parent: Reservation | None = None) -> None:
+    def __init__(
+        self, node: str | None, amount: float, parent: Reservation | _Hold | None = None
+    ) -> None:
         self.node = node
         self.amount = amount
         self.parent = parent
@@ -76,7 +88,7 @@ class Budget:
         spent: float = 0.0,
         node_caps: Mapping[str, float] | None = None,
         run_id: str | None = None,
-        parent: Budget | None = None,
+        parent: Budget | StoreBudget | None = None,
         scope: str = "run",
     ) -> None:
         self.limit = limit
@@ -107,12 +119,23 @@ class Budget:
             BudgetExhausted: the run budget (or its parent's) cannot cover ``amount`` even
                 with nothing in flight.
             NodeBudgetExceeded: the calling node's cap cannot cover it.
+            StoreError: a :class:`StoreBudget` parent's store failed.
         """
         while True:
             try:
-                return self.try_reserve(amount, node_id)
+                token = self.try_reserve(amount, node_id)
             except _MustWait as wait:
                 await wait.budget._next_settle().wait()
+                continue
+            if isinstance(self.parent, StoreBudget):
+                try:
+                    token.parent = await self.parent.reserve(amount)
+                except BaseException as exc:
+                    self._undo(token)  # refused, failed or cancelled: this run holds nothing
+                    if isinstance(exc, BudgetExhausted) and self.exhausted is None:
+                        self.exhausted = exc
+                    raise
+            return token
 
     def _next_settle(self) -> anyio.Event:
         if self._settled is None:
@@ -150,7 +173,7 @@ class Budget:
                         node_id=node,
                     )
         parent = None
-        if self.parent is not None:
+        if isinstance(self.parent, Budget):
             try:
                 parent = self.parent.try_reserve(amount)
             except BudgetExhausted as exc:
@@ -162,21 +185,148 @@ class Budget:
         self.reserved += amount
         return Reservation(node, amount, parent)
 
-    def settle(self, token: Reservation, actual: float) -> None:
-        """Replace a reservation by what the call actually cost (once per reservation)."""
+    def settle(self, token: Reservation, actual: float) -> Awaitable[None] | None:
+        """Replace a reservation by what the call actually cost (once per reservation).
+
+        Returns:
+            With a :class:`StoreBudget` parent, the store's settle to await; else None.
+        """
         if token.settled:
-            return
+            return None
         token.settled = True
-        if token.parent is not None and self.parent is not None:
+        shared = None
+        if isinstance(token.parent, Reservation) and isinstance(self.parent, Budget):
             self.parent.settle(token.parent, actual)
+        elif isinstance(token.parent, _Hold) and isinstance(self.parent, StoreBudget):
+            shared = self.parent.settle(token.parent, actual)
+        self._undo(token, actual)
+        return shared
+
+    def _undo(self, token: Reservation, spent: float = 0.0) -> None:
+        """Release ``token``'s local hold, counting ``spent`` as spent."""
         self.reserved -= token.amount
-        self.spent += actual
+        self.spent += spent
         if token.node is not None:
             self.node_reserved[token.node] -= token.amount
-            self.node_spent[token.node] = self.node_spent.get(token.node, 0.0) + actual
+            self.node_spent[token.node] = self.node_spent.get(token.node, 0.0) + spent
         if self._settled is not None:  # wake the reservations waiting for money to come back
             self._settled.set()
             self._settled = None
 
 
-__all__ = ["Budget", "Reservation"]
+class _Hold:
+    __slots__ = ("amount", "hold_id")
+
+    def __init__(self, hold_id: str, amount: float) -> None:
+        self.hold_id = hold_id
+        self.amount = amount
+
+
+_IN_FLIGHT_EPSILON = 1e-9
+"""Held amounts below this are rounding left by additions and subtractions, not calls."""
+
+
+class StoreBudget:
+    """A budget shared by processes: its spending and reservations live in the store.
+
+    A parent for run budgets (``Budget(..., parent=StoreBudget(...))``). Each reservation
+    is one atomic conditional update of the store's ledger, so processes reserving at once
+    never pass ``limit`` together. A reservation that fits only once calls in flight (in
+    any process) settle waits for them, looking again at the store at each settle in this
+    process and at least every ``poll_s``; one that cannot fit even with nothing in flight
+    raises :class:`~dagtier.BudgetExhausted`.
+
+    Args:
+        ledger: a store implementing :class:`~dagtier.store.BudgetLedger`, holding a ledger
+            opened with ``open_budget(budget_id, limit)``.
+        budget_id: the ledger's id (a batch's id).
+        holder: this process, as the owner of its holds (renewed by :meth:`renew`).
+        lease_s: how long a hold lasts unrenewed; a dead holder's holds count as spent
+            after that.
+        scope: what the budget belongs to, in messages.
+        poll_s: the longest wait between two looks at the store while waiting.
+    """
+
+    def __init__(
+        self,
+        ledger: Any,
+        budget_id: str,
+        *,
+        holder: str,
+        lease_s: float = 30.0,
+        scope: str = "batch",
+        poll_s: float = 0.5,
+    ) -> None:
+        self.ledger = ledger
+        self.budget_id = budget_id
+        self.holder = holder
+        self.lease_s = lease_s
+        self.scope = scope
+        self.poll_s = poll_s
+        self.exhausted: BudgetExhausted | None = None
+        """The first refusal (what stops the process's runs)."""
+        self._settled: anyio.Event | None = None
+        self.holds = 0
+        """Holds of this process in flight."""
+
+    async def reserve(self, amount: float, node_id: str | None = None) -> _Hold:
+        """Hold ``amount`` in the store, waiting while it fits only once calls in flight
+        settle.
+
+        Raises:
+            BudgetExhausted: it cannot fit even with nothing in flight.
+            StoreError: the store failed.
+        """
+        hold = _Hold(uuid.uuid4().hex, amount)
+        wait = self.poll_s / 8
+        while True:
+            if await self.ledger.reserve_budget(
+                self.budget_id, hold.hold_id, self.holder, amount, self.lease_s
+            ):
+                self.holds += 1
+                return hold
+            # refused: count dead processes' expired holds as spent, then look again
+            state = await self.ledger.reclaim_budget(self.budget_id)
+            if state is None:
+                raise RuntimeError(f"no budget ledger {self.budget_id!r} in {self.ledger!r}")
+            if state.spent + state.reserved + amount <= state.limit:
+                continue  # a reclaim or a settle made room
+            if state.reserved <= _IN_FLIGHT_EPSILON or state.spent + amount > state.limit:
+                exc = BudgetExhausted(
+                    f"{self.scope} budget ${state.limit:.6f} exhausted: "
+                    f"${state.spent:.6f} spent, ${max(state.reserved, 0.0):.6f} held by calls "
+                    f"in flight in every process; the next call"
+                    f"{f' (node {node_id!r})' if node_id else ''} may cost up to ${amount:.6f}",
+                    run_id=self.budget_id,
+                    node_id=node_id,
+                )
+                if self.exhausted is None:
+                    self.exhausted = exc
+                raise exc
+            # the worst cases in flight are not spent yet: wait for a settle here, or poll
+            with anyio.move_on_after(wait):
+                await self._next_settle().wait()
+            wait = min(wait * 2, self.poll_s)
+
+    def _next_settle(self) -> anyio.Event:
+        if self._settled is None:
+            self._settled = anyio.Event()
+        return self._settled
+
+    async def settle(self, hold: _Hold, actual: float) -> None:
+        """Replace ``hold`` by what the call cost, in the store."""
+        try:
+            await self.ledger.settle_budget(hold.hold_id, actual)
+        finally:
+            self.holds -= 1
+            if self._settled is not None:
+                self._settled.set()
+                self._settled = None
+
+    async def renew(self) -> None:
+        """Extend this process's holds by ``lease_s`` (call more often than ``lease_s``)."""
+        if self.holds:
+            await self.ledger.renew_budget(self.budget_id, self.holder, self.lease_s)
+
+
+__all__ = ["Budget", "Reservation", "StoreBudget"]

@@ -34,7 +34,7 @@ from ._exceptions import (
 from ._logging import get_logger, redact_text
 from ._types import TIERS, RunStatus
 from ._yaml import did_you_mean, read_text
-from .budget import Budget
+from .budget import Budget, StoreBudget
 from .catalog import Catalog, load_catalog
 from .events import EventBus, NodeFinished, NodeStarted, RunFinished, RunStarted, Subscriber
 from .fingerprint import workflow_fingerprint
@@ -580,7 +580,7 @@ async def run(
     resume: str | None = None,
     force: bool = False,
     budget: float | None = None,
-    shared_budget: Budget | None = None,
+    shared_budget: Budget | StoreBudget | None = None,
     cache_ttl_s: float | None = _durable.DEFAULT_CACHE_TTL_S,
     routers: Mapping[str, Router] | None = None,
 ) -> RunResult:
@@ -617,9 +617,10 @@ async def run(
         budget: the run's budget in USD (default: the workflow's ``budget:``); no call
             starts that could take spending past it, and the run then ends
             ``budget_exhausted``. A resumed run counts what it already spent.
-        shared_budget: a :class:`~dagtier.budget.Budget` shared with other runs (a batch's):
-            every call also reserves from it, and the run ends ``budget_exhausted`` when it
-            runs out. *Added in issue 14.*
+        shared_budget: a :class:`~dagtier.budget.Budget` shared with other runs (a batch's),
+            or a :class:`~dagtier.budget.StoreBudget` shared with other processes: every
+            call also reserves from it, and the run ends ``budget_exhausted`` when it runs
+            out. *Added in issue 14.*
         cache_ttl_s: how old a cached answer may be for nodes with ``cache: true``
             (default a week; None: any age).
         routers: a router per node id (see :mod:`dagtier.policies.routers`): it classifies

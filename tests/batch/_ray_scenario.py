@@ -6,7 +6,8 @@ Usage: python _ray_scenario.py TMPDIR [actor|driver|postgresql://URL]
 ``actor``: SIGKILL one of the two actors mid-batch. ``driver``: run ``dagtier batch --ray``
 as a child process against this process's Ray cluster, SIGKILL that driver mid-batch, then
 finish the batch with the ``--resume`` command. A PostgreSQL URL: the same batch with the
-work queue in that database (claims by ``FOR UPDATE SKIP LOCKED``), no actor killed.
+work queue in that database (claims by ``FOR UPDATE SKIP LOCKED``) and a budget the actors
+share through its ledger (ample: every item runs), no actor killed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _model_server import CHAIN_WF, model_server
 
 from dagtier.batch_ray import run_batch_on_ray
+from dagtier.store import open_store
 
 ITEMS = 24
 
@@ -82,6 +84,7 @@ def main(tmp: Path, store_url: str | None = None) -> None:
                 concurrency=3,
                 batch_id="b-ray",
                 lease_s=3.0,
+                budget=1.0 if store_url else None,
                 on_result=results.append,
                 ray_init={"num_cpus": 2, "include_dashboard": False},
             )
@@ -98,6 +101,15 @@ def main(tmp: Path, store_url: str | None = None) -> None:
             {"index": r.index, "status": r.status, "outputs": r.outputs} for r in results
         ]
         report["paid"] = dict(server.counts())
+    if store_url:
+
+        async def ledger() -> list[float]:
+            store = open_store(store_url)
+            state = await store.reclaim_budget("b-ray")
+            await store.aclose()
+            return [state.limit, state.spent, state.reserved]
+
+        report["budget"] = anyio.run(ledger)
     print(json.dumps(report))
 
 

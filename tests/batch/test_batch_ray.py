@@ -105,7 +105,8 @@ def test_a_killed_actors_items_are_claimed_again_and_resume(tmp_path: Path) -> N
 
 def test_actors_claim_a_batch_from_postgresql(tmp_path: Path, postgres_url: str) -> None:
     """`--store postgresql://...`: two actors claim the items from PostgreSQL (the throwaway
-    cluster's unix socket works inside the loopback-only namespace); every item runs once."""
+    cluster's unix socket works inside the loopback-only namespace); every item runs once.
+    They share a budget through the store's ledger, which counts exactly what was paid."""
     report = _scenario(tmp_path, postgres_url)
     assert report["summary"] == {"status": "finished", "succeeded": 24, "total": 24}
     results = report["results"]
@@ -115,3 +116,6 @@ def test_actors_claim_a_batch_from_postgresql(tmp_path: Path, postgres_url: str)
         assert r["outputs"] == {"answer": f"<c <b <a t{r['index']}>>>"}
     # nobody died: each of the 72 nodes was paid exactly once
     assert len(report["paid"]) == 72 and set(report["paid"].values()) == {1}
+    limit, spent, reserved = report["budget"]
+    per_call = 20 * 1.0e-6 + 5 * 2.0e-6  # the server's usage at the catalog's prices
+    assert (limit, spent, reserved) == pytest.approx((1.0, 72 * per_call, 0.0), abs=1e-12)

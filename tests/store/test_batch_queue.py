@@ -137,3 +137,15 @@ async def test_an_item_queued_with_an_error_is_never_claimed(location: str) -> N
     assert [i.index for i in await store.claim_items("b", "w", 10, 60.0)] == [1]
     assert await store.items_left("b") == 1
     await store.aclose()
+
+
+async def test_a_released_item_is_claimed_again_at_once(location: str) -> None:
+    """An item given up unfinished (its run stopped on the budget) goes to the next claim
+    without waiting for its lease; it is still left to do."""
+    store = open_store(location)
+    await store.enqueue_items("b", _items(2))
+    assert [i.index for i in await store.claim_items("b", "w1", 2, 60.0)] == [0, 1]
+    await store.release_item("b", 1)
+    assert [i.index for i in await store.claim_items("b", "w2", 10, 60.0)] == [1]
+    assert await store.items_left("b") == 2
+    await store.aclose()

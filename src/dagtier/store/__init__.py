@@ -350,7 +350,61 @@ class BatchQueue(Protocol):
 
     async def finish_item(self, batch_id: str, index: int) -> None: ...
 
+    async def release_item(self, batch_id: str, index: int) -> None:
+        """Give up a claimed item unfinished (its run stopped on the budget), so the next
+        claim, a ``--resume``'s included, takes it at once instead of after the lease."""
+        ...
+
     async def items_left(self, batch_id: str) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetState:
+    """A budget's ledger as the store holds it, in USD."""
+
+    limit: float
+    spent: float
+    reserved: float
+    """Held by calls in flight, in every process."""
+
+
+@runtime_checkable
+class BudgetLedger(Protocol):
+    """Budgets whose spending and reservations live in the store, so processes sharing one
+    (a batch's Ray actors) never pass it together (see :class:`dagtier.budget.StoreBudget`).
+
+    A reservation is a *hold* with its holder's lease: the holder renews it while it works;
+    the holds of a process that died are reclaimed once their lease ran out and count as
+    spent at their full amount (the provider may have billed the call).
+
+    Added in 0.3 (issue 14: ``--budget`` with ``--ray``).
+    """
+
+    async def open_budget(self, budget_id: str, limit: float, *, spent: float = 0.0) -> None:
+        """Create the ledger with ``spent`` already spent, or give a stored one the new
+        ``limit`` (its spending rises to ``spent`` if it recorded less, never falls)."""
+        ...
+
+    async def reserve_budget(
+        self, budget_id: str, hold_id: str, holder: str, amount: float, lease_s: float
+    ) -> bool:
+        """Hold ``amount`` under ``hold_id`` if spent, held and ``amount`` together fit the
+        limit (atomically against every other process); False, holding nothing, if not."""
+        ...
+
+    async def settle_budget(self, hold_id: str, actual: float) -> None:
+        """Replace a hold by what the call cost; a hold reclaimed meanwhile stays counted
+        at its full amount."""
+        ...
+
+    async def reclaim_budget(self, budget_id: str) -> BudgetState | None:
+        """Count the holds whose lease ran out as spent; the ledger after that (None: no
+        such budget)."""
+        ...
+
+    async def renew_budget(self, budget_id: str, holder: str, lease_s: float) -> None:
+        """Extend the lease of ``holder``'s holds by ``lease_s`` from now."""
+        ...
 
 
 @runtime_checkable
@@ -588,6 +642,8 @@ __all__ = [
     "BatchQueue",
     "BatchRecord",
     "BatchStore",
+    "BudgetLedger",
+    "BudgetState",
     "CachedAnswer",
     "MemoryStore",
     "QueuedItem",

@@ -45,6 +45,7 @@ from . import (
     _PASSWORD_PARAM,
     BatchItem,
     BatchRecord,
+    BudgetState,
     CachedAnswer,
     QueuedItem,
     RunOwner,
@@ -55,6 +56,8 @@ from . import (
     redact_url,
 )
 from ._batch import GroupCommit
+from ._ledger import DDL as LEDGER_DDL
+from ._ledger import statements
 from ._rows import (
     ATTEMPT_COLS,
     BATCH_COLS,
@@ -200,11 +203,14 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (3, LEDGER_DDL),
 )
 """Ordered schema migrations: (version reached, SQL). Append; never edit a released step.
 (Versions of their own: the SQLite store's history does not apply here.)"""
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+_LEDGER = statements("%s", "GREATEST")
 
 _MIGRATION_LOCK = 0x64616774  # "dagt": serialises migrations of processes starting at once
 
@@ -739,12 +745,85 @@ class PostgresStore:
 
         await self._submit(op)
 
+    async def release_item(self, batch_id: str, index: int) -> None:
+        params = (batch_id, index)
+
+        async def op(cur: Cursor) -> None:
+            await cur.execute(
+                "UPDATE batch_items SET owner = NULL, lease_until = NULL "
+                "WHERE batch_id = %s AND idx = %s",
+                params,
+            )
+
+        await self._submit(op)
+
     async def items_left(self, batch_id: str) -> int:
         rows = await self._read(
             "SELECT COUNT(*) FROM batch_items WHERE batch_id = %s AND status IS NULL",
             (batch_id,),
         )
         return int(rows[0][0])
+
+    # --- BudgetLedger (see store._ledger) ---------------------------------------------------
+
+    async def open_budget(self, budget_id: str, limit: float, *, spent: float = 0.0) -> None:
+        params = (budget_id, limit, spent)
+
+        async def op(cur: Cursor) -> None:
+            await cur.execute(_LEDGER["open"], params)
+
+        await self._submit(op)
+
+    async def reserve_budget(
+        self, budget_id: str, hold_id: str, holder: str, amount: float, lease_s: float
+    ) -> bool:
+        """Hold ``amount`` if it fits: the conditional ``UPDATE`` locks the budget's row, so a
+        process reserving at the same moment waits for this commit and then checks the
+        limit against the new row."""
+        granted: list[bool] = []
+        lease_until = time.time() + lease_s
+
+        async def op(cur: Cursor) -> None:
+            granted.clear()  # a transaction retried runs its ops again
+            await cur.execute(_LEDGER["grant"], (amount, budget_id, amount))
+            if await cur.fetchone() is not None:
+                await cur.execute(
+                    _LEDGER["hold"], (hold_id, budget_id, holder, amount, lease_until)
+                )
+                granted.append(True)
+
+        await self._submit(op)
+        return bool(granted)
+
+    async def settle_budget(self, hold_id: str, actual: float) -> None:
+        async def op(cur: Cursor) -> None:
+            await cur.execute(_LEDGER["release"], (hold_id,))
+            for budget_id, amount in await cur.fetchall():
+                await cur.execute(_LEDGER["settle"], (amount, actual, budget_id))
+
+        await self._submit(op)
+
+    async def reclaim_budget(self, budget_id: str) -> BudgetState | None:
+        state: list[BudgetState] = []
+        now = time.time()
+
+        async def op(cur: Cursor) -> None:
+            state.clear()
+            await cur.execute(_LEDGER["expired"], (budget_id, now))
+            gone = sum(a for (a,) in await cur.fetchall())
+            await cur.execute(_LEDGER["reclaim"], (gone, gone, budget_id))
+            state.extend(BudgetState(*r) for r in await cur.fetchall())
+
+        await self._submit(op)
+        return state[0] if state else None
+
+    async def renew_budget(self, budget_id: str, holder: str, lease_s: float) -> None:
+        params = (time.time() + lease_s, budget_id, holder)
+
+        async def op(cur: Cursor) -> None:
+            await cur.execute(_LEDGER["renew"], params)
+
+        await self._submit(op)
 
 
 _NODE_TYPES = [

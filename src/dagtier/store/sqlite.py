@@ -40,6 +40,7 @@ from ..results import NodeResult
 from . import (
     BatchItem,
     BatchRecord,
+    BudgetState,
     CachedAnswer,
     QueuedItem,
     RunOwner,
@@ -49,6 +50,8 @@ from . import (
     process_alive,
 )
 from ._batch import GroupCommit
+from ._ledger import DDL as LEDGER_DDL
+from ._ledger import statements
 from ._rows import (
     ATTEMPT_COLS,
     BATCH_COLS,
@@ -199,10 +202,13 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         """,
     ),
     (7, "ALTER TABLE runs ADD COLUMN owner_token TEXT;"),
+    (8, LEDGER_DDL),
 )
 """Ordered schema migrations: (version reached, SQL). Append; never edit a released step."""
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+_LEDGER = statements("?", "MAX")
 
 _HINT = "pass another file with --store PATH (or set DAGTIER_STORE)"
 
@@ -731,6 +737,18 @@ class SqliteStore:
 
         await self._submit((op,))
 
+    async def release_item(self, batch_id: str, index: int) -> None:
+        params = (batch_id, index)
+
+        def op(con: sqlite3.Connection) -> None:
+            con.execute(
+                "UPDATE batch_items SET owner = NULL, lease_until = NULL "
+                "WHERE batch_id = ? AND idx = ?",
+                params,
+            )
+
+        await self._submit((op,))
+
     async def items_left(self, batch_id: str) -> int:
         def q(con: sqlite3.Connection) -> int:
             return int(
@@ -742,6 +760,59 @@ class SqliteStore:
 
         result: int = await self._read(q)
         return result
+
+    # --- BudgetLedger (see store._ledger) ---------------------------------------------------
+
+    async def open_budget(self, budget_id: str, limit: float, *, spent: float = 0.0) -> None:
+        def op(con: sqlite3.Connection) -> None:
+            con.execute(_LEDGER["open"], (budget_id, limit, spent))
+
+        await self._submit((op,))
+
+    async def reserve_budget(
+        self, budget_id: str, hold_id: str, holder: str, amount: float, lease_s: float
+    ) -> bool:
+        """Hold ``amount`` if it fits; one ``BEGIN IMMEDIATE`` transaction, so no other
+        process reserves between the check and the update."""
+        granted: list[bool] = []
+        lease_until = time.time() + lease_s
+
+        def op(con: sqlite3.Connection) -> None:
+            granted.clear()  # a transaction retried runs its ops again
+            if con.execute(_LEDGER["grant"], (amount, budget_id, amount)).fetchall():
+                con.execute(_LEDGER["hold"], (hold_id, budget_id, holder, amount, lease_until))
+                granted.append(True)
+
+        await self._submit((op,))
+        return bool(granted)
+
+    async def settle_budget(self, hold_id: str, actual: float) -> None:
+        def op(con: sqlite3.Connection) -> None:
+            for budget_id, amount in con.execute(_LEDGER["release"], (hold_id,)).fetchall():
+                con.execute(_LEDGER["settle"], (amount, actual, budget_id))
+
+        await self._submit((op,))
+
+    async def reclaim_budget(self, budget_id: str) -> BudgetState | None:
+        state: list[BudgetState] = []
+        now = time.time()
+
+        def op(con: sqlite3.Connection) -> None:
+            state.clear()
+            gone = sum(a for (a,) in con.execute(_LEDGER["expired"], (budget_id, now)))
+            rows = con.execute(_LEDGER["reclaim"], (gone, gone, budget_id)).fetchall()
+            state.extend(BudgetState(*r) for r in rows)
+
+        await self._submit((op,))
+        return state[0] if state else None
+
+    async def renew_budget(self, budget_id: str, holder: str, lease_s: float) -> None:
+        params = (time.time() + lease_s, budget_id, holder)
+
+        def op(con: sqlite3.Connection) -> None:
+            con.execute(_LEDGER["renew"], params)
+
+        await self._submit((op,))
 
 
 def _write_nodes(con: sqlite3.Connection, writes: list[NodeWrite]) -> None:
