@@ -53,6 +53,25 @@ class _MustWait(Exception):
         self.budget = budget
 
 
+def _exhausted(
+    scope: str,
+    limit: float,
+    spent: float,
+    reserved: float,
+    where: str,
+    amount: float,
+    node: str | None,
+    run_id: str | None,
+) -> BudgetExhausted:
+    return BudgetExhausted(
+        f"{scope} budget ${limit:.6f} exhausted: ${spent:.6f} spent, ${reserved:.6f} held by "
+        f"calls in flight{where}; the next call{f' (node {node!r})' if node else ''} may cost "
+        f"up to ${amount:.6f}",
+        run_id=run_id,
+        node_id=node,
+    )
+
+
 class Reservation:
     __slots__ = ("amount", "node", "parent", "settled")
 
@@ -148,12 +167,8 @@ class Budget:
         if self.limit is not None and self.spent + self.reserved + amount > self.limit:
             if self.reserved > 0 and self.spent + amount <= self.limit:
                 raise _MustWait(self)  # the worst cases in flight are not spent yet
-            exc = BudgetExhausted(
-                f"{self.scope} budget ${self.limit:.6f} exhausted: ${self.spent:.6f} spent, "
-                f"${self.reserved:.6f} held by calls in flight; the next call"
-                f"{f' (node {node!r})' if node else ''} may cost up to ${amount:.6f}",
-                run_id=self.run_id,
-                node_id=node,
+            exc = _exhausted(
+                self.scope, self.limit, self.spent, self.reserved, "", amount, node, self.run_id
             )
             if self.exhausted is None:
                 self.exhausted = exc
@@ -292,13 +307,16 @@ class StoreBudget:
             if state.spent + state.reserved + amount <= state.limit:
                 continue  # a reclaim or a settle made room
             if state.reserved <= _IN_FLIGHT_EPSILON or state.spent + amount > state.limit:
-                exc = BudgetExhausted(
-                    f"{self.scope} budget ${state.limit:.6f} exhausted: "
-                    f"${state.spent:.6f} spent, ${max(state.reserved, 0.0):.6f} held by calls "
-                    f"in flight in every process; the next call"
-                    f"{f' (node {node_id!r})' if node_id else ''} may cost up to ${amount:.6f}",
-                    run_id=self.budget_id,
-                    node_id=node_id,
+                held = max(state.reserved, 0.0)
+                exc = _exhausted(
+                    self.scope,
+                    state.limit,
+                    state.spent,
+                    held,
+                    " in every process",
+                    amount,
+                    node_id,
+                    self.budget_id,
                 )
                 if self.exhausted is None:
                     self.exhausted = exc
