@@ -21,6 +21,7 @@ from typing import Any
 from .._exceptions import SpecError, SpecIssue
 from .._types import Tier
 from ..catalog import Catalog, ModelEntry, Price
+from ..plan import Plan, compile_workflow
 from ..policies.routers import ClassifierRouter, TextFeatures
 from ..providers.gateway import Gateway
 from ..providers.registry import ProviderRegistry
@@ -435,7 +436,8 @@ async def replay(
         features = TextFeatures(memo=None)
         features.prime([(texts[q], tasks[q]) for q in queries])
     for spec in specs:
-        workflows: dict[str, Workflow] = {}
+        # one plan per task, compiled once: a run of a workflow would compile it again
+        plans: dict[str, Plan] = {}
         store = _StatsOnly()
         st = PolicyStats(spec.label)
         router = (
@@ -446,12 +448,13 @@ async def replay(
         pending = 0
         for i, q in enumerate(queries):
             task = tasks[q]
-            wf = workflows.get(task)
-            if wf is None:
-                wf = workflows[task] = _workflow(spec, task, texts is not None)
+            plan = plans.get(task)
+            if plan is None:
+                wf = _workflow(spec, task, texts is not None)
+                plan = plans[task] = compile_workflow(wf, gateway.catalog)
             inputs = {"query_id": q} if texts is None else {"query_id": q, "text": texts[q]}
             res = await executor.run(
-                wf, inputs, gateway=gateway, store=store, run_id=q, seed=seed + i, routers=routers
+                plan, inputs, gateway=gateway, store=store, run_id=q, seed=seed + i, routers=routers
             )
             node = res.nodes[NODE]
             if router is not None and not spec.judged and node.model is not None:
