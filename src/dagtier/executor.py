@@ -227,6 +227,13 @@ class _Run:
         worker that made them ready often runs them all before a new one gets to start)."""
         self.ready: deque[str] = deque()
         """Nodes whose dependencies all succeeded, waiting for a worker."""
+        self.unsaved: list[NodeResult] = []
+        """Finished nodes waiting for :meth:`_save` to commit them; their dependents wait too."""
+        self.saving = False
+        self.saved = anyio.Event()
+        """Set (and replaced) when :meth:`_save` made nodes ready or ended."""
+        self.waiting = 0
+        """Workers waiting for ``saved``."""
         self.fail_fast = fail_fast
         self.rng = rng
         self.log = get_logger().bind(run_id=run_id)
@@ -275,24 +282,68 @@ class _Run:
         could take it: whoever makes nodes ready starts the workers they need.
         """
         ready = self.ready
-        store = self.run_store
         self.starting -= 1
         try:
-            while ready and not self.stop_reason:
-                nid = ready.popleft()
-                result = await self._run_node(nid)
-                self.results[nid] = result
-                if store is not None:
-                    # durable before any dependent starts: a crash after this never pays
-                    # for it again
-                    if self.shield_commits:
-                        with anyio.CancelScope(shield=True):
-                            await store.commit_node(self.run_id, result)
-                    else:
-                        await store.commit_node(self.run_id, result)
-                self._settle(nid, result)
+            while True:
+                while ready and not self.stop_reason:
+                    nid = ready.popleft()
+                    result = await self._run_node(nid)
+                    self.results[nid] = result
+                    if self.run_store is None:
+                        self._settle(nid, result)
+                        continue
+                    self.unsaved.append(result)
+                    if not self.saving:
+                        await self._save()
+                if not self.saving or self.stop_reason:
+                    return
+                # The save under way will make nodes ready: wait for it (counted as
+                # starting, so no worker is spawned for what this one will take) rather
+                # than end and have a new task spawned, which costs several wake-ups.
+                self.starting += 1
+                self.waiting += 1
+                try:
+                    await self.saved.wait()
+                finally:
+                    self.starting -= 1
+                    self.waiting -= 1
         finally:
             self.workers -= 1
+
+    async def _save(self) -> None:
+        """Commit the finished nodes waiting in ``unsaved``, then settle them: durable before
+        any dependent starts, so a crash after this never pays for them again.
+
+        One worker saves at a time; the others queue their results and go on to the next
+        ready node instead of waiting, and the saver commits whatever queued meanwhile as
+        its next batch (one store call and one wake-up per batch, not per node). Shielded:
+        a write that reached the store completes, and what queued behind it is committed
+        before a cancellation lands (no unshielded checkpoint between the batches).
+        """
+        store = self.run_store
+        assert store is not None
+        self.saving = True
+        try:
+            while self.unsaved:
+                batch, self.unsaved = self.unsaved, []
+                if self.shield_commits:
+                    with anyio.CancelScope(shield=True):
+                        await store.commit_nodes(self.run_id, batch)
+                else:
+                    await store.commit_nodes(self.run_id, batch)
+                for result in batch:
+                    self._settle(result.node_id, result)
+                if self.ready:
+                    self._wake_waiting()
+        finally:
+            self.saving = False
+            self._wake_waiting()  # to end, unless a node became ready meanwhile
+
+    def _wake_waiting(self) -> None:
+        """Wake the workers waiting in :meth:`_worker` for a save to make nodes ready."""
+        if self.waiting:
+            self.saved.set()
+            self.saved = anyio.Event()
 
     def _settle(self, nid: str, result: NodeResult) -> None:
         """After a node's result is stored: tell subscribers, then start what it unblocked

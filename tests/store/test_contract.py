@@ -280,3 +280,21 @@ async def test_a_node_committed_twice_in_one_batch_keeps_the_second(store: Any) 
     assert loaded is not None
     assert loaded[1]["a"].to_dict() == second.to_dict()
     assert loaded[0].cost == pytest.approx(3.0)
+
+
+async def test_nodes_committed_together_read_back_whole(store: Any) -> None:
+    """commit_nodes saves every node it is given with its attempts; the run's cost counts
+    each, and a node given twice keeps its later result."""
+    await store.begin_run(RunRecord("r", "wf", "running", 1.0))
+    again = NodeResult(
+        "a", "succeeded", text="t", attempts=[Attempt(0, 2, "m", "p", cost=2.0, output="t")]
+    )
+    await store.commit_nodes("r", [_result("a"), _result("b", "other"), again])
+    loaded = await store.load_run("r")
+    assert loaded is not None
+    record, nodes = loaded
+    assert {n: r.to_dict() for n, r in nodes.items()} == {
+        "a": again.to_dict(),
+        "b": _result("b", "other").to_dict(),
+    }
+    assert record.cost == pytest.approx(2 * _result("a").cost + 2.0)

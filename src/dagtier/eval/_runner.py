@@ -167,12 +167,21 @@ class _RunsOnly:
     """The store's runs and nothing else: eval runs must not feed the statistics (they
     would count as traffic) nor the result cache (every tier must really answer)."""
 
-    __slots__ = ("begin_run", "claim_run", "commit_node", "finish_run", "list_runs", "load_run")
+    __slots__ = (
+        "begin_run",
+        "claim_run",
+        "commit_node",
+        "commit_nodes",
+        "finish_run",
+        "list_runs",
+        "load_run",
+    )
 
     def __init__(self, store: RunStore) -> None:
         self.begin_run = store.begin_run
         self.claim_run = store.claim_run
         self.commit_node = store.commit_node
+        self.commit_nodes = store.commit_nodes
         self.finish_run = store.finish_run
         self.list_runs = store.list_runs
         self.load_run = store.load_run

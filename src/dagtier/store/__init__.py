@@ -16,6 +16,7 @@ import re
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -247,6 +248,11 @@ class RunStore(Protocol):
 
     async def commit_node(self, run_id: str, result: NodeResult) -> None:
         """Durably save a finished node. Returns only once it is safe against a crash."""
+        ...
+
+    async def commit_nodes(self, run_id: str, results: Sequence[NodeResult]) -> None:
+        """Durably save finished nodes of one run together (one transaction). Returns only
+        once all are safe against a crash."""
         ...
 
     async def finish_run(self, run_id: str, status: RunStatus, cost: float) -> None: ...
@@ -554,10 +560,15 @@ class MemoryStore:
         return True
 
     async def commit_node(self, run_id: str, result: NodeResult) -> None:
-        self.nodes.setdefault(run_id, {})[result.node_id] = result
+        await self.commit_nodes(run_id, (result,))
+
+    async def commit_nodes(self, run_id: str, results: Sequence[NodeResult]) -> None:
+        nodes = self.nodes.setdefault(run_id, {})
         rec = self.runs.get(run_id)
-        if rec is not None:
-            rec.cost += result.cost
+        for result in results:
+            nodes[result.node_id] = result
+            if rec is not None:
+                rec.cost += result.cost
 
     async def finish_run(self, run_id: str, status: RunStatus, cost: float) -> None:
         rec = self.runs.get(run_id)

@@ -318,12 +318,15 @@ class PostgresStore:
         if self._conn is None or self._conn.closed or self._loop is not loop:
             self._drop()
             try:
-                self._conn = await self._psycopg.AsyncConnection.connect(
+                conn = await self._psycopg.AsyncConnection.connect(
                     self._url, autocommit=True, connect_timeout=self._timeout
                 )
             except self._psycopg.Error as exc:
                 raise self._error("cannot connect", exc) from None
-            self._loop, self._lock = loop, anyio.Lock()
+            if self._conn is not None and not self._conn.closed and self._loop is loop:
+                await conn.close()  # another task's first use connected meanwhile: one is enough
+            else:
+                self._conn, self._loop, self._lock = conn, loop, anyio.Lock()
         assert self._lock is not None
         return self._conn, self._lock
 
@@ -495,6 +498,10 @@ class PostgresStore:
         """Durably save a finished node (replacing an earlier result of the same node, whose
         cost stays counted in the run's total). Returns once committed."""
         await self._submit(NodeWrite.of(run_id, result))
+
+    async def commit_nodes(self, run_id: str, results: Sequence[NodeResult]) -> None:
+        """:meth:`commit_node` for several nodes of a run, in one transaction."""
+        await self._submit(*(NodeWrite.of(run_id, r) for r in results))
 
     async def finish_run(self, run_id: str, status: RunStatus, cost: float) -> None:
         # The row's cost counts every committed node, reruns included; never lower it.

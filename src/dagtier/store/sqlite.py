@@ -25,7 +25,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -479,6 +479,10 @@ class SqliteStore:
         """Durably save a finished node (replacing an earlier result of the same node, whose
         cost stays counted in the run's total). Returns once committed."""
         await self._submit((NodeWrite.of(run_id, result),))
+
+    async def commit_nodes(self, run_id: str, results: Sequence[NodeResult]) -> None:
+        """:meth:`commit_node` for several nodes of a run, in one transaction."""
+        await self._submit([NodeWrite.of(run_id, r) for r in results])
 
     async def finish_run(self, run_id: str, status: RunStatus, cost: float) -> None:
         # The row's cost counts every committed node, reruns included; never lower it.
