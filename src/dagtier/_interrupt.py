@@ -13,6 +13,7 @@ import asyncio
 import signal
 import threading
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from types import FrameType, TracebackType
 from typing import Any, TypeVar
 
@@ -22,8 +23,8 @@ T = TypeVar("T")
 
 
 class CtrlC:
-    """Use as ``with CtrlC() as ctrl_c: anyio.run(ctrl_c.guard, fn)``; ``pressed`` says
-    whether the run was interrupted (``guard`` then returns None)."""
+    """``CtrlC().run(fn)`` runs ``fn`` on its own event loop, stopped cleanly by the first
+    Ctrl-C; ``pressed`` says whether it was interrupted (``run`` then returns None)."""
 
     def __init__(self) -> None:
         self.pressed = False
@@ -52,6 +53,19 @@ class CtrlC:
         if self._cancel is None:
             raise KeyboardInterrupt  # nothing running yet to stop cleanly
         self._cancel()
+
+    def run(
+        self, fn: Callable[[], Awaitable[T]], *, view: AbstractContextManager[Any] | None = None
+    ) -> T | None:
+        """``anyio.run(fn)`` with this handler installed and inside ``view`` (a live
+        display), or None once Ctrl-C was pressed, even before ``fn`` had started."""
+        try:
+            with self, view if view is not None else nullcontext():
+                return anyio.run(self.guard, fn)
+        except KeyboardInterrupt:
+            if not self.pressed:  # not ours: a Ctrl-C outside the handler's lifetime
+                raise
+            return None
 
     async def guard(self, fn: Callable[[], Awaitable[T]]) -> T | None:
         """``await fn()``, cancelled by the first Ctrl-C (then None)."""

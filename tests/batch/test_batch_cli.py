@@ -62,6 +62,17 @@ def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen[bytes]) -> None:
         time.sleep(0.02)
 
 
+def _batch_status(db: Path, batch_id: str) -> str:
+    con = sqlite3.connect(db)
+    try:
+        [status] = con.execute(
+            "SELECT status FROM batches WHERE batch_id = ?", (batch_id,)
+        ).fetchone()
+    finally:
+        con.close()
+    return str(status)
+
+
 def _wait_for_claim(db: Path, batch_id: str, proc: subprocess.Popen[bytes]) -> None:
     """Until ``proc`` holds the batch (the store names it as the batch's process)."""
     deadline = time.monotonic() + 60
@@ -82,9 +93,10 @@ def _wait_for_claim(db: Path, batch_id: str, proc: subprocess.Popen[bytes]) -> N
 
 @pytest.mark.slow
 def test_ctrl_c_prints_the_resume_command_which_finishes_the_batch(tmp_path: Path) -> None:
-    """SIGINT stops the batch cleanly (exit 130) and prints the exact command that resumes
-    it; a second --resume while that one runs is refused; the resume finishes every item
-    and never calls a node again that the store had committed."""
+    """Ctrl-C twice stops the batch cleanly (exit 130, no traceback, the batch recorded as
+    cancelled) and prints the exact command that resumes it; a second --resume while that
+    one runs is refused; the resume finishes every item and never calls a node again that
+    the store had committed."""
     wf = tmp_path / "wf.yaml"
     wf.write_text(WF)
     items = tmp_path / "items.jsonl"
@@ -105,14 +117,20 @@ def test_ctrl_c_prints_the_resume_command_which_finishes_the_batch(tmp_path: Pat
         )
         _wait_for_lines(out, 4, proc)
         proc.send_signal(signal.SIGINT)
+        # the second Ctrl-C lands while the first one's cancellation is being recorded: it
+        # must neither tear that down nor turn into a traceback
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err.decode()
         text = err.decode()
+        assert "Traceback" not in text, text
         assert "resume it with:" in text, text
         resume_line = text.split("resume it with:")[1].strip().splitlines()[0]
         argv = shlex.split(resume_line)
         assert argv[:2] == ["dagtier", "batch"] and "--resume" in argv
         batch_id = argv[argv.index("--resume") + 1]
+        assert _batch_status(db, batch_id) == "cancelled"
         done_before = _committed(db)
         paid_before = server.counts()
         first = _lines(out)
@@ -147,10 +165,7 @@ def test_ctrl_c_prints_the_resume_command_which_finishes_the_batch(tmp_path: Pat
         prompt = chain_prompt(run_id, node)
         assert final[prompt] == paid_before[prompt] == 1, f"{run_id}/{node} was paid twice"
     assert len(done_before) >= 12  # at least the 4 finished items' nodes
-    con = sqlite3.connect(db)
-    status = con.execute("SELECT status FROM batches WHERE batch_id = ?", (batch_id,)).fetchone()
-    con.close()
-    assert status == ("finished",)
+    assert _batch_status(db, batch_id) == "finished"
 
 
 runner = CliRunner()

@@ -110,9 +110,9 @@ def batch(
     debug: DebugOpt = False,
 ) -> None:
     """Run a workflow once per item of a JSONL or CSV file, every item a durable run."""
-    import anyio
 
     from .._durable import parse_duration
+    from .._interrupt import CtrlC
     from ..batch import new_batch_id, run_batch
     from ..catalog import load_catalog
     from ..report.batch import (
@@ -204,21 +204,16 @@ def batch(
             on_start=lambda total: setattr(progress, "total", total),
         )
 
-    def go_live() -> Any:
-        try:
-            if not show:
-                return anyio.run(with_store, store, go)
-            with BatchLiveView(console, progress):
-                return anyio.run(with_store, store, go)
-        except KeyboardInterrupt:
-            return None
-
+    # the first Ctrl-C cancels the batch and its runs record what they finished; later ones
+    # are ignored, so that this bookkeeping is never torn down halfway (as with `run`)
+    ctrl_c = CtrlC()
+    view = BatchLiveView(console, progress) if show else None
     try:
-        summary = guarded(go_live, debug=debug)
+        summary = guarded(lambda: ctrl_c.run(lambda: with_store(store, go), view=view), debug=debug)
     finally:
         if out is not None and sinks:
             sinks[0].close()
-    if summary is None:
+    if ctrl_c.pressed or summary is None:
         err(
             f"interrupted: batch {bid} stopped with {progress.done} of {progress.total} items "
             f"done; every committed node is kept.\nresume it with:\n  {resume_cmd}"

@@ -100,7 +100,6 @@ def run(
     quiet: QuietOpt = False,
 ) -> None:
     """Run a workflow end to end and print its outputs and per-node cost."""
-    import anyio
 
     from .. import executor
     from ..catalog import load_catalog
@@ -167,22 +166,12 @@ def run(
 
     ctrl_c = CtrlC()
 
-    def go_live() -> Any:
-        async def stoppable() -> Any:
-            return await ctrl_c.guard(lambda: with_store(store, go))
-
-        with ctrl_c:
-            if live is None:
-                return anyio.run(stoppable)
-            with live:
-                return anyio.run(stoppable)
-
     try:
-        result = guarded(go_live, debug=debug)
+        result = guarded(lambda: ctrl_c.run(lambda: with_store(store, go), view=live), debug=debug)
     finally:
         if log_file is not None:
             log_file.close()
-    if ctrl_c.pressed:
+    if ctrl_c.pressed or result is None:
         err(
             f"interrupted: run {run_id} stopped; its finished nodes are kept\n"
             f"hint: resume it with: {shlex.join(again)}"

@@ -76,7 +76,6 @@ def run_eval(args: EvalArgs) -> int:
     Raises:
         DagtierError: bad cases, tiers, nodes or scorer; a resume of an unknown eval.
     """
-    import anyio
 
     from .. import _exit
     from .._callables import import_callable
@@ -152,19 +151,7 @@ def run_eval(args: EvalArgs) -> int:
 
     ctrl_c = CtrlC()
 
-    async def stoppable() -> EvalResult | None:
-        return await ctrl_c.guard(go)
-
-    done: EvalResult | None = None
-    try:
-        with ctrl_c:
-            if show:
-                with BatchLiveView(console, progress):
-                    done = anyio.run(stoppable)
-            else:
-                done = anyio.run(stoppable)
-    except KeyboardInterrupt:  # before anything ran
-        done = None
+    done = ctrl_c.run(go, view=BatchLiveView(console, progress) if show else None)
     if done is None:
         print(
             f"interrupted: eval {eid} stopped with {progress.done} of {progress.total} answers "
