@@ -39,6 +39,7 @@ from .events import Subscriber
 from .executor import coerce_inputs, plan_and_gateway, render_outputs, split_plan
 from .executor import run as run_workflow
 from .plan import Plan
+from .policies.deadline import check_deadline
 from .providers.base import Provider
 from .providers.gateway import Gateway
 from .results import RunResult
@@ -81,6 +82,8 @@ class ItemResult:
     error: str | None = None
     resumed: bool = False
     """Finished in an earlier session of the batch; reported again, not run again."""
+    deadline_met: bool | None = None
+    """Whether the item's run ended within ``deadline_s`` (None: no deadline)."""
 
     @property
     def ok(self) -> bool:
@@ -100,6 +103,8 @@ class ItemResult:
             d["error"] = self.error
         if self.resumed:
             d["resumed"] = True
+        if self.deadline_met is not None:
+            d["deadline_met"] = self.deadline_met
         redacted: dict[str, Any] = redact_value(d)
         return redacted
 
@@ -128,6 +133,12 @@ class BatchSummary:
     tiers: dict[int, int] = field(default_factory=dict)
     """Nodes answered per tier, over the items reported."""
     error: str | None = None
+    deadline_s: float | None = None
+    """Each item's deadline (``deadline_s``; None: none)."""
+    met_deadline: int = 0
+    """Items whose run ended within its deadline."""
+    missed_deadline: int = 0
+    """Items whose run ended after it."""
 
     @property
     def done(self) -> int:
@@ -141,6 +152,8 @@ class BatchSummary:
         else:
             self.failed += 1
         self.resumed += r.resumed
+        self.met_deadline += r.deadline_met is True
+        self.missed_deadline += r.deadline_met is False
         self.cost += r.cost
         for t in r.tiers.values():
             self.tiers[t] = self.tiers.get(t, 0) + 1
@@ -360,6 +373,7 @@ def item_result(index: int, line: int, result: RunResult, *, resumed: bool = Fal
         tiers,
         redact_text(error) if error else None,
         resumed,
+        result.deadline_met,
     )
 
 
@@ -371,14 +385,18 @@ async def stored_item_result(
     if loaded is None:
         return None
     record, nodes = loaded
+    started = record.started_at
+    if record.deadline_s is not None and record.deadline_at is not None:
+        started = record.deadline_at - record.deadline_s  # a resumed run's deadline began later
     done = RunResult(
         run_id,
         record.workflow,
         record.status,
         nodes,
         outputs=render_outputs(plan, record.inputs, nodes),
-        started_at=record.started_at,
+        started_at=started,
         finished_at=record.finished_at or 0.0,
+        deadline_s=record.deadline_s,
     )
     return item_result(index, line, done, resumed=True)
 
@@ -400,6 +418,7 @@ class _Batch:
         subscribers: list[Subscriber],
         on_result: Callable[[ItemResult], Any] | None,
         cache_ttl_s: float | None,
+        deadline_s: float | None = None,
     ) -> None:
         self.plan = plan
         self.wf = plan.workflow
@@ -413,7 +432,9 @@ class _Batch:
         self.subscribers = subscribers
         self.on_result = on_result
         self.cache_ttl_s = cache_ttl_s
+        self.deadline_s = deadline_s
         self.summary = BatchSummary(record.batch_id, self.wf.name, "running", source.total)
+        self.summary.deadline_s = deadline_s if deadline_s is not None else self.wf.deadline_s
         self.stop: str | None = None
 
     async def execute(self) -> None:
@@ -474,6 +495,7 @@ class _Batch:
                 subscribers=self.subscribers,
                 shared_budget=self.budget,
                 cache_ttl_s=self.cache_ttl_s,
+                deadline_s=self.deadline_s,
             )
         except RunError as exc:  # e.g. the workflow changed under a finished node
             return ItemResult(item.index, item.line, rid, "failed", error=redact_text(str(exc)))
@@ -500,6 +522,7 @@ async def run_batch(
     on_result: Callable[[ItemResult], Any] | None = None,
     on_start: Callable[[int], Any] | None = None,
     cache_ttl_s: float | None = _durable.DEFAULT_CACHE_TTL_S,
+    deadline_s: float | None = None,
 ) -> BatchSummary:
     """Run ``workflow`` once per item, every item a durable run in ``store``.
 
@@ -525,6 +548,9 @@ async def run_batch(
         on_result: called (or awaited) with each item's result as it finishes.
         on_start: called with the number of items once the file is scanned (progress bars).
         cache_ttl_s: as for :func:`dagtier.run`.
+        deadline_s: each item's run's deadline in seconds from its start, as
+            :func:`dagtier.run`'s (default: the workflow's ``deadline_s:``); the summary
+            counts the items that missed it. *Added in issue 16.*
 
     Raises:
         SpecError: the items file cannot be read, or has malformed lines with ``on_bad_item``
@@ -535,6 +561,7 @@ async def run_batch(
     workflow, plan = split_plan(workflow, "run_batch()")
     if concurrency < 1:
         raise DagtierUsageError(f"concurrency must be at least 1, got {concurrency}")
+    deadline_s = check_deadline(deadline_s)
     source = scan_items(items)
     if source.bad and on_bad_item == "stop":
         raise bad_items_error(source.path, source.bad)
@@ -586,6 +613,7 @@ async def run_batch(
         subscribers=list(subscribers),
         on_result=on_result,
         cache_ttl_s=cache_ttl_s,
+        deadline_s=deadline_s,
     )
     started = time.monotonic()
     status = "cancelled"

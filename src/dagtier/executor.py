@@ -40,7 +40,8 @@ from .events import EventBus, NodeFinished, NodeStarted, RunFinished, RunStarted
 from .fingerprint import workflow_fingerprint
 from .plan import Plan, compile_workflow
 from .policies import AttemptFailed, NodeContext
-from .policies.routers import Router, apply_route, learn_route
+from .policies.deadline import RunDeadline, apply_deadline, check_deadline, plan_deadline
+from .policies.routers import Router, apply_route, learn_route, start_floor
 from .providers.base import CompletionRequest, Message, Provider
 from .providers.gateway import CallContext, Gateway
 from .providers.registry import ProviderRegistry
@@ -205,6 +206,7 @@ class _Run:
         cache: ResultCache | None = None,
         cache_ttl_s: float | None = None,
         routers: Mapping[str, Router] | None = None,
+        deadline: RunDeadline | None = None,
     ) -> None:
         self.wf = plan.workflow
         self.plan = plan
@@ -245,6 +247,7 @@ class _Run:
         self.budget = budget
         self.cache = cache
         self.cache_ttl_s = cache_ttl_s
+        self.deadline = deadline
 
     async def execute(self) -> None:
         results, pending, ready = self.results, self.pending, self.ready
@@ -452,6 +455,9 @@ class _Run:
             upstream = {d: self.outputs.get(d) for d in wf.nodes[nid].depends_on}
             await apply_route(router, ctx, upstream)
             key = ctx.task_key
+        if self.deadline is not None and nid in self.deadline.critical:
+            policy = np.policy
+            apply_deadline(self.deadline, ctx, start_floor(ctx, policy.start_tier, policy.top_tier))
         try:
             outcome = await np.runner(ctx)
         except AttemptFailed as exc:
@@ -465,6 +471,7 @@ class _Run:
                 task_key=key,
                 decision=ctx.decision,
                 error_code=exc.cause.failure_code,
+                deadline_tier=ctx.deadline_start,
             )
         except BudgetExhausted as exc:
             if self.budget is not None and exc is self.budget.exhausted:
@@ -486,6 +493,7 @@ class _Run:
             finished_at=time.time(),
             task_key=key,
             decision=ctx.decision,
+            deadline_tier=ctx.deadline_start,
         )
         if ckey is not None and self.cache is not None and result.status == "succeeded":
             await self.cache.cache_put(ckey, _durable.answer_of(self.run_id, result))
@@ -634,6 +642,7 @@ async def run(
     shared_budget: Budget | StoreBudget | None = None,
     cache_ttl_s: float | None = _durable.DEFAULT_CACHE_TTL_S,
     routers: Mapping[str, Router] | None = None,
+    deadline_s: float | None = None,
 ) -> RunResult:
     """Run a workflow and return every node's result.
 
@@ -677,15 +686,24 @@ async def run(
         routers: a router per node id (see :mod:`dagtier.policies.routers`): it classifies
             the node's rendered input before the policy runs and learns from its judged
             answers. Keep the same objects across runs: they are what learns.
+        deadline_s: seconds the run should end within, from this call (default: the
+            workflow's ``deadline_s:``). A node on the critical path whose policy is
+            expected to miss it starts at the cheapest tier expected to fit, by the
+            latencies in ``store``'s statistics (see :mod:`dagtier.policies.deadline`).
+            Nothing is cancelled when it passes: the run finishes, and its result says
+            whether it met the deadline (:attr:`RunResult.deadline_met`). *Added in
+            issue 16.*
 
     Raises:
         SpecError: the inputs do not match the workflow's declaration.
-        DagtierUsageError: ``workflow`` is neither a Workflow nor a Plan, or the plan was
-            compiled against another catalog than the gateway's.
+        DagtierUsageError: ``workflow`` is neither a Workflow nor a Plan, the plan was
+            compiled against another catalog than the gateway's, or ``deadline_s`` is not
+            a number of seconds above 0.
         RunError: ``resume`` names no run of this workflow, one still running, or finished
             nodes the edited workflow no longer matches (without ``force``).
     """
     workflow, plan = split_plan(workflow, "run()")
+    deadline_s = check_deadline(deadline_s)
     remembers = store is not None  # a MemoryStore made here is gone when the run ends
     store = store if store is not None else MemoryStore()
     run_store = store if isinstance(store, RunStore) else None
@@ -717,6 +735,8 @@ async def run(
     limit = budget if budget is not None else workflow.budget
     caps = plan.caps
     started = time.time()
+    clock_started = time.monotonic()
+    deadline_s = deadline_s if deadline_s is not None else workflow.deadline_s
     if run_store is not None:
         # Claims the run atomically: a second resume of it fails here with RunClaimed.
         await run_store.begin_run(
@@ -730,6 +750,8 @@ async def run(
                 source=workflow.source,
                 node_fingerprints=fps,
                 budget=limit,
+                deadline_s=deadline_s,
+                deadline_at=started + deadline_s if deadline_s is not None else None,
             ),
             RunOwner.this_process(),
         )
@@ -742,6 +764,11 @@ async def run(
         if limit or caps or shared_budget is not None
         else None
     )
+    deadline = None
+    if deadline_s is not None:
+        deadline = await plan_deadline(
+            plan, stats, deadline_s, done=done.keys(), started=clock_started
+        )
     if events:
         events.emit(
             RunStarted(rid, workflow, values, started, resumed=prior is not None, plan=plan)
@@ -762,6 +789,7 @@ async def run(
         cache=store if isinstance(store, ResultCache) else None,
         cache_ttl_s=cache_ttl_s,
         routers=routers,
+        deadline=deadline,
     )
     status: RunStatus = "cancelled"
     try:
@@ -789,6 +817,7 @@ async def run(
             started_at=started,
             finished_at=time.time(),
             error=_durable.run_error(status, run_budget, rid, workflow),
+            deadline_s=deadline_s,
         )
         with anyio.CancelScope(shield=True):
             try:

@@ -102,6 +102,7 @@ class Plan:
         "caps",
         "catalog",
         "children",
+        "graph",
         "indegree",
         "nodes",
         "order",
@@ -113,6 +114,8 @@ class Plan:
         self.workflow = workflow
         self.catalog = catalog
         g = build_graph(workflow)
+        self.graph = g
+        """The dependency graph (read-only: a deadline's critical path is found on it)."""
         self.order: tuple[str, ...] = tuple(topological_order(g))
         """Execution order: parents first, sorted within each generation."""
         self.children: dict[str, tuple[str, ...]] = {

@@ -99,6 +99,9 @@ class NodeResult:
     error_code: str | None = None
     """For a node that failed because no model answered, the code of the provider's error
     underneath (``provider-auth`` for a refused key, ``provider-rate-limited``...)."""
+    deadline_tier: Tier | None = None
+    """The tier the run's deadline started the node at, above where its policy starts
+    (None: the deadline changed nothing). *Added in issue 16.*"""
 
     @property
     def ok(self) -> bool:
@@ -147,10 +150,21 @@ class RunResult:
     started_at: float = 0.0
     finished_at: float = 0.0
     error: str | None = None
+    deadline_s: float | None = None
+    """The run's deadline in seconds from its start (None: none). *Added in issue 16.*"""
 
     @property
     def cost(self) -> float:
         return sum(n.cost for n in self.nodes.values())
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.finished_at - self.started_at if self.finished_at else 0.0
+
+    @property
+    def deadline_met(self) -> bool | None:
+        """Whether the run ended within its deadline (None: it had none)."""
+        return deadline_met(self.deadline_s, self.elapsed_s)
 
     @property
     def ok(self) -> bool:
@@ -168,6 +182,13 @@ class RunResult:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "error": self.error,
+            "deadline_s": self.deadline_s,
+            "deadline_met": self.deadline_met,
             "outputs": self.outputs,
             "nodes": {k: v.to_dict() for k, v in self.nodes.items()},
         }
+
+
+def deadline_met(deadline_s: float | None, elapsed_s: float) -> bool | None:
+    """Whether ``elapsed_s`` is within ``deadline_s`` (None: no deadline)."""
+    return None if deadline_s is None else elapsed_s <= deadline_s

@@ -6,7 +6,8 @@ gets is decided per model (the ``model`` field of the body):
 
 - a script: ``server.script("m", ["429:ra=2", "ok"])`` is consumed one fault per request;
 - then a random fault rate: ``server.fail_rate("m", 0.3)`` draws from ``RANDOM_FAULTS``;
-- otherwise a normal answer (JSON text when the request asks for structured output).
+- otherwise a normal answer (JSON text when the request asks for structured output),
+  after ``server.delay("m", 0.5)`` seconds when one is set (a model of known latency).
 
 Faults: ``ok``, ``429`` (``:ra=S``, ``:ra-ms=MS``, ``:date=S`` for an HTTP date S seconds
 ahead), ``529``, ``503``, ``500`` (``:no-retry`` adds ``x-should-retry: false``), ``400``
@@ -50,6 +51,7 @@ class FaultServer(LoopbackServer):
         self._scripts: dict[str, deque[str]] = {}
         self._rates: dict[str, float] = {}
         self._usage: dict[str, dict[str, Any]] = {}
+        self._delays: dict[str, float] = {}
         self._seed = seed
         self._rng = random.Random(seed)
         self._stop = threading.Event()
@@ -70,6 +72,11 @@ class FaultServer(LoopbackServer):
         with self._lock:
             self._rates[model] = rate
 
+    def delay(self, model: str, seconds: float) -> None:
+        """Every answer of ``model`` (not its faults) comes ``seconds`` after the request."""
+        with self._lock:
+            self._delays[model] = seconds
+
     def set_usage(self, model: str, usage: dict[str, Any]) -> None:
         with self._lock:
             self._usage[model] = usage
@@ -79,6 +86,7 @@ class FaultServer(LoopbackServer):
             self._scripts.clear()
             self._rates.clear()
             self._usage.clear()
+            self._delays.clear()
             self.seen.clear()
             self._n = 0
             self._rng = random.Random(self._seed)
@@ -143,6 +151,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_raw(200, b'{"id": "broken", "choices": [{"message": ', extra)
             return
         if kind in ("ok", "empty"):
+            if self.fs._stop.wait(self.fs._delays.get(model, 0.0)):
+                return
             answer = self._answer(body, model, anthropic, empty=kind == "empty")
             if arg == "length":
                 answer["choices"][0]["finish_reason"] = "length"

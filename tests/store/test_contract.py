@@ -61,6 +61,7 @@ def _result(node_id: str, text: str = "answer") -> NodeResult:
         started_at=1.0,
         finished_at=2.0,
         task_key="wf/n",
+        deadline_tier=2,
     )
 
 
@@ -80,7 +81,16 @@ async def test_runs_and_nodes_survive_reopening(location: str) -> None:
     """A run's record and every node result read back whole after the store is reopened."""
     store = open_store(location)
     await store.begin_run(
-        RunRecord("r1", "wf", "running", 100.0, inputs={"x": 1}, node_fingerprints={"a": "f"})
+        RunRecord(
+            "r1",
+            "wf",
+            "running",
+            100.0,
+            inputs={"x": 1},
+            node_fingerprints={"a": "f"},
+            deadline_s=30.0,
+            deadline_at=130.0,
+        )
     )
     original = _result("a")
     await store.commit_node("r1", original)
@@ -93,6 +103,7 @@ async def test_runs_and_nodes_survive_reopening(location: str) -> None:
     rec, nodes = loaded
     assert (rec.status, rec.inputs, rec.node_fingerprints) == ("succeeded", {"x": 1}, {"a": "f"})
     assert rec.cost == pytest.approx(0.36)
+    assert (rec.deadline_s, rec.deadline_at) == (30.0, 130.0)
     assert rec.pid == os.getpid()
     assert nodes["a"].to_dict() == original.to_dict()
     assert [r.run_id for r in await again.list_runs()] == ["r1"]
@@ -120,17 +131,21 @@ async def test_a_rerun_node_replaces_its_result_but_its_cost_stays_counted(store
 
 
 async def test_a_resumed_run_keeps_its_cost_and_start(store: Any) -> None:
-    """begin_run again on a finished run marks it running and keeps its cost and start time."""
+    """begin_run again on a finished run marks it running and keeps its cost and start time;
+    its deadline is the resume's own."""
     await store.begin_run(RunRecord("r1", "wf", "running", 5.0))
     await store.commit_node(
         "r1", NodeResult("a", "failed", attempts=[Attempt(0, 1, "m", "p", cost=1.5)])
     )
     await store.finish_run("r1", "failed", 1.5)
-    await store.begin_run(RunRecord("r1", "wf", "running", 99.0, inputs={"y": 2}))
+    await store.begin_run(
+        RunRecord("r1", "wf", "running", 99.0, inputs={"y": 2}, deadline_s=4.0, deadline_at=103.0)
+    )
     loaded = await store.load_run("r1")
     assert loaded is not None
     rec = loaded[0]
     assert (rec.status, rec.started_at, rec.cost, rec.inputs) == ("running", 5.0, 1.5, {"y": 2})
+    assert (rec.deadline_s, rec.deadline_at) == (4.0, 103.0)
 
 
 async def test_a_running_run_whose_process_is_gone_lists_as_interrupted(store: Any) -> None:

@@ -63,7 +63,7 @@ from .escalation import (
     record_escalations,
     settled,
 )
-from .routers import start_floor
+from .routers import floor_by, start_floor
 from .tuning import TUNING, Rate, Tuning
 
 if TYPE_CHECKING:
@@ -244,7 +244,7 @@ async def run_adaptive(ctx: NodeContext) -> Outcome:
     floor = start_floor(ctx, start, hi)
     if floor != start:
         start = floor
-        reason += f"; the router starts this input at tier {start}"
+        reason += f"; {floor_by(ctx, start)} starts this input at tier {start}"
     top = hi
     yield_open = False
     if policy.on_exhausted == "accept_unverified" and start < hi:

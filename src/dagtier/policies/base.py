@@ -90,6 +90,9 @@ class NodeContext:
     """Tool-loop turns made so far over the node's attempts."""
     route: Route | None = None
     """The router's decision for this input (None: the node has no router)."""
+    deadline_start: Tier | None = None
+    """The tier the run's deadline starts this node at (a floor, as a router's start tier
+    is; see :mod:`dagtier.policies.deadline`). None: the deadline changes nothing here."""
     base_key: str | None = None
     """The node's own task key when a router's class replaced :attr:`task_key`."""
     unjudged: set[int] | None = None

@@ -586,11 +586,20 @@ async def learn_route(router: Router, ctx: NodeContext, first: int = 0) -> None:
 
 
 def start_floor(ctx: NodeContext, start: Tier, top: Tier) -> Tier:
-    """The policy's start, raised to the router's start tier (never above ``top``)."""
+    """The policy's start, raised to the router's start tier and to the run deadline's
+    (never above ``top``)."""
     route = ctx.route
-    if route is None or route.start is None or route.start <= start:
+    floor = route.start if route is not None and route.start is not None else start
+    if ctx.deadline_start is not None and ctx.deadline_start > floor:
+        floor = ctx.deadline_start
+    if floor <= start:
         return start
-    return min(route.start, top)
+    return min(floor, top)
+
+
+def floor_by(ctx: NodeContext, tier: Tier) -> str:
+    """Who raised a node's start to ``tier`` (see :func:`start_floor`)."""
+    return "the deadline" if ctx.deadline_start == tier else "the router"
 
 
 def build_router(spec: RouterSpec) -> Router:

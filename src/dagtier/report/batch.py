@@ -172,6 +172,11 @@ def print_batch_summary(summary: BatchSummary, console: Console) -> None:
         f"  tiers      {tier_mix(summary.tiers)}",
         f"  time       {summary.elapsed_s:.1f}s, {rate:.1f} items/s",
     ]
+    if summary.deadline_s is not None:
+        lines.append(
+            f"  deadline   {summary.deadline_s:g}s per item: {summary.met_deadline} met, "
+            f"{summary.missed_deadline} missed"
+        )
     if summary.error:
         lines.append(f"  stopped    {summary.error.splitlines()[0]}")
     for line in lines:

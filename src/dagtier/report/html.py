@@ -197,6 +197,9 @@ def render_html(report: RunReport) -> str:
         ("escalations", str(t.escalations)),
         ("cache hits", str(t.cache_hits)),
     ]
+    d = report.deadline
+    if d is not None and d.met is not None:
+        cards.append(("deadline", f"{d.deadline_s:g}s " + ("met" if d.met else "missed")))
     if s.vs_top_tier is not None:
         pct = s.pct(s.vs_top_tier, s.top_tier_cost)
         cards.append(
@@ -210,6 +213,8 @@ def render_html(report: RunReport) -> str:
             f'<p class="meta">critical path ({report.critical_path_s:.2f}s): '
             f"{escape(' → '.join(report.critical_path))}</p>"
         )
+    if report.deadline is not None:
+        crit += f'<p class="meta">{escape(report.deadline.describe())}</p>'
     title = f"dagtier run {report.run_id}"
     return html_page(
         title,

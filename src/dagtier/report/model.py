@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..results import deadline_met
 from ..telemetry.logs import count_escalations
 
 if TYPE_CHECKING:
@@ -80,6 +81,8 @@ class NodeRow:
     end_s: float | None
     error: str | None
     decision: str | None
+    deadline_tier: int | None = None
+    """The tier the run's deadline started the node at (None: it changed nothing)."""
     critical: bool = False
     """On the run's critical path (the longest chain of dependent nodes by duration)."""
     top_tier_cost: float | None = None
@@ -149,6 +152,46 @@ class Totals:
 
 
 @dataclass(slots=True)
+class DeadlineOutcome:
+    """A run's deadline and what became of it. *Added in issue 16.*"""
+
+    deadline_s: float
+    elapsed_s: float | None
+    """From the deadline's start (a resume's own start) to the run's end; None: not ended."""
+    changed: dict[str, int] = field(default_factory=dict)
+    """Nodes the deadline started higher -> the tier it started them at."""
+
+    @property
+    def met(self) -> bool | None:
+        if self.elapsed_s is None:
+            return None
+        return deadline_met(self.deadline_s, self.elapsed_s)
+
+    @classmethod
+    def of(cls, result: RunResult) -> DeadlineOutcome | None:
+        if result.deadline_s is None:
+            return None
+        changed = {n: r.deadline_tier for n, r in result.nodes.items() if r.deadline_tier}
+        return cls(result.deadline_s, result.elapsed_s, changed)  # type: ignore[arg-type]
+
+    def describe(self) -> str:
+        """One line: met or missed, and which decisions the deadline changed."""
+        if self.elapsed_s is None:
+            head = f"deadline {self.deadline_s:g} s: the run has not ended"
+        elif self.met:
+            head = f"deadline {self.deadline_s:g} s: met ({self.elapsed_s:.2f} s)"
+        else:
+            late = self.elapsed_s - self.deadline_s
+            head = (
+                f"deadline {self.deadline_s:g} s: missed by {late:.2f} s ({self.elapsed_s:.2f} s)"
+            )
+        if not self.changed:
+            return f"{head}; it changed no node's start tier"
+        starts = ", ".join(f"{n} at T{t}" for n, t in self.changed.items())
+        return f"{head}; it started {len(self.changed)} node(s) higher: {starts}"
+
+
+@dataclass(slots=True)
 class RunReport:
     run_id: str
     workflow: str
@@ -161,6 +204,7 @@ class RunReport:
     savings: Savings
     critical_path: list[str] = field(default_factory=list)
     critical_path_s: float = 0.0
+    deadline: DeadlineOutcome | None = None
 
     @property
     def duration_s(self) -> float:
@@ -177,6 +221,8 @@ class RunReport:
         d["duration_s"] = self.duration_s
         d["savings"]["vs_top_tier"] = self.savings.vs_top_tier
         d["savings"]["vs_static"] = self.savings.vs_static
+        if self.deadline is not None:
+            d["deadline"]["met"] = self.deadline.met
         return d
 
 
@@ -339,6 +385,7 @@ def build_report(
             end_s=None if r.finished_at is None else r.finished_at - t0,
             error=r.error,
             decision=r.decision,
+            deadline_tier=r.deadline_tier,
         )
         # A cache hit costs nothing here and would cost nothing in the counterfactual run
         # either: only answers paid for in this run are repriced.
@@ -413,7 +460,19 @@ def build_report(
         savings=savings,
         critical_path=critical,
         critical_path_s=critical_s,
+        deadline=_deadline(record, rows),
     )
+
+
+def _deadline(record: RunRecord, rows: list[NodeRow]) -> DeadlineOutcome | None:
+    if record.deadline_s is None:
+        return None
+    since = record.started_at
+    if record.deadline_at is not None:
+        since = record.deadline_at - record.deadline_s
+    elapsed = record.finished_at - since if record.finished_at is not None else None
+    changed = {n.node_id: n.deadline_tier for n in rows if n.deadline_tier}
+    return DeadlineOutcome(record.deadline_s, elapsed, changed)
 
 
 def report_from_result(
@@ -430,6 +489,10 @@ def report_from_result(
         finished_at=result.finished_at,
         cost=result.cost,
         source=workflow.source if workflow is not None else None,
+        deadline_s=result.deadline_s,
+        deadline_at=(
+            result.started_at + result.deadline_s if result.deadline_s is not None else None
+        ),
     )
     return build_report(record, result.nodes, catalog=catalog, workflow=workflow)
 

@@ -151,6 +151,8 @@ def print_table(report: RunReport, console: Console) -> None:
             f"* critical path: {' → '.join(report.critical_path)} ({report.critical_path_s:.2f}s)",
             markup=False,
         )
+    if report.deadline is not None:
+        console.print(report.deadline.describe(), markup=False, highlight=False)
 
     attempts = Table(title="attempts", title_justify="left")
     for col in ("node", "#", "tier", "model", "in", "out", "cache r/w", "reasoning", "cost $"):

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from .._logging import redact_text
+from .model import DeadlineOutcome
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -98,6 +99,9 @@ def print_run_summary(result: RunResult, console: Console) -> None:
         )
     print_uncut(table, console)
     console.print(f"total cost: ${result.cost:.6f}")
+    deadline = DeadlineOutcome.of(result)
+    if deadline is not None:
+        console.print(deadline.describe(), markup=False, highlight=False)
     for r in result.nodes.values():
         if r.error:
             console.print(f"{r.node_id}: {redact_text(r.error)}", markup=False, style="red")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -621,6 +622,9 @@ class Workflow(_Model):
     concurrency: int = Field(default=16, gt=0)
     """Most nodes calling models at once (at most ``MAX_CONCURRENCY``)."""
     fail_fast: bool = False
+    deadline_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    """Seconds a run should end within: critical nodes whose policy would likely miss it
+    start higher (see :mod:`dagtier.policies.deadline`). *Added in issue 16.*"""
     _source: str = PrivateAttr(default="<workflow>")
     _positions: dict[Any, tuple[int, int]] = PrivateAttr(default_factory=dict)
     """YAML positions by field path (for messages about fields after loading)."""
@@ -641,6 +645,25 @@ class Workflow(_Model):
                     "value": value,
                     "max": MAX_CONCURRENCY,
                     "hint": "providers refuse far fewer concurrent calls (429); try 16 to 64",
+                },
+            )
+        return value
+
+    @field_validator("deadline_s", mode="before")
+    @classmethod
+    def _deadline_seconds(cls, value: Any) -> Any:
+        if (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and not (math.isfinite(value) and value > 0)
+        ):
+            raise PydanticCustomError(
+                "value_too_small" if value <= 0 else "finite_number",
+                "deadline_s must be a number of seconds above 0, got {value}",
+                {
+                    "value": value,
+                    "hint": "deadline_s: 30 asks the run to end within 30 s; "
+                    "leave it out for no deadline",
                 },
             )
         return value

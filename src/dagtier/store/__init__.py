@@ -138,6 +138,11 @@ class RunRecord:
     budget: float | None = None
     owner_token: str | None = None
     """With ``pid`` and ``host``: the :class:`RunOwner` that claimed the run last."""
+    deadline_s: float | None = None
+    """The deadline the run (or its last resume) was given, in seconds. *Added in issue 16.*"""
+    deadline_at: float | None = None
+    """When (epoch seconds) that deadline fell: a resumed run's deadline counts from the
+    resume, so the run's own start does not tell."""
 
     @property
     def owner(self) -> RunOwner | None:

@@ -28,12 +28,14 @@ from . import (
 
 RUN_COLS = (
     "run_id, workflow, status, started_at, finished_at, fingerprint, node_fingerprints, inputs, "
-    "cost, source, pid, host, budget, owner_token"
+    "cost, source, pid, host, budget, owner_token, deadline_s, deadline_at"
 )
 NODE_COLS = (
     "node_id, status, output, text, tier, model, error, started_at, finished_at, task_key, "
-    "decision, cache_hit"
+    "decision, cache_hit, deadline_tier"
 )
+"""What is read of a node. Its row in the table (as :func:`node_row` writes it) has ``cost``
+before ``deadline_tier``, a later column."""
 ATTEMPT_COLS = (
     "node_id, idx, tier, model, provider, usage, cost, latency_s, verdict, reason, checks, "
     "judge_cost, judge_usage, request_id, fallbacks, purpose, output, response_model, turns"
@@ -66,6 +68,8 @@ def run_row(record: RunRecord, owner: RunOwner) -> tuple[Any, ...]:
         owner.host,
         record.budget,
         owner.token,
+        record.deadline_s,
+        record.deadline_at,
     )
 
 
@@ -86,12 +90,18 @@ def record_from_row(row: Sequence[Any]) -> RunRecord:
         host=row[11],
         budget=row[12],
         owner_token=row[13],
+        deadline_s=row[14],
+        deadline_at=row[15],
     )
     return as_seen(record)
 
 
+_NODE_COST = 13
+"""Where :func:`node_row` puts the node's cost."""
+
+
 def node_row(run_id: str, result: NodeResult) -> tuple[Any, ...]:
-    """``(run_id, *NODE_COLS, cost)``."""
+    """``(run_id, *NODE_COLS[:-1], cost, deadline_tier)``: the table's column order."""
     return (
         run_id,
         result.node_id,
@@ -107,6 +117,7 @@ def node_row(run_id: str, result: NodeResult) -> tuple[Any, ...]:
         result.decision,
         int(result.cache_hit),
         result.cost,
+        result.deadline_tier,
     )
 
 
@@ -124,6 +135,7 @@ def node_from_row(r: Sequence[Any]) -> NodeResult:
         task_key=r[9],
         decision=r[10],
         cache_hit=bool(r[11]),
+        deadline_tier=r[12],
     )
 
 
@@ -247,7 +259,7 @@ class NodeWrite:
 
     run_id: str
     node: tuple[Any, ...]
-    """``(run_id, *NODE_COLS, cost)``."""
+    """A :func:`node_row`."""
     attempts: list[tuple[Any, ...]]
 
     @classmethod
@@ -288,7 +300,7 @@ def run_costs(writes: Sequence[NodeWrite]) -> list[tuple[float, str]]:
     """``(cost, run_id)`` per run: what the written nodes add to each run's cost."""
     costs: dict[str, float] = {}
     for w in writes:
-        costs[w.run_id] = costs.get(w.run_id, 0.0) + w.node[-1]
+        costs[w.run_id] = costs.get(w.run_id, 0.0) + w.node[_NODE_COST]
     return [(c, rid) for rid, c in costs.items()]
 
 

@@ -204,6 +204,14 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         """,
     ),
     (3, LEDGER_DDL),
+    (
+        4,
+        """
+        ALTER TABLE runs ADD COLUMN deadline_s DOUBLE PRECISION;
+        ALTER TABLE runs ADD COLUMN deadline_at DOUBLE PRECISION;
+        ALTER TABLE nodes ADD COLUMN deadline_tier INTEGER;
+        """,
+    ),
 )
 """Ordered schema migrations: (version reached, SQL). Append; never edit a released step.
 (Versions of their own: the SQLite store's history does not apply here.)"""
@@ -452,7 +460,7 @@ class PostgresStore:
         async def op(cur: Cursor) -> None:
             await cur.execute(
                 f"INSERT INTO runs ({RUN_COLS}) VALUES "
-                "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+                "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
                 "ON CONFLICT (run_id) DO NOTHING RETURNING 1",
                 row,
             )
@@ -465,7 +473,8 @@ class PostgresStore:
             await cur.execute(
                 "UPDATE runs SET status = 'running', finished_at = NULL, workflow = %s, "
                 "fingerprint = %s, node_fingerprints = %s, inputs = %s, source = %s, pid = %s, "
-                "host = %s, budget = %s, owner_token = %s WHERE run_id = %s",
+                "host = %s, budget = %s, owner_token = %s, deadline_s = %s, deadline_at = %s "
+                "WHERE run_id = %s",
                 (*row[1:2], *row[5:8], *row[9:], record.run_id),
             )
 
@@ -848,6 +857,7 @@ _NODE_TYPES = [
     "text",
     "int",
     "float8",
+    "int",
 ]
 _ATTEMPT_TYPES = [
     "text",

@@ -203,6 +203,14 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     ),
     (7, "ALTER TABLE runs ADD COLUMN owner_token TEXT;"),
     (8, LEDGER_DDL),
+    (
+        9,
+        """
+        ALTER TABLE runs ADD COLUMN deadline_s REAL;
+        ALTER TABLE runs ADD COLUMN deadline_at REAL;
+        ALTER TABLE nodes ADD COLUMN deadline_tier INTEGER;
+        """,
+    ),
 )
 """Ordered schema migrations: (version reached, SQL). Append; never edit a released step."""
 
@@ -440,12 +448,13 @@ class SqliteStore:
                 refused.append(holder)
                 return
             con.execute(
-                f"INSERT INTO runs ({RUN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                f"INSERT INTO runs ({RUN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL, "
                 "workflow = excluded.workflow, fingerprint = excluded.fingerprint, "
                 "node_fingerprints = excluded.node_fingerprints, inputs = excluded.inputs, "
                 "source = excluded.source, pid = excluded.pid, host = excluded.host, "
-                "budget = excluded.budget, owner_token = excluded.owner_token",
+                "budget = excluded.budget, owner_token = excluded.owner_token, "
+                "deadline_s = excluded.deadline_s, deadline_at = excluded.deadline_at",
                 row,
             )
 
@@ -824,7 +833,7 @@ def _write_nodes(con: sqlite3.Connection, writes: list[NodeWrite]) -> None:
         "DELETE FROM attempts WHERE run_id = ? AND node_id = ?", [w.key for w in writes]
     )
     con.executemany(
-        "INSERT OR REPLACE INTO nodes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "INSERT OR REPLACE INTO nodes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         [w.node for w in writes],
     )
     con.executemany(
