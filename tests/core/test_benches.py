@@ -66,3 +66,15 @@ def test_batch_ray_bench_prints_the_speed_up() -> None:
     out = run_bench("bench/batch_ray.py", "--items", "40", "--repeat", "1")
     assert "1 actor " in out and "2 actors" in out
     assert "speed-up 1 -> 2 actors:" in out
+
+
+def test_deadline_bench_prints_every_variant_against_the_cascade() -> None:
+    """bench/deadline.py prints time, met share and cost for the cascade, the deadline and
+    the top tier, with ratios to the cascade."""
+    out = run_bench("bench/deadline.py", "--scale", "0.005", "--learn", "3", "--runs", "2")
+    rows = {
+        line.split()[0]: line.split() for line in out.splitlines() if line[:3] in ("cas", "dea")
+    }
+    assert set(rows) == {"cascade", "deadline"}
+    assert rows["cascade"][-2:] == ["1.00", "1.00"]
+    assert "top tier" in out and "the deadline started a node higher in" in out
