@@ -266,8 +266,8 @@ async def test_the_cheapest_tier_that_fits_is_chosen_not_the_top() -> None:
     it rarely escalates) fits, and is cheaper than tier 3 (4 s, which would not fit)."""
     clock = Clock()
     d = await _chain_deadline(5.5, await _chain_stats(), clock)
-    tier, why = d.start_for("a", 1, "chain/a")
-    assert tier == 2
+    tier, why, raised = d.start_for("a", 1, "chain/a")
+    assert (tier, raised) == (2, True)
     assert why.startswith("deadline: 5.5 s left, 3.0 s of critical path after this node")
     assert why.endswith("cascade from tier 1 expects 3.0 s; starting at tier 2 (2.1 s)")
 
@@ -288,8 +288,8 @@ async def test_past_the_deadline_a_critical_node_starts_at_its_fastest_tier() ->
     clock = Clock()
     d = await _chain_deadline(5.0, await _chain_stats(), clock)
     clock.now += 6
-    tier, why = d.start_for("b", 1, "chain/b")
-    assert tier == 2
+    tier, why, raised = d.start_for("b", 1, "chain/b")
+    assert (tier, raised) == (2, True)
     assert why.startswith("deadline: -1.0 s left")
     assert "no tier fits: starting at tier 2, the fastest (2.1 s)" in why
 
@@ -304,8 +304,8 @@ async def test_a_node_without_latency_statistics_keeps_its_policy_and_says_why()
     assert d.critical_s == 0.0
     said = d.start_for(next(iter(d.critical)), 1, "chain/a")
     assert said is not None
-    tier, why = said
-    assert tier == 1
+    tier, why, raised = said
+    assert (tier, raised) == (1, False)
     assert "no latency statistics for tier 2, 3 of 'chain/a'" in why
     assert why.endswith("keeps its policy")
 
@@ -353,3 +353,30 @@ def test_a_workflow_deadline_is_read_from_yaml() -> None:
     """``deadline_s: 12.5`` at the top of a workflow is the default of its runs."""
     wf = dagtier.parse_workflow("name: x\ndeadline_s: 12.5\nnodes:\n  a: {prompt: hi}\n")
     assert wf.deadline_s == 12.5
+
+
+async def test_an_adaptive_node_is_judged_from_where_its_evidence_starts_it() -> None:
+    """Adaptive has proven tier 2 (tier 1 fails): its expected time is from tier 2, not
+    tier 1. With too little time for tier 2 (4 s) it starts at tier 3 (1 s); with enough,
+    nothing is said; a node already starting at its fastest tier keeps its policy."""
+    flow = "name: ad\nnodes:\n  a: {prompt: a, policy: {kind: adaptive, canary: 0}, checks: [{type: regex, pattern: x}]}\n"
+    plan = dagtier.compile_workflow(dagtier.parse_workflow(flow), make_catalog({1: ["x"]}))
+    stats = MemoryStore()
+    await _seed(stats, "ad/a", 1, 0.5, passed=False, n=40)
+    await _seed(stats, "ad/a", 2, 4.0, passed=True, n=40)
+    await _seed(stats, "ad/a", 3, 1.0, passed=True, n=40)
+    clock = Clock()
+    tight = await plan_deadline(plan, stats, 2.0, clock=clock)
+    assert tight.timings["a"].start == 2
+    said = tight.start_for("a", 1, "ad/a")
+    assert said is not None and (said.tier, said.raised) == (3, True)
+    assert "adaptive from tier 2 expects 4.0 s; starting at tier 3 (1.0 s)" in said.reason
+    roomy = await plan_deadline(plan, stats, 10.0, clock=clock)
+    assert roomy.start_for("a", 1, "ad/a") is None
+    await _seed(stats, "ad/a", 2, 4.0, passed=False, n=200)  # tier 2 no longer proven...
+    await _seed(stats, "ad/a", 3, 1.0, passed=True, n=200)  # ...tier 3 is
+    late = await plan_deadline(plan, stats, 0.5, clock=clock)
+    assert late.timings["a"].start == 3
+    said = late.start_for("a", 1, "ad/a")
+    assert said is not None and (said.tier, said.raised) == (3, False)
+    assert said.reason.endswith("no tier fits and it is the fastest: keeps its policy")

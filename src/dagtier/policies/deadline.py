@@ -32,7 +32,7 @@ import math
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 from .._exceptions import DagtierUsageError
 from .._types import Tier
@@ -118,6 +118,16 @@ def node_timing(np: NodePlan, stats: Mapping[Tier, TierStats]) -> NodeTiming | N
     return NodeTiming(policy.kind, start, top, latency, passes, canary)
 
 
+class DeadlineStart(NamedTuple):
+    """What the deadline says of a node on the critical path."""
+
+    tier: Tier
+    """Where it starts."""
+    reason: str
+    raised: bool
+    """Above where its policy starts (False: it keeps its policy, for ``reason``)."""
+
+
 class RunDeadline:
     """One run's deadline: the clock, the critical path and the nodes' timings.
 
@@ -149,11 +159,11 @@ class RunDeadline:
     def left_s(self) -> float:
         return self.ends_at - self._clock()
 
-    def start_for(self, node_id: str, start: Tier, task_key: str) -> tuple[Tier, str] | None:
-        """Where a node must start to fit the deadline, and why: a tier above ``start``
-        (start there), or ``start`` itself with the reason it keeps its policy (unknown
-        latencies, or already the fastest). None when there is nothing to say: the node is
-        off the critical path, not a cascade or adaptive node, or its policy fits.
+    def start_for(self, node_id: str, start: Tier, task_key: str) -> DeadlineStart | None:
+        """Where a node must start to fit the deadline, and why: a tier above its policy's
+        start, or that start with the reason it keeps its policy (unknown latencies, or
+        already the fastest). None when there is nothing to say: the node is off the
+        critical path, not a cascade or adaptive node, or its policy fits.
 
         ``start``: where its policy starts (raised by a router's start tier, if any).
         """
@@ -167,9 +177,11 @@ class RunDeadline:
         head = f"deadline: {left:.1f} s left, {after:.1f} s of critical path after this node"
         if own is None:
             missing = ", ".join(str(t) for t in timing.unknown(start))
-            return start, (
+            return DeadlineStart(
+                start,
                 f"{head}; no latency statistics for tier {missing} of '{task_key}' "
-                "(the catalog records none): keeps its policy"
+                "(the catalog records none): keeps its policy",
+                raised=False,
             )
         if own + after <= left:
             return None  # fits: nothing to say on every node of every run
@@ -182,14 +194,14 @@ class RunDeadline:
         fits = next(((t, e) for t, e in options if e + after <= left), None)
         if fits is not None:
             tier, expected = fits
-            return cast(Tier, tier), f"{head}; {policy}; starting at tier {tier} ({expected:.1f} s)"
+            why = f"starting at tier {tier} ({expected:.1f} s)"
+            return DeadlineStart(cast(Tier, tier), f"{head}; {policy}; {why}", raised=True)
         tier, expected = min([(start, own), *options], key=lambda te: te[1])
         if tier == start:
-            return start, f"{head}; {policy}; no tier fits and it is the fastest: keeps its policy"
-        return cast(Tier, tier), (
-            f"{head}; {policy}; no tier fits: starting at tier {tier}, the fastest "
-            f"({expected:.1f} s)"
-        )
+            why = "no tier fits and it is the fastest: keeps its policy"
+            return DeadlineStart(start, f"{head}; {policy}; {why}", raised=False)
+        why = f"no tier fits: starting at tier {tier}, the fastest ({expected:.1f} s)"
+        return DeadlineStart(cast(Tier, tier), f"{head}; {policy}; {why}", raised=True)
 
 
 def apply_deadline(deadline: RunDeadline, ctx: NodeContext, start: Tier) -> None:
@@ -197,10 +209,9 @@ def apply_deadline(deadline: RunDeadline, ctx: NodeContext, start: Tier) -> None
     log the decision, and set the floor its policy starts from."""
     said = deadline.start_for(ctx.node_id, start, ctx.task_key)
     if said is not None:
-        tier, why = said
-        ctx.decide(tier, why)
-        if tier > start:
-            ctx.deadline_start = tier
+        ctx.decide(said.tier, said.reason)
+        if said.raised:
+            ctx.deadline_start = said.tier
 
 
 async def plan_deadline(
