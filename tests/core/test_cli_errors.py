@@ -82,6 +82,50 @@ def test_a_budget_that_is_not_a_positive_amount_is_a_usage_error(
     assert fault_server.seen == []
 
 
+@pytest.mark.parametrize("command", ["run", "batch"])
+@pytest.mark.parametrize("deadline", ["-1", "0", "nan", "inf"])
+def test_a_deadline_that_is_not_a_positive_number_of_seconds_is_a_usage_error(
+    tmp_path: Path, fault_server: FaultServer, deadline: str, command: str
+) -> None:
+    """--deadline -1 (or 0, nan, inf) on run or batch exits 2 naming the flag, before any run
+    is recorded or any model called."""
+    flow, models = _flow_and_catalog(tmp_path, fault_server.base_url)
+    store = tmp_path / "runs.db"
+    items = tmp_path / "items.jsonl"
+    items.write_text("{}\n", encoding="utf-8")
+    more = ["--inputs", str(items)] if command == "batch" else []
+    res = runner.invoke(
+        app,
+        [command, str(flow), *more, "--models", str(models), "--store", str(store),
+         "--deadline", deadline],
+        env={"TEST_OPENAI_KEY": "sk-test-key-0123456789"},
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "--deadline must be more than 0 seconds" in res.stderr
+    assert "hint: --deadline 30" in res.stderr
+    assert "Traceback" not in res.output
+    assert not store.exists() or anyio.run(_run_ids, store) == []
+    assert fault_server.seen == []
+
+
+def test_a_run_with_a_deadline_says_whether_it_met_it(
+    tmp_path: Path, fault_server: FaultServer
+) -> None:
+    """dagtier run --deadline 60 prints, under the cost, that the deadline was met and
+    that it changed no node's start (no statistics yet: every node keeps its policy)."""
+    fault_server.reset()
+    flow, models = _flow_and_catalog(tmp_path, fault_server.base_url)
+    res = runner.invoke(
+        app,
+        ["run", str(flow), "--models", str(models), "--store", str(tmp_path / "runs.db"),
+         "--deadline", "60", "-q"],
+        env={"TEST_OPENAI_KEY": "sk-test-key-0123456789"},
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "deadline 60 s: met (" in res.stdout
+    assert "it changed no node's start tier" in res.stdout
+
+
 def test_a_refused_key_exits_3_with_a_hint(tmp_path: Path, fault_server: FaultServer) -> None:
     """A 401 from the provider is a credentials problem: exit 3, as the README says, with a
     note on which key to check and the command that resumes the run; the nodes below the

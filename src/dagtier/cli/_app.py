@@ -4,6 +4,7 @@ the store, writing output, logging, and the command line that repeats a command.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -43,6 +44,13 @@ def usage(message: str) -> NoReturn:
     """A mistake on the command line: the diagnostic, then exit 2."""
     err(f"error[usage]: {message}")
     raise typer.Exit(_exit.USAGE)
+
+
+def check_positive(flag: str, value: float | None, unit: str, example: str) -> None:
+    """Exit 2 unless ``value`` (None: not given) is a finite number above 0: checked before
+    anything is recorded, so -1 leaves no junk run behind."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        usage(f"{flag} must be more than 0 {unit}, got {value:g}\nhint: {flag} {example}")
 
 
 def guarded(fn: Callable[[], T], *, debug: bool = False) -> T:

@@ -37,6 +37,17 @@ CacheTtlOpt = Annotated[
     ),
 ]
 
+DeadlineOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--deadline",
+        help="Seconds a run should end within (default: the workflow's deadline_s:): a node "
+        "on the critical path expected to miss it starts at a tier that fits.",
+        metavar="SECONDS",
+        show_default=False,
+    ),
+]
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No live progress view (it shows on a terminal).")

@@ -12,6 +12,7 @@ import typer
 from .. import _exit
 from ._app import (
     app,
+    check_positive,
     command_line,
     err,
     guarded,
@@ -19,7 +20,16 @@ from ._app import (
     usage,
     with_store,
 )
-from ._options import CacheTtlOpt, DebugOpt, ModelsOpt, QuietOpt, StoreOpt, VerboseOpt, WorkflowArg
+from ._options import (
+    CacheTtlOpt,
+    DeadlineOpt,
+    DebugOpt,
+    ModelsOpt,
+    QuietOpt,
+    StoreOpt,
+    VerboseOpt,
+    WorkflowArg,
+)
 
 
 @app.command()
@@ -55,6 +65,7 @@ def batch(
             show_default=False,
         ),
     ] = None,
+    deadline: DeadlineOpt = None,
     on_bad_item: Annotated[
         str,
         typer.Option(
@@ -132,6 +143,12 @@ def batch(
     setup_logging(verbose=verbose, log_json=None)
     if ray and budget is not None:
         usage("--budget is not offered with --ray (see `dagtier batch --help`)")
+    check_positive("--deadline", deadline, "seconds", "30")
+    if ray and deadline is not None:
+        usage(
+            "--deadline is not offered with --ray\n"
+            "hint: set deadline_s: in the workflow; every actor's runs keep it"
+        )
     wf = guarded(lambda: load_workflow(workflow))
     cat = guarded(lambda: load_catalog(models))
     ttl = guarded(lambda: parse_duration(cache_ttl, "--cache-ttl"))
@@ -143,6 +160,7 @@ def batch(
         ("--models", models, None),
         ("--concurrency", concurrency, 16),
         ("--budget", budget, None),
+        ("--deadline", deadline, None),
         ("--on-bad-item", on_bad_item, "stop"),
         ("--cache-ttl", cache_ttl, "7d"),
         ("--ray-address", ray_address, None),
@@ -195,6 +213,7 @@ def batch(
             catalog=cat,
             concurrency=concurrency,
             budget=budget,
+            deadline_s=deadline,
             on_bad_item=on_bad_item,  # type: ignore[arg-type]
             resume=resume,
             batch_id=bid,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import shlex
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,15 +13,16 @@ from .. import _exit
 from .._exceptions import AuthError
 from ._app import (
     app,
+    check_positive,
     command_line,
     err,
     guarded,
     setup_logging,
-    usage,
     with_store,
 )
 from ._options import (
     CacheTtlOpt,
+    DeadlineOpt,
     DebugOpt,
     JsonOpt,
     ModelsOpt,
@@ -88,6 +88,7 @@ def run(
             show_default=False,
         ),
     ] = None,
+    deadline: DeadlineOpt = None,
     cache_ttl: CacheTtlOpt = "7d",
     log_json: Annotated[
         Path | None,
@@ -105,10 +106,8 @@ def run(
     from ..catalog import load_catalog
     from ..spec import load_workflow
 
-    if budget is not None and not (math.isfinite(budget) and budget > 0):
-        # checked before anything is recorded: -1 would otherwise store a junk
-        # budget_exhausted run
-        usage(f"--budget must be more than 0 USD, got {budget:g}\nhint: --budget 0.50")
+    check_positive("--budget", budget, "USD", "0.50")
+    check_positive("--deadline", deadline, "seconds", "30")
     log_file = setup_logging(verbose=verbose, log_json=log_json)
     wf = guarded(lambda: load_workflow(workflow))
     from .._durable import parse_duration
@@ -158,6 +157,7 @@ def run(
             resume=resume,
             force=force,
             budget=budget,
+            deadline_s=deadline,
             cache_ttl_s=ttl,
             subscribers=subscribers,
         )
