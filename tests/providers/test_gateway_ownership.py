@@ -101,6 +101,21 @@ def test_a_batch_closes_the_gateway_it_built(
     assert leaks() == []
 
 
+def test_an_eval_closes_the_gateway_it_built(
+    fault_server: FaultServer, fake_keys: dict[str, str], leaks: Callable[[], list[str]]
+) -> None:
+    """dagtier.eval.evaluate() without a gateway closes the one it built when the eval ends
+    (every run of the eval shares that gateway, so none of them may close it)."""
+    from dagtier.eval import evaluate
+
+    wf = dagtier.parse_workflow(FLOW)
+    catalog = make_catalog(fault_server.base_url, {1: ["o-model"]})
+    result = anyio.run(lambda: evaluate(wf, [{"inputs": {}}], tiers=[1], catalog=catalog))
+    assert result.status == "finished"
+    assert len(result.units) == 2 and all(u.status == "succeeded" for u in result.units)
+    assert leaks() == []
+
+
 def test_a_gateway_the_caller_passed_stays_open_for_its_next_run(
     fault_server: FaultServer, fake_keys: dict[str, str], leaks: Callable[[], list[str]]
 ) -> None:

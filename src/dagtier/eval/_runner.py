@@ -574,7 +574,8 @@ async def evaluate(
         judge: the tier of the blind judge (None: no judge).
         scorer: compares an output with its expected value (default: exact or JSON subset).
         store: keeps every run (default: in memory, so nothing resumes).
-        catalog, providers, gateway: as for :func:`dagtier.run`.
+        catalog, providers, gateway: as for :func:`dagtier.run` (a gateway made here is
+            closed when the eval ends; one passed in stays open, the caller's to close).
         concurrency: runs in flight at once.
         budget: USD for the whole eval; no run starts once it is spent.
         eval_id: the id of a new eval; resume: the id of one to finish.
@@ -593,46 +594,55 @@ async def evaluate(
         raise _bad(
             "--judge", "", f"there is no tier {judge}", "bad-tiers", "the judge tier is 1, 2 or 3"
         )
+    own_gateway = gateway is None  # one made here is closed here; a caller's, by its caller
     plan, gateway = plan_and_gateway(workflow, plan, gateway, catalog, providers)
-    selected = check_selection(plan, list(tiers), nodes)
-    loaded = load_cases(plan, cases)
-    store = store if store is not None else MemoryStore()
-    if not isinstance(store, RunStore):
-        raise DagtierUsageError(f"evaluate() needs a store that keeps runs, got {store!r}")
-    eid = resume or eval_id or new_eval_id()
-    if resume is not None and await store.load_run(f"{eid}:c{loaded[0].index}:ref") is None:
-        raise RunError(
-            f"no eval '{eid}' in the store\nhint: pass the same --store as the first run of the eval"
-        )
-    result = EvalResult(eid, plan, loaded, selected, list(tiers), repeat, judge_tier=judge)
-    if on_start is not None:
-        on_start(len(loaded) * len(selected) * len(tiers) * repeat)
-    shared = None
-    if budget is not None:
-        # a resumed eval counts what its runs already spent
-        spent = sum(
-            r.cost for r in await store.list_runs(1 << 62) if r.run_id.startswith(eid + ":")
-        )
-        shared = Budget(budget, spent=spent, run_id=eid, scope="eval")
-    state = _Eval(
-        result,
-        gateway=gateway,
-        store=store,
-        budget=shared,
-        concurrency=concurrency,
-        scorer=scorer,
-        subscribers=list(subscribers),
-        on_unit=on_unit,
-        seed=seed,
-    )
-    result.status = "cancelled"
     try:
-        async with anyio.create_task_group() as tg:
-            for case in loaded:
-                tg.start_soon(state.case, case)
-        result.status = state.stop or "finished"
+        selected = check_selection(plan, list(tiers), nodes)
+        loaded = load_cases(plan, cases)
+        store = store if store is not None else MemoryStore()
+        if not isinstance(store, RunStore):
+            raise DagtierUsageError(f"evaluate() needs a store that keeps runs, got {store!r}")
+        eid = resume or eval_id or new_eval_id()
+        if resume is not None and await store.load_run(f"{eid}:c{loaded[0].index}:ref") is None:
+            raise RunError(
+                f"no eval '{eid}' in the store\nhint: pass the same --store as the first run of the eval"
+            )
+        result = EvalResult(eid, plan, loaded, selected, list(tiers), repeat, judge_tier=judge)
+        if on_start is not None:
+            on_start(len(loaded) * len(selected) * len(tiers) * repeat)
+        shared = None
+        if budget is not None:
+            # a resumed eval counts what its runs already spent
+            spent = sum(
+                r.cost for r in await store.list_runs(1 << 62) if r.run_id.startswith(eid + ":")
+            )
+            shared = Budget(budget, spent=spent, run_id=eid, scope="eval")
+        state = _Eval(
+            result,
+            gateway=gateway,
+            store=store,
+            budget=shared,
+            concurrency=concurrency,
+            scorer=scorer,
+            subscribers=list(subscribers),
+            on_unit=on_unit,
+            seed=seed,
+        )
+        result.status = "cancelled"
+        try:
+            async with anyio.create_task_group() as tg:
+                for case in loaded:
+                    tg.start_soon(state.case, case)
+            result.status = state.stop or "finished"
+        finally:
+            if state.bias:
+                result.position_bias = sum(state.bias) / len(state.bias)
+            result.units.sort(
+                key=lambda u: (u.case, result.nodes.index(u.node_id), u.tier, u.repeat)
+            )
+        return result
     finally:
-        if state.bias:
-            result.position_bias = sum(state.bias) / len(state.bias)
-        result.units.sort(key=lambda u: (u.case, result.nodes.index(u.node_id), u.tier, u.repeat))
-    return result
+        if own_gateway:
+            with anyio.CancelScope(shield=True):
+                # its SDK clients' connections would otherwise outlive the event loop
+                await gateway.aclose()
