@@ -56,6 +56,7 @@ from .store import (
     RunStore,
     StandInStats,
     StatsStore,
+    implements,
 )
 from .tools import Tool, load_tool
 
@@ -706,8 +707,8 @@ async def run(
     deadline_s = check_deadline(deadline_s)
     remembers = store is not None  # a MemoryStore made here is gone when the run ends
     store = store if store is not None else MemoryStore()
-    run_store = store if isinstance(store, RunStore) else None
-    stats = store if isinstance(store, StatsStore) else None
+    run_store = store if implements(store, RunStore) else None
+    stats = store if implements(store, StatsStore) else None
     prior = None
     if resume is not None:
         prior = await _durable.load_for_resume(run_store, resume, workflow)
@@ -723,7 +724,8 @@ async def run(
     }
     if stats is not None and stand_ins:
         stats = StandInStats(stats, stand_ins)
-    fps = plan.node_fingerprints(values)
+    # fingerprints identify a stored run's nodes (resume, edits): a run kept nowhere needs none
+    fps = plan.node_fingerprints(values) if run_store is not None else {}
     done: dict[str, NodeResult] = {}
     spent = 0.0
     if prior is not None:
@@ -786,7 +788,7 @@ async def run(
         rng=random.Random(seed),
         done=done,
         budget=run_budget,
-        cache=store if isinstance(store, ResultCache) else None,
+        cache=store if implements(store, ResultCache) else None,
         cache_ttl_s=cache_ttl_s,
         routers=routers,
         deadline=deadline,

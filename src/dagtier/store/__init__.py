@@ -429,6 +429,20 @@ class ResultCache(Protocol):
     async def cache_clear(self, *, older_than_s: float | None = None) -> int: ...
 
 
+_MEMBERS: dict[type, tuple[str, ...]] = {}
+
+
+def implements(store: object, protocol: type) -> bool:
+    """``isinstance(store, protocol)`` for the store protocols above, by the same rule (each
+    of the protocol's methods present and not None) at a fraction of the cost: Python 3.11
+    works out a runtime protocol's members again on every ``isinstance`` (20-50 µs), and
+    every run asks which of the three roles its store plays."""
+    members = _MEMBERS.get(protocol)
+    if members is None:
+        members = _MEMBERS[protocol] = tuple(n for n in vars(protocol) if not n.startswith("_"))
+    return all(getattr(store, name, None) is not None for name in members)
+
+
 def as_seen(record: RunRecord) -> RunRecord:
     """``record`` as reported: a 'running' run whose process is gone is ``interrupted``."""
     if record.status == "running" and not process_alive(record.pid, record.host):
