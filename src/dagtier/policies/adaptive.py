@@ -21,7 +21,11 @@ Decision (:func:`choose`)
     in a cascade, up to a learnt *ceiling* when the node accepts unverified answers: a
     tier is paid for only when, on this run's draws of its yield on escalated inputs and
     of what a fix is worth (``fix_worth``), a fix costs less than it is worth (see
-    :mod:`dagtier.policies.escalation`). A small share of runs (:attr:`Tuning.explore`)
+    :mod:`dagtier.policies.escalation`; a key's yield starts from what the node learnt under
+    its other keys, such as a router's input classes). The answer at the ceiling is judged
+    while the ceiling tier's yield is being learnt (until it has
+    :attr:`Tuning.min_ruled_out_yield_weight` of evidence), and a share
+    :attr:`Tuning.judge_at_ceiling` after that. A small share of runs (:attr:`Tuning.explore`)
     starts one tier below a proven tier, so a cheaper tier that became good enough is
     demoted to again; the share ``canary`` of runs also runs the top tier as a quality
     canary (below).
@@ -60,8 +64,8 @@ from .escalation import (
     ESCALATION_SUFFIX,
     ceiling,
     explore_past,
+    node_yields_key,
     record_escalations,
-    settled,
 )
 from .routers import floor_by, start_floor
 from .tuning import TUNING, Rate, Tuning
@@ -251,10 +255,18 @@ async def run_adaptive(ctx: NodeContext) -> Outcome:
         # a node that fails at its max tier must have tried it; one that accepts the last
         # answer anyway need not pay for a tier that rarely fixes what reaches it
         yields = await ctx.stats.tier_stats(ctx.task_key + ESCALATION_SUFFIX)
-        cap = ceiling(yields, stats, start, hi, worth=policy.fix_worth, rng=ctx.rng)
+        node = await ctx.stats.tier_stats(node_yields_key(ctx.workflow.name, ctx.node_id))
+        cap = ceiling(yields, stats, start, hi, worth=policy.fix_worth, rng=ctx.rng, node=node)
         cap = explore_past(cap, hi, ctx.rng)
         top = cap.top
-        yield_open = top > start and not settled(yields, stats, top, hi, policy.fix_worth)
+        # the verdicts at the ceiling are its yield's evidence: all are judged until the
+        # yield has enough (Thompson draws weigh the uncertainty left), then a share. Not
+        # until the yield is settled: one near its bar never settles (the inverted ladder's
+        # tier 2 fixes about what it costs), and every verdict there changes nothing
+        seen = yields.get(top)
+        yield_open = top > start and (
+            seen is None or seen.weight < TUNING.min_ruled_out_yield_weight
+        )
         if cap.reason:
             reason += "; " + cap.reason
     ctx.decide(start, reason)
@@ -359,7 +371,8 @@ async def _record_evidence(
                 half_life=policy.half_life,
             )
     caught = agree is False
-    await record_escalations(stats, ctx.task_key, tried, policy.half_life)
+    node_key = node_yields_key(ctx.workflow.name, ctx.node_id)
+    await record_escalations(stats, ctx.task_key, tried, policy.half_life, node_key)
     for a in tried:
         success = a.verdict != "fail"
         weight = 1.0

@@ -31,9 +31,20 @@ Two ways to compare, one per policy
       on a few answers. A tier that fixes everything is always worth it; one whose fixes
       cost more than 3 max-tier calls, never.
 
-Without enough evidence (:attr:`Tuning.min_yield_weight`, or for the stricter ruled-out test
-:attr:`Tuning.min_ruled_out_yield_weight`) a tier is always escalated to (the plain
-cascade). A share :attr:`Tuning.explore_ceiling` of capped runs escalates past the ceiling
+What the node learnt elsewhere (``adaptive``)
+    A node's runs may file their evidence under several task keys: a router's input
+    classes, or a replay's categories. A tier's yield is largely the models' own (a top
+    model that answers worse than the one below fixes little in any category), so each
+    escalation is also kept for the node as a whole (``WORKFLOW/NODE#escalated@node``).
+    A key's yield starts from the node's other keys' evidence, shrunk to at most
+    :attr:`Tuning.pooled_yield_weight` (a hierarchical prior): a new class draws from what
+    the node learnt instead of paying the top tier until it has failed there on its own,
+    and after as many answers of its own its evidence outweighs the prior. A node with one
+    key has no other evidence: the prior is nothing.
+
+Without enough evidence (:attr:`Tuning.min_yield_weight`, counting the prior, or for the
+stricter ruled-out test :attr:`Tuning.min_ruled_out_yield_weight`) a tier is always
+escalated to (the plain cascade). A share :attr:`Tuning.explore_ceiling` of capped runs escalates past the ceiling
 anyway, so a tier that got better for the task is let back in.
 """
 
@@ -55,6 +66,8 @@ if TYPE_CHECKING:
 
 ESCALATION_SUFFIX = "#escalated"
 """Task key suffix under which each tier's yield on escalated inputs is kept."""
+NODE_ESCALATION_SUFFIX = "#escalated@node"
+"""Suffix of ``WORKFLOW/NODE`` under which a node's yields over all its task keys are kept."""
 YIELD_HALF_LIFE_FACTOR = 4.0
 """Yields are small-sample rates near their bar: they fade this many times slower than the
 tier evidence, so a ceiling does not flap on a short bad streak."""
@@ -78,6 +91,28 @@ def _relative_cost(tier: Tier, hi: Tier, stats: Mapping[Tier, TierStats]) -> flo
     return min(1.0, own.mean_cost / top.mean_cost)
 
 
+def node_yields_key(workflow: str, node_id: str) -> str:
+    """Where a node's yields over every task key its runs used are kept (the prior of each)."""
+    return f"{workflow}/{node_id}{NODE_ESCALATION_SUFFIX}"
+
+
+def pooled_prior(
+    own: TierStats | None, node: TierStats | None, tuning: Tuning | None = None
+) -> tuple[float, float]:
+    """The prior (successes, failures) of one key's yield at a tier: the node's evidence
+    from its other keys (the node's minus the key's own; approximately, since the node's
+    evidence fades with the node's observations and the key's with its own), scaled down
+    to at most :attr:`Tuning.pooled_yield_weight`."""
+    if node is None:
+        return 0.0, 0.0
+    cap = (tuning or TUNING).pooled_yield_weight
+    s = max(0.0, node.successes - (own.successes if own is not None else 0.0))
+    f = max(0.0, node.failures - (own.failures if own is not None else 0.0))
+    if s + f > cap:
+        s, f = s * cap / (s + f), f * cap / (s + f)
+    return s, f
+
+
 def draw_worth(worth: FixWorth, rng: random.Random) -> float:
     """One draw of a fix's worth: log-uniform over a range, the value itself otherwise."""
     if isinstance(worth, tuple):
@@ -95,6 +130,7 @@ def ceiling(
     worth: FixWorth = 2.0,
     rng: random.Random | None = None,
     tuning: Tuning | None = None,
+    node: Mapping[Tier, TierStats] | None = None,
 ) -> Ceiling:
     """The highest tier worth escalating to from ``start`` (``hi`` when none is capped).
 
@@ -104,6 +140,8 @@ def ceiling(
         worth: what a fixed answer is worth, in calls of ``hi`` (the node's ``fix_worth``).
         rng: sample the yield and the worth with this generator (adaptive); None: cap only
             a tier whose yield is ruled out (cascade), at the top of ``worth``'s range.
+        node: the node's yields over all its task keys (:func:`node_yields_key`): with
+            ``rng``, the prior of this key's (:func:`pooled_prior`).
     """
     tuning = tuning or TUNING
     need = tuning.min_yield_weight if rng is not None else tuning.min_ruled_out_yield_weight
@@ -115,12 +153,17 @@ def ceiling(
         if tier <= start or tier > hi:
             continue
         st = escalated.get(tier)
-        if st is None or st.weight < need:
+        s = st.successes if st is not None else 0.0
+        f = st.failures if st is not None else 0.0
+        ps, pf = (
+            pooled_prior(st, node.get(tier), tuning) if node and rng is not None else (0.0, 0.0)
+        )
+        if s + f + ps + pf < need:
             continue
         relative = _relative_cost(tier, hi, stats)
         if relative is None:
             continue
-        rate = Rate.of(st.successes, st.failures, tuning)
+        rate = Rate.of(s + ps, f + pf, tuning)
         mean = rate.mean
         if rng is not None:
             seen = rng.betavariate(rate.a, rate.b)
@@ -131,10 +174,11 @@ def ceiling(
         if seen * value < relative:
             below: Tier = tier - 1  # type: ignore[assignment]
             price = relative / seen if seen > 0 else math.inf
+            prior = f" + {ps + pf:.1f} from the node's other keys" if ps + pf else ""
             return Ceiling(
                 below,
                 f"stop at tier {below}: escalated answers pass at tier {tier} only "
-                f"{mean:.2f} of the time (n={st.weight:.1f}, {how}): a fix would cost "
+                f"{mean:.2f} of the time (n={s + f:.1f}{prior}, {how}): a fix would cost "
                 f"{price:.2f} calls of tier {hi}, more than the {value:.2f} it is worth",
             )
     return Ceiling(hi, "")
@@ -174,15 +218,22 @@ def explore_past(
 
 
 async def record_escalations(
-    stats: StatsStore, task_key: str, attempts: Sequence[Attempt], half_life: float | None
+    stats: StatsStore,
+    task_key: str,
+    attempts: Sequence[Attempt],
+    half_life: float | None,
+    node_key: str | None = None,
 ) -> None:
     """Fold each escalation among ``attempts`` (answers of one node, in order) into the
-    task key's yields: an answer that followed a failed one, and whether it passed."""
+    task key's yields, and into the node's (``node_key``, from :func:`node_yields_key`)
+    when given: an answer that followed a failed one, and whether it passed."""
+    keys = [task_key + ESCALATION_SUFFIX] + ([node_key] if node_key is not None else [])
     for prev, a in itertools.pairwise(attempts):
         if prev.verdict == "fail" and a.verdict in ("pass", "fail"):
-            await stats.record_observation(
-                task_key + ESCALATION_SUFFIX,
-                a.tier,
-                success=a.verdict == "pass",
-                half_life=None if half_life is None else half_life * YIELD_HALF_LIFE_FACTOR,
-            )
+            for key in keys:
+                await stats.record_observation(
+                    key,
+                    a.tier,
+                    success=a.verdict == "pass",
+                    half_life=None if half_life is None else half_life * YIELD_HALF_LIFE_FACTOR,
+                )

@@ -42,6 +42,11 @@ class Tuning:
     few unlucky early answers (1 pass in 9 where half pass) would rule out a tier that
     pays, and a capped tier gathers evidence only by exploring. ``adaptive`` samples the
     yield instead (Thompson), which weighs its own uncertainty."""
+    pooled_yield_weight: float = 8.0
+    """``adaptive``: a task key's yield at a tier starts from at most this much of its
+    node's evidence from other keys (input classes, categories): as much as a key needs of
+    its own before a ceiling applies (``min_yield_weight``), so a new key starts from what
+    the node learnt and its own answers outweigh that after as many."""
     judge_at_ceiling: float = 0.2
     """Share of answers at the escalation ceiling (where the judge cannot change the
     action) that are judged anyway, so the ceiling tier's rate and yield stay measured."""
