@@ -107,6 +107,10 @@ def main() -> int:
     misses: list[str] = []
     runs = 0
     replay_s = 0.0
+    # each file is read once, with every model any ladder of it uses (reading is the cost)
+    wanted: dict[str, set[str]] = {}
+    for fname, _, tiers in [*LADDERS, ("mmlu_pro.csv.gz", "inverted", INVERTED)]:
+        wanted.setdefault(fname, set()).update(tiers)
     loaded: dict[str, object] = {}
     for fname, label, tiers in LADDERS:
         path = args.data / fname
@@ -115,10 +119,9 @@ def main() -> int:
             continue
         top = len(tiers)
         policies = ["static:1", f"static:{top}", "cascade", "adaptive"]
-        key = f"{fname}:{','.join(tiers)}"
-        if key not in loaded:
-            loaded[key] = load_outcomes(path, models=tiers)
-        outcomes = loaded[key]
+        if fname not in loaded:
+            loaded[fname] = load_outcomes(path, models=sorted(wanted[fname]))
+        outcomes = loaded[fname]
 
         async def go(o: object = outcomes, t: list[str] = tiers, p: list[str] = policies) -> object:
             return await replay(
@@ -182,7 +185,7 @@ def main() -> int:
         )
     if not args.no_routers:
         misses += routers_table(args, loaded)
-        misses += inverted_ladder(args)
+        misses += inverted_ladder(args, loaded)
     print("targets: all met" if not misses else "targets missed: " + "; ".join(misses))
     return 0
 
@@ -246,8 +249,7 @@ def routers_table(args: argparse.Namespace, loaded: dict[str, object]) -> list[s
         if not path.is_file() or not qpath.is_file():
             print(f"skipped routers on {label}: no {qpath}")
             continue
-        key = f"{fname}:{','.join(tiers)}"
-        outcomes = loaded.get(key) or load_outcomes(path, models=tiers)
+        outcomes = loaded.get(fname) or load_outcomes(path, models=tiers)
         texts = load_queries(qpath, outcomes, outcomes.complete_queries(tiers))  # type: ignore[attr-defined]
         policies = ["cascade", "router+cascade"]
         if args.sweep:
@@ -295,14 +297,14 @@ def routers_table(args: argparse.Namespace, loaded: dict[str, object]) -> list[s
     return misses
 
 
-def inverted_ladder(args: argparse.Namespace) -> list[str]:
+def inverted_ladder(args: argparse.Namespace, loaded: dict[str, object]) -> list[str]:
     """A ladder whose top tier is worse than its middle one: adaptive must not pay for it."""
     from dagtier.replay import load_outcomes
 
     path = args.data / "mmlu_pro.csv.gz"
     if not path.is_file():
         return []
-    outcomes = load_outcomes(path, models=INVERTED)
+    outcomes = loaded.get("mmlu_pro.csv.gz") or load_outcomes(path, models=INVERTED)
     policies = ["static:1", "static:2", "static:3", "cascade", "adaptive"]
     report = _replay(args, outcomes, INVERTED, policies)
     by = {st.label: st for st in report.policies}  # type: ignore[attr-defined]
