@@ -83,35 +83,19 @@ def cluster(*, fsync: bool = True) -> Iterator[str]:
             check=True,
             capture_output=True,
         )
-        options = (
-            f"-c listen_addresses='' -c unix_socket_directories='{root}' "
-            f"-c fsync={'on' if fsync else 'off'} -c max_connections=50"
-        )
-        subprocess.run(
-            [
-                *prefix,
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-o",
-                options,
-                "-l",
-                str(root / "server.log"),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        try:
-            yield f"postgresql://{superuser}@/postgres?host={root}"
-        finally:
-            subprocess.run(
-                [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                capture_output=True,
+        # in the configuration file, not on pg_ctl's command line, so start() restarts the
+        # server as it was
+        with open(data / "postgresql.conf", "a", encoding="utf-8") as conf:
+            conf.write(
+                f"listen_addresses = ''\nunix_socket_directories = '{root}'\n"
+                f"fsync = {'on' if fsync else 'off'}\nmax_connections = 50\n"
             )
+        url = f"postgresql://{superuser}@/postgres?host={root}"
+        start(url)
+        try:
+            yield url
+        finally:
+            stop(url)
     except subprocess.CalledProcessError as exc:
         log = root / "server.log"
         detail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
@@ -121,6 +105,30 @@ def cluster(*, fsync: bool = True) -> Iterator[str]:
         ) from None
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _pg_ctl(url: str, *args: str, check: bool = True) -> None:
+    """Run pg_ctl on the cluster whose URL (from :func:`cluster`) is ``url``."""
+    bindir = find_bindir()
+    assert bindir is not None
+    root = Path(url.rsplit("host=", 1)[1])
+    subprocess.run(
+        [*_as_user(), str(bindir / "pg_ctl"), "-D", str(root / "data"), *args],
+        check=check,
+        capture_output=True,
+    )
+
+
+def start(url: str) -> None:
+    """Start the (stopped) cluster at ``url``; returns once it accepts connections."""
+    root = Path(url.rsplit("host=", 1)[1])
+    _pg_ctl(url, "-l", str(root / "server.log"), "-w", "-t", "60", "start")
+
+
+def stop(url: str) -> None:
+    """Stop the cluster as a crash would (``-m immediate``: its server processes quit at once,
+    nothing is checkpointed, and the next start recovers from the WAL). Stopped already: no-op."""
+    _pg_ctl(url, "-m", "immediate", "-w", "stop", check=False)
 
 
 def create_database(admin_url: str, name: str) -> str:

@@ -1,13 +1,13 @@
 """Run inside a network namespace with only loopback (see test_batch_ray.py): a batch on two
 Ray actors, one SIGKILLed mid-run; prints a JSON report of what was paid and committed.
 
-Usage: python _ray_scenario.py TMPDIR [actor|driver|postgresql://URL]
+Usage: python _ray_scenario.py TMPDIR actor|driver [postgresql://URL]
 
-``actor``: SIGKILL one of the two actors mid-batch. ``driver``: run ``dagtier batch --ray``
-as a child process against this process's Ray cluster, SIGKILL that driver mid-batch, then
-finish the batch with the ``--resume`` command. A PostgreSQL URL: the same batch with the
-work queue in that database (claims by ``FOR UPDATE SKIP LOCKED``) and a budget the actors
-share through its ledger (ample: every item runs), no actor killed.
+``actor``: SIGKILL one of the two actors mid-batch. ``driver``: run ``dagtier batch --ray
+--budget 1`` as a child process against this process's Ray cluster, SIGKILL that driver
+mid-batch, then finish the batch with the ``--resume`` command. With a PostgreSQL URL the
+work queue lives in that database (claims by ``FOR UPDATE SKIP LOCKED``) and the actor
+scenario also shares an ample budget through its ledger; else in a SQLite file.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -32,11 +33,48 @@ from dagtier.store import open_store
 ITEMS = 24
 
 
-def main(tmp: Path, store_url: str | None = None) -> None:
-    wf, items, db = tmp / "wf.yaml", tmp / "items.jsonl", tmp / "runs.db"
+def query(store: str, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` read straight from the store (a SQLite file or a PostgreSQL URL), as
+    another process sees them; [] while the tables do not exist yet."""
+    if store.startswith("postgresql://"):
+        import psycopg
+
+        try:
+            with psycopg.connect(store) as con:
+                return con.execute(sql).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
+    try:
+        con = sqlite3.connect(store)
+        try:
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return []
+
+
+def committed(store: str) -> list[tuple[Any, ...]]:
+    return query(store, "SELECT run_id, node_id FROM nodes WHERE status = 'succeeded'")
+
+
+def ledger(store: str, batch_id: str) -> list[float]:
+    async def read() -> list[float]:
+        st = open_store(store)
+        state = await st.reclaim_budget(batch_id)  # a dead actor's holds count as spent
+        await st.aclose()
+        assert state is not None
+        return [state.limit, state.spent, state.reserved]
+
+    return anyio.run(read)
+
+
+def kill_an_actor(tmp: Path, store: str) -> None:
+    wf, items = tmp / "wf.yaml", tmp / "items.jsonl"
     wf.write_text(CHAIN_WF)
     items.write_text("".join(json.dumps({"ticket": f"t{i}"}) + "\n" for i in range(ITEMS)))
     os.environ["FAKE_API_KEY"] = "fake-key-for-tests-0000"
+    budget = 1.0 if store.startswith("postgresql://") else None
     report: dict[str, object] = {}
     with model_server(delay_s=0.1) as server:
         cat = server.catalog(tmp / "models.yaml")
@@ -45,53 +83,41 @@ def main(tmp: Path, store_url: str | None = None) -> None:
             # once some items are done, SIGKILL the actor process holding an item
             while True:
                 time.sleep(0.05)
-                try:
-                    con = sqlite3.connect(db)
-                    rows = con.execute(
-                        "SELECT status, owner FROM batch_items WHERE batch_id = 'b-ray'"
-                    ).fetchall()
-                    con.close()
-                except sqlite3.Error:
-                    continue
+                rows = query(
+                    store, "SELECT status, owner FROM batch_items WHERE batch_id = 'b-ray'"
+                )
                 done = sum(1 for s, _ in rows if s == "done")
                 owners = {o for s, o in rows if s is None and o}
                 if done >= 4 and owners:
                     pid = int(sorted(owners)[0].split(":")[1])
                     os.kill(pid, signal.SIGKILL)
                     time.sleep(0.2)  # its last writes, if any, are final now
-                    con = sqlite3.connect(db)
-                    committed = con.execute(
-                        "SELECT run_id, node_id FROM nodes WHERE status = 'succeeded'"
-                    ).fetchall()
-                    con.close()
                     report["killed"] = pid
-                    report["committed"] = committed
+                    report["committed"] = committed(store)
                     report["paid_at_kill"] = dict(server.counts())
                     return
 
         killer = threading.Thread(target=kill_one, daemon=True)
-        if store_url is None:  # the SQLite scenario polls the file to find an actor to kill
-            killer.start()
+        killer.start()
         results = []
 
         async def go() -> object:
             return await run_batch_on_ray(
                 wf,
                 items,
-                store=store_url or db,
+                store=store,
                 models=cat,
                 actors=2,
                 concurrency=3,
+                budget=budget,
                 batch_id="b-ray",
                 lease_s=3.0,
-                budget=1.0 if store_url else None,
                 on_result=results.append,
                 ray_init={"num_cpus": 2, "include_dashboard": False},
             )
 
         summary = anyio.run(go)
-        if killer.is_alive():
-            killer.join(timeout=5)
+        killer.join(timeout=5)
         report["summary"] = {
             "status": summary.status,
             "succeeded": summary.succeeded,
@@ -101,36 +127,17 @@ def main(tmp: Path, store_url: str | None = None) -> None:
             {"index": r.index, "status": r.status, "outputs": r.outputs} for r in results
         ]
         report["paid"] = dict(server.counts())
-    if store_url:
-
-        async def ledger() -> list[float]:
-            store = open_store(store_url)
-            state = await store.reclaim_budget("b-ray")
-            await store.aclose()
-            return [state.limit, state.spent, state.reserved]
-
-        report["budget"] = anyio.run(ledger)
+    if budget is not None:
+        report["budget"] = ledger(store, "b-ray")
     print(json.dumps(report))
 
 
-def _done_items(db: Path) -> int:
-    try:
-        con = sqlite3.connect(db)
-        try:
-            row = con.execute("SELECT COUNT(*) FROM batch_items WHERE status = 'done'").fetchone()
-        finally:
-            con.close()
-    except sqlite3.Error:  # not created yet
-        return 0
-    return int(row[0])
-
-
-def kill_the_driver(tmp: Path) -> None:
+def kill_the_driver(tmp: Path, store: str) -> None:
     import subprocess
 
     import ray
 
-    wf, items, db, out = tmp / "wf.yaml", tmp / "items.jsonl", tmp / "runs.db", tmp / "out.jsonl"
+    wf, items, out = tmp / "wf.yaml", tmp / "items.jsonl", tmp / "out.jsonl"
     wf.write_text(CHAIN_WF)
     items.write_text("".join(json.dumps({"ticket": f"t{i}"}) + "\n" for i in range(ITEMS)))
     # the actors run in this cluster's workers, with this process's environment
@@ -139,14 +146,19 @@ def kill_the_driver(tmp: Path) -> None:
     address = ctx.address_info["gcs_address"]
     env = dict(os.environ)
     report: dict[str, object] = {}
+
+    def done_items() -> int:
+        rows = query(store, "SELECT COUNT(*) FROM batch_items WHERE status = 'done'")
+        return int(rows[0][0]) if rows else 0
+
     with model_server(delay_s=0.1) as server:
         cat = server.catalog(tmp / "models.yaml")
         cmd = [sys.executable, "-m", "dagtier", "batch", str(wf), "--inputs", str(items)]
-        cmd += ["--store", str(db), "--models", str(cat), "--out", str(out)]
+        cmd += ["--store", store, "--models", str(cat), "--out", str(out), "--budget", "1"]
         cmd += ["--concurrency", "3", "--lease", "3", "--ray", "--ray-address", address]
         driver = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 120
-        while _done_items(db) < 4:
+        while done_items() < 4:
             assert driver.poll() is None, driver.stderr.read().decode() if driver.stderr else ""
             if time.monotonic() > deadline:
                 driver.kill()
@@ -154,12 +166,8 @@ def kill_the_driver(tmp: Path) -> None:
             time.sleep(0.05)
         driver.send_signal(signal.SIGKILL)
         driver.wait()
-        con = sqlite3.connect(db)
-        report["committed"] = con.execute(
-            "SELECT run_id, node_id FROM nodes WHERE status = 'succeeded'"
-        ).fetchall()
-        batch_id = con.execute("SELECT batch_id FROM batches").fetchone()[0]
-        con.close()
+        report["committed"] = committed(store)
+        batch_id = query(store, "SELECT batch_id FROM batches")[0][0]
         report["paid_at_kill"] = dict(server.counts())
         resumed = subprocess.run(
             [*cmd, "--resume", batch_id], env=env, capture_output=True, text=True, timeout=180
@@ -168,13 +176,11 @@ def kill_the_driver(tmp: Path) -> None:
         report["results"] = [json.loads(x) for x in out.read_text().splitlines() if x.strip()]
         report["paid"] = dict(server.counts())
     ray.shutdown()
+    report["budget"] = ledger(store, batch_id)
     print(json.dumps(report))
 
 
 if __name__ == "__main__":
-    if sys.argv[2:] == ["driver"]:
-        kill_the_driver(Path(sys.argv[1]))
-    elif sys.argv[2].startswith("postgresql://"):
-        main(Path(sys.argv[1]), sys.argv[2])
-    else:
-        main(Path(sys.argv[1]))
+    tmp_dir, mode = Path(sys.argv[1]), sys.argv[2]
+    where = sys.argv[3] if len(sys.argv) > 3 else str(tmp_dir / "runs.db")
+    {"actor": kill_an_actor, "driver": kill_the_driver}[mode](tmp_dir, where)

@@ -44,8 +44,9 @@ REASON = _netns_reason()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(REASON is not None, reason=REASON or "")]
 
 
-def _scenario(tmp_path: Path, mode: str) -> dict[str, Any]:
+def _scenario(tmp_path: Path, mode: str, store: str | None = None) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": SRC, "RAY_USAGE_STATS_ENABLED": "0"}
+    where = f' "{store}"' if store else ""
     proc = subprocess.run(
         [
             "unshare",
@@ -53,7 +54,7 @@ def _scenario(tmp_path: Path, mode: str) -> dict[str, Any]:
             "sh",
             "-c",
             f'ip link set lo up && exec "{sys.executable}" "{HERE / "_ray_scenario.py"}" '
-            f'"{tmp_path}" "{mode}"',
+            f'"{tmp_path}" "{mode}"{where}',
         ],
         capture_output=True,
         text=True,
@@ -73,29 +74,48 @@ def _nothing_committed_paid_twice(report: dict[str, Any]) -> None:
         assert paid[prompt] == at_kill[prompt] == 1, f"{run_id}/{node} was paid twice"
 
 
-def test_a_killed_drivers_batch_resumes_from_the_store(tmp_path: Path) -> None:
-    """SIGKILL the driver of `dagtier batch --ray` mid-batch: `--resume` finishes every item
-    and no node committed before the kill is called again (the driver held no state)."""
-    report = _scenario(tmp_path, "driver")
-    results = report["results"]
+def _every_item_succeeded(results: list[dict[str, Any]]) -> None:
     assert sorted(r["index"] for r in results) == list(range(24))
     for r in results:
         assert r["status"] == "succeeded"
         assert r["outputs"] == {"answer": f"<c <b <a t{r['index']}>>>"}
+
+
+PER_CALL = 20 * 1.0e-6 + 5 * 2.0e-6
+"""What one answer costs: the model server's usage at the scenario catalog's prices."""
+
+
+def _the_ledger_counts_every_call_paid(report: dict[str, Any]) -> None:
+    """The shared budget's ledger (limit $1) counts at least what the server was paid, the
+    calls of killed processes included (their holds count in full), and holds nothing."""
+    limit, spent, reserved = report["budget"]
+    assert limit == 1.0 and reserved == pytest.approx(0.0, abs=1e-12)
+    assert sum(report["paid"].values()) * PER_CALL <= spent * (1 + 1e-9)
+    assert spent <= limit
+
+
+def test_a_killed_drivers_batch_resumes_from_the_store(tmp_path: Path) -> None:
+    """SIGKILL the driver of `dagtier batch --ray --budget 1` mid-batch: `--resume` finishes
+    every item and no node committed before the kill is called again (the driver held no
+    state); the budget's ledger in the store counts every call paid."""
+    report = _scenario(tmp_path, "driver")
+    _every_item_succeeded(report["results"])
     _nothing_committed_paid_twice(report)
+    _the_ledger_counts_every_call_paid(report)
 
 
-def test_a_killed_actors_items_are_claimed_again_and_resume(tmp_path: Path) -> None:
-    """SIGKILL one of two actors mid-batch: every item still succeeds, and no node the store
-    had committed when the actor died is called again."""
-    report = _scenario(tmp_path, "actor")
+def test_a_killed_drivers_batch_resumes_from_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    """The same with the work queue and the budget in PostgreSQL."""
+    report = _scenario(tmp_path, "driver", postgres_url)
+    _every_item_succeeded(report["results"])
+    _nothing_committed_paid_twice(report)
+    _the_ledger_counts_every_call_paid(report)
+
+
+def _a_killed_actors_items_resume(report: dict[str, Any]) -> None:
     assert report["summary"] == {"status": "finished", "succeeded": 24, "total": 24}
     assert "killed" in report, "no actor was killed: the batch finished too soon"
-    results = report["results"]
-    assert sorted(r["index"] for r in results) == list(range(24))
-    for r in results:
-        assert r["status"] == "succeeded"
-        assert r["outputs"] == {"answer": f"<c <b <a t{r['index']}>>>"}
+    _every_item_succeeded(report["results"])
     _nothing_committed_paid_twice(report)
     paid = report["paid"]
     # every node answered; at most the killed actor's calls in flight were paid twice
@@ -103,19 +123,18 @@ def test_a_killed_actors_items_are_claimed_again_and_resume(tmp_path: Path) -> N
     assert sum(paid.values()) - 72 <= 3
 
 
-def test_actors_claim_a_batch_from_postgresql(tmp_path: Path, postgres_url: str) -> None:
-    """`--store postgresql://...`: two actors claim the items from PostgreSQL (the throwaway
-    cluster's unix socket works inside the loopback-only namespace); every item runs once.
-    They share a budget through the store's ledger, which counts exactly what was paid."""
-    report = _scenario(tmp_path, postgres_url)
-    assert report["summary"] == {"status": "finished", "succeeded": 24, "total": 24}
-    results = report["results"]
-    assert sorted(r["index"] for r in results) == list(range(24))
-    for r in results:
-        assert r["status"] == "succeeded"
-        assert r["outputs"] == {"answer": f"<c <b <a t{r['index']}>>>"}
-    # nobody died: each of the 72 nodes was paid exactly once
-    assert len(report["paid"]) == 72 and set(report["paid"].values()) == {1}
-    limit, spent, reserved = report["budget"]
-    per_call = 20 * 1.0e-6 + 5 * 2.0e-6  # the server's usage at the catalog's prices
-    assert (limit, spent, reserved) == pytest.approx((1.0, 72 * per_call, 0.0), abs=1e-12)
+def test_a_killed_actors_items_are_claimed_again_and_resume(tmp_path: Path) -> None:
+    """SIGKILL one of two actors mid-batch: every item still succeeds, and no node the store
+    had committed when the actor died is called again."""
+    _a_killed_actors_items_resume(_scenario(tmp_path, "actor"))
+
+
+def test_a_killed_actors_items_are_claimed_again_from_postgresql(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The same with the work queue in PostgreSQL (claims by ``FOR UPDATE SKIP LOCKED``; the
+    throwaway cluster's unix socket works inside the loopback-only namespace) and a budget
+    the actors share through its ledger, which counts the dead actor's calls in flight."""
+    report = _scenario(tmp_path, "actor", postgres_url)
+    _a_killed_actors_items_resume(report)
+    _the_ledger_counts_every_call_paid(report)

@@ -60,7 +60,8 @@ def batch(
         float | None,
         typer.Option(
             "--budget",
-            help="Most USD the whole batch may spend.",
+            help="Most USD the whole batch may spend (with --ray: shared by the actors "
+            "through the store).",
             metavar="USD",
             show_default=False,
         ),
@@ -141,8 +142,6 @@ def batch(
     if out is not None and not out.parent.is_dir():
         usage(f"--out {out}: the directory {out.parent} does not exist")
     setup_logging(verbose=verbose, log_json=None)
-    if ray and budget is not None:
-        usage("--budget is not offered with --ray (see `dagtier batch --help`)")
     check_positive("--deadline", deadline, "seconds", "30")
     if ray and deadline is not None:
         usage(
@@ -197,6 +196,7 @@ def batch(
                 store=store or default_store_path(),
                 models=models,
                 address=ray_address,
+                budget=budget,
                 actors=actors,
                 concurrency=concurrency,
                 on_bad_item=on_bad_item,

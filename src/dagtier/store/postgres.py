@@ -21,6 +21,13 @@ Durability and speed:
   ``FOR UPDATE SKIP LOCKED``, so concurrent claimers take disjoint items without queueing.
 - One asyncio connection, opened on first use in the running event loop (asyncio only:
   psycopg has no trio support). Reads and batches take turns on it.
+- A lost server (restarted, crashed, unreachable for a while) pauses the store instead of
+  failing the runs: reads and writes wait, reconnecting with backoff, for up to
+  ``retry_s`` seconds (default 60, ``DAGTIER_STORE_RETRY_S``), then fail with a StoreError
+  that says so. A write whose COMMIT was sent when the connection broke may or may not have
+  committed: every transaction also records a token of its own in ``store_commits``, so
+  after reconnecting the store looks it up and applies the write again only if it did not
+  commit (a node's cost is never counted twice).
 """
 
 from __future__ import annotations
@@ -30,14 +37,15 @@ import json
 import os
 import socket
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
 from .._exceptions import RunClaimed, StoreError
-from .._logging import redact_text
+from .._logging import get_logger, redact_text
 from .._types import RunStatus, Tier
 from ..results import NodeResult
 from . import (
@@ -212,6 +220,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ALTER TABLE nodes ADD COLUMN deadline_tier INTEGER;
         """,
     ),
+    (5, "CREATE TABLE store_commits (writer TEXT PRIMARY KEY, token TEXT NOT NULL);"),
 )
 """Ordered schema migrations: (version reached, SQL). Append; never edit a released step.
 (Versions of their own: the SQLite store's history does not apply here.)"""
@@ -221,6 +230,17 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 _LEDGER = statements("%s", "GREATEST")
 
 _MIGRATION_LOCK = 0x64616774  # "dagt": serialises migrations of processes starting at once
+
+ENV_RETRY = "DAGTIER_STORE_RETRY_S"
+DEFAULT_RETRY_S = 60.0
+_FIRST_BACKOFF_S, _MAX_BACKOFF_S = 0.05, 2.0
+_LOST_STATES = ("57P01", "57P02", "57P03")
+"""Server shutting down (admin, crash) or starting up; class 08 is a connection exception."""
+_MARK = (
+    "INSERT INTO store_commits (writer, token) VALUES (%s, %s) "
+    "ON CONFLICT (writer) DO UPDATE SET token = excluded.token"
+)
+T = TypeVar("T")
 
 _HINT = "check the URL, that the server runs and accepts this user, or pass another --store"
 _RETRY_HINT = "the change was not saved; retry, or check the server's log"
@@ -254,6 +274,8 @@ class PostgresStore:
         url: a libpq URL, ``postgresql://user:password@host:port/dbname`` (a unix socket:
             ``postgresql:///dbname?host=/run/postgresql``).
         connect_timeout_s: how long to wait for the server.
+        retry_s: how long reads and writes wait for a lost server to come back before
+            failing (default ``$DAGTIER_STORE_RETRY_S``, else 60).
 
     Raises:
         StoreError: the server cannot be reached or refuses the login, psycopg is not
@@ -261,12 +283,17 @@ class PostgresStore:
             the URL without its password.
     """
 
-    def __init__(self, url: str, *, connect_timeout_s: int = 10) -> None:
+    def __init__(
+        self, url: str, *, connect_timeout_s: int = 10, retry_s: float | None = None
+    ) -> None:
         self._host = socket.gethostname()
         self._url = url
         self.path = redact_url(url)
         """The URL without its password (named ``path`` like the SQLite store's file)."""
         self._timeout = max(2, int(connect_timeout_s))  # libpq's minimum
+        self.retry_s = _retry_s(retry_s)
+        self._writer = uuid.uuid4().hex
+        """This store's row in store_commits: which of its transactions committed last."""
         self._psycopg = _import_psycopg()
         try:
             with self._psycopg.connect(url, connect_timeout=self._timeout) as con:
@@ -276,19 +303,16 @@ class PostgresStore:
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: anyio.Lock | None = None
+        self._connecting: anyio.Lock | None = None
         self._batches: GroupCommit[Op | NodeWrite] = GroupCommit(self._commit, self._write_failed)
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.path!r})"
 
     def _error(self, what: str, exc: BaseException) -> StoreError:
-        msg = str(exc).strip()
-        password = _password(self._url)
-        if password:
-            msg = msg.replace(password, "***")
         lost = isinstance(exc, self._psycopg.OperationalError)
         hint = _HINT if lost else _RETRY_HINT
-        err = StoreError(redact_text(f"store {self.path}: {what}: {msg}\nhint: {hint}"))
+        err = StoreError(f"store {self.path}: {what}: {self._redacted(exc)}\nhint: {hint}")
         err.hint = hint
         return err
 
@@ -321,22 +345,101 @@ class PostgresStore:
     # --- plumbing ---------------------------------------------------------------------------
 
     async def _connection(self) -> tuple[psycopg.AsyncConnection[Any], anyio.Lock]:
-        """The open connection of the running event loop (a new loop gets a new one)."""
+        """The open connection of the running event loop (a new loop gets a new one).
+
+        Raises:
+            psycopg.Error: connecting failed (see :meth:`_retrying`).
+        """
         loop = asyncio.get_running_loop()
-        if self._conn is None or self._conn.closed or self._loop is not loop:
+        if self._loop is not loop:
             self._drop()
-            try:
-                conn = await self._psycopg.AsyncConnection.connect(
+            self._loop, self._lock, self._connecting = loop, anyio.Lock(), anyio.Lock()
+        assert self._lock is not None and self._connecting is not None
+        async with self._connecting:  # tasks finding it lost together open one connection
+            if self._conn is None or self._conn.closed:
+                self._drop()
+                self._conn = await self._psycopg.AsyncConnection.connect(
                     self._url, autocommit=True, connect_timeout=self._timeout
                 )
-            except self._psycopg.Error as exc:
-                raise self._error("cannot connect", exc) from None
-            if self._conn is not None and not self._conn.closed and self._loop is loop:
-                await conn.close()  # another task's first use connected meanwhile: one is enough
-            else:
-                self._conn, self._loop, self._lock = conn, loop, anyio.Lock()
-        assert self._lock is not None
         return self._conn, self._lock
+
+    def _lost(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the server or the connection to it went away."""
+        conn = self._conn
+        if conn is not None and (conn.closed or conn.broken):
+            return True
+        state = getattr(exc, "sqlstate", None)
+        if state is None:
+            return isinstance(exc, self._psycopg.OperationalError)
+        return bool(state.startswith("08") or state in _LOST_STATES)
+
+    async def _retrying(
+        self,
+        what: str,
+        attempt: Callable[[], Awaitable[T]],
+        committed: Callable[[], Awaitable[bool]] | None = None,
+    ) -> T | None:
+        """``attempt()``; while the server is lost, reconnect with backoff and try again,
+        for up to ``retry_s`` seconds. After a loss, ``committed()`` first tells whether
+        the attempt that broke had committed (then it is not made again; returns None).
+
+        Raises:
+            StoreError: the server did not come back in time, or another database error
+                (named ``what``).
+        """
+        lost_at: float | None = None
+        backoff = _FIRST_BACKOFF_S
+        log = get_logger()
+        while True:
+            try:
+                if lost_at is not None and committed is not None and await committed():
+                    result: T | None = None
+                else:
+                    result = await attempt()
+            except self._psycopg.Error as exc:
+                if not self._lost(exc):
+                    raise self._error(what, exc) from None
+                self._drop()
+                now = time.monotonic()
+                if lost_at is None:
+                    lost_at = now
+                    log.warning(
+                        "store lost; runs wait for it",
+                        store=self.path,
+                        error=self._redacted(exc),
+                        retry_s=self.retry_s,
+                    )
+                elif now - lost_at >= self.retry_s:
+                    raise self._gave_up(exc, now - lost_at) from None
+                await anyio.sleep(min(backoff, max(0.0, lost_at + self.retry_s - now)))
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                continue
+            if lost_at is not None:
+                log.warning(
+                    "store back; runs go on",
+                    store=self.path,
+                    after_s=round(time.monotonic() - lost_at, 2),
+                )
+            return result
+
+    def _redacted(self, exc: BaseException) -> str:
+        msg = str(exc).strip()
+        password = _password(self._url)
+        return redact_text(msg.replace(password, "***") if password else msg)
+
+    def _gave_up(self, exc: BaseException, waited_s: float) -> StoreError:
+        hint = (
+            "check that the server runs and is reachable, then resume the run or batch "
+            f"(--resume); to wait longer for it, set {ENV_RETRY} (seconds)"
+        )
+        err = StoreError(
+            f"store {self.path}: lost the connection to the server and it did not come back "
+            f"within {waited_s:.0f} s: {self._redacted(exc)}\n"
+            "note: every result committed before is kept; what was being written was not "
+            f"saved, and a resume carries on from the last committed node\nhint: {hint}"
+        )
+        err.hint = hint
+        return err
 
     def _drop(self) -> None:
         # Closing the socket needs no event loop, so this also works after the loop ended.
@@ -345,18 +448,34 @@ class PostgresStore:
         self._conn = None
 
     async def _commit(self, ops: list[Op | NodeWrite]) -> None:
-        conn, lock = await self._connection()
-        async with lock, conn.pipeline(), conn.transaction(), conn.cursor() as cur:
-            for op in grouped(ops):
-                if isinstance(op, list):
-                    await _write_nodes(cur, op)
-                else:
-                    await op(cur)
+        token = uuid.uuid4().hex  # marks this transaction: did it commit before a loss?
+
+        async def attempt() -> None:
+            conn, lock = await self._connection()
+            async with lock, conn.pipeline(), conn.transaction(), conn.cursor() as cur:
+                await cur.execute(_MARK, (self._writer, token))
+                for op in grouped(ops):
+                    if isinstance(op, list):
+                        await _write_nodes(cur, op)
+                    else:
+                        await op(cur)
+
+        async def committed() -> bool:
+            conn, lock = await self._connection()
+            # FOR UPDATE: waits for the broken transaction if its server process is still
+            # finishing it, so its outcome is final when read
+            async with lock, conn.transaction(), conn.cursor() as cur:
+                await cur.execute(
+                    "SELECT token FROM store_commits WHERE writer = %s FOR UPDATE",
+                    (self._writer,),
+                )
+                row = await cur.fetchone()
+            return row is not None and row[0] == token
+
+        await self._retrying("write failed", attempt, committed)
 
     def _write_failed(self, exc: Exception) -> Exception:
         if isinstance(exc, self._psycopg.Error):
-            if isinstance(exc, self._psycopg.OperationalError):
-                self._drop()  # the connection may be broken: the next use reconnects
             return self._error("write failed", exc)
         return exc
 
@@ -365,16 +484,14 @@ class PostgresStore:
         await self._batches.submit(ops)
 
     async def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        conn, lock = await self._connection()
-        try:
+        async def attempt() -> list[tuple[Any, ...]]:
+            conn, lock = await self._connection()
             async with lock, conn.cursor() as cur:
                 await cur.execute(sql, params)
                 rows: list[tuple[Any, ...]] = await cur.fetchall()
                 return rows
-        except self._psycopg.Error as exc:
-            if isinstance(exc, self._psycopg.OperationalError):
-                self._drop()
-            raise self._error("read failed", exc) from None
+
+        return await self._retrying("read failed", attempt) or []
 
     def close(self) -> None:
         """Close the connection (queued writes are committed by their leader first)."""
@@ -458,6 +575,7 @@ class PostgresStore:
         refused: list[RunOwner] = []
 
         async def op(cur: Cursor) -> None:
+            refused.clear()
             await cur.execute(
                 f"INSERT INTO runs ({RUN_COLS}) VALUES "
                 "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
@@ -490,6 +608,7 @@ class PostgresStore:
         claimed: list[bool] = []
 
         async def op(cur: Cursor) -> None:
+            claimed.clear()  # a transaction retried runs its ops again
             await cur.execute("SELECT 1 FROM runs WHERE run_id = %s", (run_id,))
             if await cur.fetchone() is None or await _holder(cur, run_id, owner, take_over):
                 return
@@ -597,6 +716,7 @@ class PostgresStore:
         deleted: list[int] = []
 
         async def op(cur: Cursor) -> None:
+            deleted.clear()
             # counted by the query: in pipeline mode rowcount is not known yet
             await cur.execute(
                 "WITH d AS (DELETE FROM cache WHERE created_at < %s RETURNING 1) "
@@ -620,6 +740,7 @@ class PostgresStore:
         claimed: list[BatchRecord | None] = []
 
         async def op(cur: Cursor) -> None:
+            claimed.clear()
             await cur.execute(
                 f"INSERT INTO batches ({BATCH_COLS}) VALUES "
                 "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (batch_id) DO NOTHING "
@@ -722,6 +843,7 @@ class PostgresStore:
         taken: list[QueuedItem] = []
 
         async def op(cur: Cursor) -> None:
+            taken.clear()
             await cur.execute(
                 "UPDATE batch_items b SET owner = %s, lease_until = %s FROM ("
                 "SELECT idx FROM batch_items WHERE batch_id = %s AND status IS NULL "
@@ -930,3 +1052,21 @@ async def _holder(
 
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore", "redact_url"]
+
+
+def _retry_s(given: float | None) -> float:
+    if given is not None:
+        return given
+    raw = os.environ.get(ENV_RETRY)
+    if not raw:
+        return DEFAULT_RETRY_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also catches nan
+        raise StoreError(
+            f"{ENV_RETRY} must be a number of seconds (0 or more), got {raw!r}\n"
+            f"hint: {ENV_RETRY}=60"
+        )
+    return value
