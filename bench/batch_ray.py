@@ -1,6 +1,9 @@
 """``dagtier batch --ray`` with 1 and 2 actor processes on a CPU-bound batch: the 10-node
 workflow of bench/batch.py on an instant in-process model, every item a durable run in one
-SQLite file, so what is measured is dagtier's own work per item (and the store's).
+store, so what is measured is dagtier's own work per item (and the store's): a SQLite file
+(``--store sqlite``, the default), whose single write lock serialises both actors' commits,
+or a throwaway PostgreSQL server (``--store postgresql``; or ``--postgres URL``), where
+claims and commits of the two actors do not wait for each other.
 
 Throughput counts from the first run's start to the last run's end as the store recorded
 them (Ray's start-up and the actors' imports are not counted); the best of ``--repeat``
@@ -11,21 +14,28 @@ Ray binds the machine's interface address; as root the script re-runs itself in 
 namespace with only loopback (``unshare --net``).
 
     python bench/batch_ray.py [--items 2000] [--concurrency 32] [--repeat 3]
+        [--store sqlite|postgresql] [--postgres URL]
+
+Prints the load average before and after (the machine may be shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sqlite3
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from batch import workflow_yaml
+from store_overhead import _postgres
 
 MODELS = """
 models:
@@ -42,16 +52,41 @@ def providers() -> dict[str, Any]:
     return {"python": PythonProvider(lambda model, request: f"ok:{request.prompt_chars}")}
 
 
-def items_per_s(db: Path) -> float:
-    con = sqlite3.connect(db)
-    n, first, last = con.execute(
-        "SELECT COUNT(*), MIN(started_at), MAX(finished_at) FROM runs WHERE status = 'succeeded'"
-    ).fetchone()
-    con.close()
+_SPAN = "SELECT COUNT(*), MIN(started_at), MAX(finished_at) FROM runs WHERE status = 'succeeded'"
+
+
+def items_per_s(store: str) -> float:
+    if store.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(store) as pg:
+            n, first, last = pg.execute(_SPAN).fetchone()
+    else:
+        con = sqlite3.connect(store)
+        n, first, last = con.execute(_SPAN).fetchone()
+        con.close()
     return float(n / (last - first))
 
 
-def measure(actors: int, items: int, concurrency: int, tmp: Path, attempt: int) -> float:
+@contextlib.contextmanager
+def fresh_store(kind: str, server: str | None, tmp: Path, name: str) -> Iterator[str]:
+    """A new, empty store for one measurement: a SQLite file, or a database on ``server``."""
+    if kind == "sqlite":
+        yield str(tmp / f"{name}.db")
+        return
+    assert server is not None
+    import psycopg
+
+    with psycopg.connect(server, autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlsplit(server)._replace(path=f"/{name}").geturl()
+    finally:
+        with psycopg.connect(server, autocommit=True) as con:
+            con.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def measure(actors: int, items: int, concurrency: int, tmp: Path, store: str) -> float:
     import anyio
 
     from dagtier.batch_ray import run_batch_on_ray
@@ -60,13 +95,12 @@ def measure(actors: int, items: int, concurrency: int, tmp: Path, attempt: int) 
     wf.write_text(workflow_yaml())
     models.write_text(MODELS)
     data.write_text("".join(f'{{"text": "item {i}"}}\n' for i in range(items)))
-    db = tmp / f"ray{actors}-{attempt}.db"
 
     async def go() -> Any:
         return await run_batch_on_ray(
             wf,
             data,
-            store=db,
+            store=store,
             models=models,
             actors=actors,
             concurrency=concurrency,
@@ -75,7 +109,7 @@ def measure(actors: int, items: int, concurrency: int, tmp: Path, attempt: int) 
 
     summary = anyio.run(go)
     assert summary.succeeded == items, summary
-    return items_per_s(db)
+    return items_per_s(store)
 
 
 def main() -> None:
@@ -83,6 +117,8 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=32, help="runs in flight per actor")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--postgres", metavar="URL", help="an existing server (default: throwaway)")
     args = ap.parse_args()
     if os.geteuid() == 0 and not os.environ.get("DAGTIER_BENCH_NETNS"):
         cmd = f'ip link set lo up && exec "{sys.executable}" "{__file__}" ' + " ".join(
@@ -97,17 +133,26 @@ def main() -> None:
     from dagtier._logging import configure_logging
 
     configure_logging(level=logging.ERROR)
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
     rates = {1: 0.0, 2: 0.0}
-    with tempfile.TemporaryDirectory() as tmp:
+    tries: dict[int, list[float]] = {1: [], 2: []}
+    server_cm = _postgres(args.postgres) if args.store == "postgresql" else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory() as tmp, server_cm as server:
         for attempt in range(args.repeat):
             for actors in (1, 2):
-                rate = measure(actors, args.items, args.concurrency, Path(tmp), attempt)
+                name = f"ray{actors}_{attempt}"
+                with fresh_store(args.store, server, Path(tmp), name) as store:
+                    rate = measure(actors, args.items, args.concurrency, Path(tmp), store)
+                tries[actors].append(rate)
                 rates[actors] = max(rates[actors], rate)
     ray.shutdown()
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
-        f"{args.items} items x 10 nodes, instant model, SQLite store, {os.cpu_count()} CPUs, "
-        f"best of {args.repeat}"
+        f"{args.items} items x 10 nodes, instant model, {args.store} store, "
+        f"{os.cpu_count()} CPUs, best of {args.repeat} "
+        f"(1 actor: {', '.join(f'{r:.0f}' for r in tries[1])}; "
+        f"2 actors: {', '.join(f'{r:.0f}' for r in tries[2])} items/s)"
     )
     for actors, rate in rates.items():
         print(f"{actors} actor{'s' if actors > 1 else ' '}  {rate:8.1f} items/s")

@@ -342,6 +342,9 @@ class QueuedItem:
     inputs: dict[str, Any] | None
     error: str | None = None
     """Why the item can never run (queued as already finished, ``invalid``)."""
+    begun: bool = True
+    """Whether its run is in the store already (claims say; False spares a worker
+    looking for a run that cannot be there)."""
 
 
 @runtime_checkable

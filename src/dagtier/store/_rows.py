@@ -391,5 +391,5 @@ def queued_rows(batch_id: str, items: Sequence[QueuedItem]) -> list[tuple[Any, .
 
 
 def queued_item(r: Sequence[Any]) -> QueuedItem:
-    """A claimed item from its (idx, line, run_id, inputs) row."""
-    return QueuedItem(r[0], r[1], r[2], json.loads(r[3] or "{}"))
+    """A claimed item from its (idx, line, run_id, inputs, run exists) row."""
+    return QueuedItem(r[0], r[1], r[2], json.loads(r[3] or "{}"), begun=bool(r[4]))

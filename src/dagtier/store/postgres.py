@@ -850,7 +850,8 @@ class PostgresStore:
                 "AND (lease_until IS NULL OR lease_until < %s) ORDER BY idx LIMIT %s "
                 "FOR UPDATE SKIP LOCKED) AS free "
                 "WHERE b.batch_id = %s AND b.idx = free.idx "
-                "RETURNING b.idx, b.line, b.run_id, b.inputs",
+                "RETURNING b.idx, b.line, b.run_id, b.inputs, "
+                "EXISTS (SELECT 1 FROM runs r WHERE r.run_id = b.run_id)",
                 (owner, now + lease_s, batch_id, now, limit, batch_id),
             )
             rows = await cur.fetchall()

@@ -712,7 +712,8 @@ class SqliteStore:
 
         def op(con: sqlite3.Connection) -> None:
             rows = con.execute(
-                "SELECT b.idx, b.line, b.run_id, b.inputs FROM batch_items b "
+                "SELECT b.idx, b.line, b.run_id, b.inputs, "
+                "EXISTS (SELECT 1 FROM runs r WHERE r.run_id = b.run_id) FROM batch_items b "
                 "WHERE b.batch_id = ? AND b.status IS NULL "
                 "AND (b.lease_until IS NULL OR b.lease_until < ?) ORDER BY b.idx LIMIT ?",
                 (batch_id, now, limit),
