@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from .spec.models import Workflow
 
 
-def _hash(obj: Any) -> str:
+def digest(obj: Any) -> str:
+    """A short stable hash of JSON-able ``obj`` (keys sorted, so dict order does not count)."""
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -73,7 +74,7 @@ def own_fingerprint(
 ) -> str:
     """A node's own fingerprint: its templates, what shapes its answer, and the values of
     the inputs ``names`` it reads."""
-    return _hash(
+    return digest(
         {
             "prompt": prompt,
             "system": system,
@@ -89,13 +90,13 @@ def chain(own: Mapping[str, str], order: Sequence[str], workflow: Workflow) -> d
     full: dict[str, str] = {}
     for nid in order:
         parents = sorted(workflow.nodes[nid].depends_on)
-        full[nid] = _hash([own[nid], [full[p] for p in parents]])
+        full[nid] = digest([own[nid], [full[p] for p in parents]])
     return full
 
 
 def workflow_fingerprint(workflow: Workflow, node_fps: Mapping[str, str]) -> str:
     """One hash for the whole workflow: graph, prompts, policies, models, outputs."""
-    return _hash({"name": workflow.name, "nodes": dict(node_fps), "outputs": workflow.outputs})
+    return digest({"name": workflow.name, "nodes": dict(node_fps), "outputs": workflow.outputs})
 
 
 def stale_nodes(
@@ -120,7 +121,7 @@ def cache_key(
     """The result cache's key: rendered prompt and system prompt, the models the node may
     use, and every parameter that shapes the answer (temperature, max_tokens, output
     schema, policy and checks)."""
-    return _hash(
+    return digest(
         {
             "messages": [[m.role, m.content] for m in messages],
             "system": system,

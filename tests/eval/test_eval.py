@@ -181,6 +181,32 @@ async def test_outcomes_file_replays_and_stats_are_seeded(tmp_path: Path) -> Non
     assert marked[2].observations == stats[2].observations
 
 
+async def test_seeding_the_same_evidence_again_counts_it_once(tmp_path: Path) -> None:
+    """Seeding an eval twice, or a second eval of the same cases on the same models, adds
+    nothing; `dagtier stats` counts the seeded observations beside each tier's."""
+    from dagtier.eval import seed_stats
+    from dagtier.policies.stats_view import collect
+
+    wf = dagtier.parse_workflow(WF)
+    first = await evaluate(wf, _cases(tmp_path), nodes=["answer"], gateway=_gateway(Models()))
+    second = await evaluate(wf, _cases(tmp_path), nodes=["answer"], gateway=_gateway(Models()))
+    assert first.eval_id != second.eval_id
+    store = dagtier.open_store(tmp_path / "runs.db")
+    try:
+        assert await seed_stats(first, store) == 12
+        seeded = await store.all_stats()
+        assert await seed_stats(first, store) == 0
+        assert await seed_stats(second, store) == 0
+        assert await store.all_stats() == seeded
+        await store.record_observation("qa/answer", 1, success=True)  # traffic, not eval
+        (key,) = await collect(store)
+    finally:
+        await store.aclose()
+    assert key.task_key == "qa/answer"
+    counts = [(r.tier, r.observations, r.eval_observations) for r in key.tiers]
+    assert counts == [(1, 5, 4), (2, 4, 4), (3, 4, 4)]
+
+
 async def test_interrupted_eval_resumes_without_paying_twice(tmp_path: Path) -> None:
     """Cancelled mid-way, the eval resumes by id: no committed run calls a model again and
     the table is the uninterrupted one."""

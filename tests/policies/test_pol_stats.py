@@ -70,6 +70,39 @@ async def test_judge_agreement_is_shown_beside_the_tier() -> None:
     assert [(j.tier, j.observations) for j in k.judge] == [(1, 1)]
 
 
+def test_the_cli_shows_how_much_evidence_an_eval_seeded(tmp_path: Path) -> None:
+    """`dagtier stats` counts a tier's TASK#eval observations beside its own, in the table
+    ("from eval") and in the JSON."""
+    from typer.testing import CliRunner
+
+    from dagtier.cli import app
+
+    path = tmp_path / "stats.db"
+
+    async def fill() -> None:
+        st = store_mod.open_store(path)
+        try:
+            await _fill(st)
+            for _ in range(3):
+                await st.record_observation("wf/n#eval", 2, success=True)
+        finally:
+            await st.aclose()
+
+    anyio.run(fill)
+    res = CliRunner().invoke(app, ["stats", "--store", str(path), "--task", "wf/n", "--json"])
+    assert res.exit_code == 0, res.output
+    [key] = json.loads(res.output)
+    assert [(t["tier"], t["eval_observations"]) for t in key["tiers"]] == [(1, 0), (2, 3)]
+    table = CliRunner().invoke(
+        app, ["stats", "--store", str(path), "--task", "wf/n"], env={"COLUMNS": "200"}
+    )
+    assert table.exit_code == 0, table.output
+    header, *rows = [x for x in table.output.splitlines() if "│" in x or "┃" in x]
+    assert "from eval" in header
+    cells = [[c.strip() for c in row.split("│")[1:-1]] for row in rows]
+    assert [(c[1], c[2], c[3]) for c in cells] == [("1", "30", "-"), ("2", "30", "3")]
+
+
 @pytest.mark.skipif(not hasattr(store_mod, "open_store"), reason="needs the SQLite store (issue 5)")
 async def test_cli_reads_a_real_store_file(tmp_path: Path) -> None:
     """`dagtier stats --store FILE` prints the table and JSON from a real SQLite file."""

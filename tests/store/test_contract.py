@@ -170,6 +170,19 @@ async def test_stats_apply_decay_and_read_back(store: Any) -> None:
     assert await store.tier_stats("other") == {}
 
 
+async def test_an_observation_with_an_evidence_id_counts_once(store: Any) -> None:
+    """The same evidence id again for a (task key, tier) changes nothing and says so; under
+    another key or tier it counts, and an observation without an id always counts."""
+    assert await store.record_observation("k", 1, success=True, evidence_id="e1") is True
+    assert await store.record_observation("k", 1, success=False, evidence_id="e1") is False
+    assert await store.record_observation("k", 2, success=True, evidence_id="e1") is True
+    assert await store.record_observation("k#eval", 1, success=True, evidence_id="e1") is True
+    assert await store.record_observation("k", 1, success=True) is True
+    st = (await store.tier_stats("k"))[1]
+    assert (st.observations, st.successes, st.failures) == (2, 2.0, 0.0)
+    assert (await store.tier_stats("k"))[2].observations == 1
+
+
 async def test_two_processes_writing_stats_lose_no_update(location: str) -> None:
     """Two processes folding 300 observations each into one key leave 600 observations."""
     await open_store(location).aclose()

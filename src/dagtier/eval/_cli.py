@@ -173,7 +173,11 @@ def run_eval(args: EvalArgs) -> int:
         n, queries = write_outcomes(result, args.out)
         notes.append(f"wrote {n} outcome rows to {args.out} (query texts: {queries})")
     if seeded:
-        notes.append(f"seeded the statistics with {seeded[0]} answers (marked TASK#eval)")
+        again = sum(u.scored for u in result.units) - seeded[0]
+        notes.append(
+            f"seeded the statistics with {seeded[0]} answers (marked TASK#eval)"
+            + (f"; {again} seeded before were not counted again" if again else "")
+        )
     elif args.seed_stats:
         notes.append("statistics not seeded: the eval did not finish")
     if result.status != "finished":

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._logging import redact_value
 from .._types import Tier
-from ..policies.adaptive import choose
+from ..fingerprint import digest
+from ..policies.adaptive import EVAL_SUFFIX, choose
 from ..policies.tuning import Rate
 from ..replay._data import OutcomeRow, write_rows
 from ..store import TierStats
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 Z95 = 1.96
-EVAL_SUFFIX = "#eval"
-"""Statistics keys ``TASK#eval`` count the evidence an eval seeded into ``TASK``."""
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -365,10 +364,26 @@ def write_outcomes(result: EvalResult, path: Path) -> tuple[int, Path]:
     return n, qpath
 
 
+def evidence_id(result: EvalResult, unit: Unit) -> str:
+    """What one scored answer is evidence of: its node, its case's inputs, the model that
+    answered and which repeat it was. The same case evaluated again, in this eval or a
+    later one, is the same evidence."""
+    inputs = result.cases[unit.case].inputs
+    model = unit.model or f"tier {unit.tier}"
+    return digest(["eval", unit.node_id, inputs, model, unit.repeat])
+
+
 async def seed_stats(result: EvalResult, store: Any) -> int:
     """Fold every scored answer into the statistics adaptive reads (decayed with the
     node's half-life like any observation), and count it under ``TASK#eval`` too, so
-    ``dagtier stats`` can tell eval evidence from traffic. Returns the answers folded in."""
+    ``dagtier stats`` can tell eval evidence from traffic.
+
+    Idempotent: an answer whose :func:`evidence_id` was seeded before (the same case,
+    node, model and repeat, from this eval or another one) is not counted again.
+
+    Returns:
+        The answers folded in now.
+    """
     wf = result.plan.workflow
     n = 0
     for u in result.units:
@@ -377,11 +392,13 @@ async def seed_stats(result: EvalResult, store: Any) -> int:
         key = wf.task_key(u.node_id)
         half_life = wf.node_policy(u.node_id).as_adaptive().half_life
         q = u.quality
+        seen = evidence_id(result, u)
+        new = False
         for k in (key, key + EVAL_SUFFIX):
             # a fractional quality counts as that share of a success and the rest a failure
             for success, weight in ((True, q), (False, 1.0 - q)):
                 if weight > 0:
-                    await store.record_observation(
+                    new |= await store.record_observation(
                         k,
                         u.tier,
                         success=success,
@@ -389,6 +406,7 @@ async def seed_stats(result: EvalResult, store: Any) -> int:
                         cost=u.cost if success or q == 0 else 0.0,
                         latency_s=u.latency_s if success or q == 0 else 0.0,
                         half_life=half_life,
+                        evidence_id=f"{seen}:{'pass' if success else 'fail'}",
                     )
-        n += 1
+        n += new
     return n

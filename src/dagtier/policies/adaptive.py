@@ -78,6 +78,8 @@ OUTCOME_WEIGHT = 3.0
 """A reported real outcome counts as this many judge verdicts."""
 JUDGE_SUFFIX = "#judge"
 """Task key suffix under which the judge's agreement with reported outcomes is kept."""
+EVAL_SUFFIX = "#eval"
+"""Statistics keys ``TASK#eval`` count the evidence an eval seeded into ``TASK``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._types import TIERS, Tier
-from .adaptive import JUDGE_SUFFIX, choose, trusted_start
+from .adaptive import EVAL_SUFFIX, JUDGE_SUFFIX, choose, trusted_start
 
 if TYPE_CHECKING:
     from ..spec.models import Workflow
@@ -31,6 +31,8 @@ class TierRow:
     """The conservative estimate adaptive compares with its target."""
     mean_cost: float
     mean_latency_s: float
+    eval_observations: int = 0
+    """Of ``observations``, how many an eval seeded (``dagtier eval --seed-stats``)."""
 
 
 @dataclass(slots=True)
@@ -125,6 +127,9 @@ async def collect(
             pick, reason = trusted, f"{reason}; {why}"
         ks = KeyStats(key, s.target, pick, reason)
         ks.tiers = _rows(grouped[key], s.lo, s.hi)
+        seeded = grouped.get(key + EVAL_SUFFIX, {})
+        for row in ks.tiers:
+            row.eval_observations = seeded[row.tier].observations if row.tier in seeded else 0
         if judged:
             ks.judge = _rows(judged, 1, 3, monotone=False)
         out.append(ks)
@@ -140,6 +145,7 @@ def render(keys: list[KeyStats]) -> Any:
         ("task key", False),
         ("tier", True),
         ("obs", True),
+        ("from eval", True),
         ("successes", True),
         ("est. success", True),
         ("lower bound", True),
@@ -157,6 +163,7 @@ def render(keys: list[KeyStats]) -> Any:
                 ks.task_key if i == 0 else "",
                 str(r.tier),
                 str(r.observations),
+                str(r.eval_observations) if r.eval_observations else "-",
                 f"{r.successes:.1f}",
                 f"{r.estimate:.3f}",
                 f"{r.lower:.3f}",

@@ -180,7 +180,15 @@ class StatsStore(Protocol):
         cost: float = 0.0,
         latency_s: float = 0.0,
         half_life: float | None = None,
-    ) -> None: ...
+        evidence_id: str | None = None,
+    ) -> bool:
+        """Fold one observation into (task key, tier), decaying older evidence.
+
+        ``evidence_id`` names the observation: recorded once for a (task key, tier), the
+        same id again changes nothing, so evidence seeded twice counts once. Returns False
+        when it did nothing for that reason.
+        """
+        ...
 
     async def all_stats(self) -> list[TierStats]:
         """Every (task key, tier) with evidence, for ``dagtier stats``."""
@@ -218,9 +226,9 @@ class StandInStats:
                 out[tier] = theirs
         return out
 
-    async def record_observation(self, task_key: str, tier: Tier, **evidence: Any) -> None:
+    async def record_observation(self, task_key: str, tier: Tier, **evidence: Any) -> bool:
         # the evidence's fields as StatsStore.record_observation takes them
-        await self.inner.record_observation(self._key(task_key, tier), tier, **evidence)
+        return await self.inner.record_observation(self._key(task_key, tier), tier, **evidence)
 
     async def all_stats(self) -> list[TierStats]:
         return await self.inner.all_stats()
@@ -532,6 +540,8 @@ class MemoryStore:
         self.cache: dict[str, CachedAnswer] = {}
         self.batches: dict[str, BatchRecord] = {}
         self.batch_items: dict[str, dict[int, BatchItem]] = {}
+        self.evidence: set[tuple[str, Tier, str]] = set()
+        """(task key, tier, evidence id) of the observations recorded with an id."""
 
     async def tier_stats(self, task_key: str) -> dict[Tier, TierStats]:
         return self.stats.get(task_key, {})
@@ -546,12 +556,18 @@ class MemoryStore:
         cost: float = 0.0,
         latency_s: float = 0.0,
         half_life: float | None = None,
-    ) -> None:
+        evidence_id: str | None = None,
+    ) -> bool:
+        if evidence_id is not None:
+            if (task_key, tier, evidence_id) in self.evidence:
+                return False
+            self.evidence.add((task_key, tier, evidence_id))
         by_tier = self.stats.setdefault(task_key, {})
         st = by_tier.get(tier)
         if st is None:
             st = by_tier[tier] = TierStats(task_key, tier)
         st.apply(success, weight, cost, latency_s, half_life)
+        return True
 
     async def all_stats(self) -> list[TierStats]:
         return [st for by_tier in self.stats.values() for st in by_tier.values()]

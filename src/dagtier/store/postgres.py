@@ -70,7 +70,9 @@ from ._rows import (
     ATTEMPT_COLS,
     BATCH_COLS,
     BATCH_ITEM_SELECT,
+    EVIDENCE_DDL,
     NODE_COLS,
+    RECORD_EVIDENCE,
     RUN_COLS,
     NodeWrite,
     assemble_nodes,
@@ -221,11 +223,14 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         """,
     ),
     (5, "CREATE TABLE store_commits (writer TEXT PRIMARY KEY, token TEXT NOT NULL);"),
+    (6, EVIDENCE_DDL),
 )
 """Ordered schema migrations: (version reached, SQL). Append; never edit a released step.
 (Versions of their own: the SQLite store's history does not apply here.)"""
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+RECORD_EVIDENCE_SQL = RECORD_EVIDENCE.format(p="%s")
 
 _LEDGER = statements("%s", "GREATEST")
 
@@ -524,9 +529,12 @@ class PostgresStore:
         cost: float = 0.0,
         latency_s: float = 0.0,
         half_life: float | None = None,
-    ) -> None:
+        evidence_id: str | None = None,
+    ) -> bool:
         """Fold one observation into (task key, tier), decaying older evidence, in one
-        atomic upsert (the same arithmetic as :meth:`TierStats.apply`)."""
+        atomic upsert (the same arithmetic as :meth:`TierStats.apply`); see
+        :meth:`StatsStore.record_observation`."""
+        recorded = [True]
         params = (
             task_key,
             tier,
@@ -539,6 +547,11 @@ class PostgresStore:
         )
 
         async def op(cur: Cursor) -> None:
+            if evidence_id is not None:
+                await cur.execute(RECORD_EVIDENCE_SQL, (task_key, tier, evidence_id))
+                recorded[0] = await cur.fetchone() is not None
+                if not recorded[0]:
+                    return
             await cur.execute(
                 "INSERT INTO tier_stats AS t VALUES (%s, %s, %s, %s, 1, %s, %s, %s) "
                 "ON CONFLICT (task_key, tier) DO UPDATE SET "
@@ -552,6 +565,7 @@ class PostgresStore:
             )
 
         await self._submit(op)
+        return recorded[0]
 
     async def all_stats(self) -> list[TierStats]:
         rows = await self._read(

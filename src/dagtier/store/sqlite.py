@@ -56,7 +56,9 @@ from ._rows import (
     ATTEMPT_COLS,
     BATCH_COLS,
     BATCH_ITEM_SELECT,
+    EVIDENCE_DDL,
     NODE_COLS,
+    RECORD_EVIDENCE,
     RUN_COLS,
     NodeWrite,
     assemble_nodes,
@@ -211,10 +213,13 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ALTER TABLE nodes ADD COLUMN deadline_tier INTEGER;
         """,
     ),
+    (10, EVIDENCE_DDL),
 )
 """Ordered schema migrations: (version reached, SQL). Append; never edit a released step."""
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+RECORD_EVIDENCE_SQL = RECORD_EVIDENCE.format(p="?")
 
 _LEDGER = statements("?", "MAX")
 
@@ -386,14 +391,22 @@ class SqliteStore:
         cost: float = 0.0,
         latency_s: float = 0.0,
         half_life: float | None = None,
-    ) -> None:
-        """Fold one observation into (task key, tier), decaying older evidence.
+        evidence_id: str | None = None,
+    ) -> bool:
+        """Fold one observation into (task key, tier), decaying older evidence; see
+        :meth:`StatsStore.record_observation`.
 
         Read, decay and write happen in one ``BEGIN IMMEDIATE`` transaction, so concurrent
-        writers (threads or processes) never lose an update.
+        writers (threads or processes) never lose an update nor count one evidence id twice.
         """
+        recorded = [True]
 
         def op(con: sqlite3.Connection) -> None:
+            if evidence_id is not None:
+                marked = con.execute(RECORD_EVIDENCE_SQL, (task_key, tier, evidence_id))
+                recorded[0] = marked.fetchone() is not None
+                if not recorded[0]:
+                    return
             row = con.execute(
                 "SELECT successes, failures, observations, total_cost, total_latency_s "
                 "FROM tier_stats WHERE task_key = ? AND tier = ?",
@@ -416,6 +429,7 @@ class SqliteStore:
             )
 
         await self._submit((op,))
+        return recorded[0]
 
     async def all_stats(self) -> list[TierStats]:
         def q(con: sqlite3.Connection) -> list[TierStats]:
