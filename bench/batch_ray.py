@@ -14,7 +14,11 @@ Ray binds the machine's interface address; as root the script re-runs itself in 
 namespace with only loopback (``unshare --net``).
 
     python bench/batch_ray.py [--items 2000] [--concurrency 32] [--repeat 3]
-        [--store sqlite|postgresql] [--postgres URL]
+        [--store sqlite|postgresql] [--postgres URL] [--profile]
+
+``--profile`` runs one worker instead (:func:`dagtier.batch_ray.drain`, what an actor runs)
+in this process, without Ray, and prints its CPU time per item, the PostgreSQL server's
+(the throwaway cluster's), and the store calls it made per item.
 
 Prints the load average before and after (the machine may be shared).
 """
@@ -112,6 +116,84 @@ def measure(actors: int, items: int, concurrency: int, tmp: Path, store: str) ->
     return items_per_s(store)
 
 
+STORE_CALLS = (
+    "claim_items",
+    "load_run",
+    "begin_run",
+    "commit_nodes",
+    "finish_run",
+    "finish_item",
+    "items_left",
+)
+
+
+def _server_cpu_s(url: str) -> float:
+    """CPU seconds of the throwaway cluster's server processes so far (the postmaster, its
+    children alive and those it reaped)."""
+    data = Path(url.rsplit("host=", 1)[1]) / "data"
+    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(stat.parent.name), int(fields[1])
+        if pid == postmaster:
+            total += sum(int(x) for x in fields[11:15])  # its own and its reaped children's
+        elif ppid == postmaster:
+            total += sum(int(x) for x in fields[11:13])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def profile(items: int, concurrency: int, tmp: Path, store: str, server: str | None) -> None:
+    import resource
+    import time
+    from collections import Counter
+
+    import anyio
+
+    from dagtier.batch_ray import WorkerConfig, drain
+    from dagtier.store import BatchRecord, QueuedItem, open_store
+
+    wf, models = tmp / "wf.yaml", tmp / "models.yaml"
+    wf.write_text(workflow_yaml())
+    models.write_text(MODELS)
+    calls: Counter[str] = Counter()
+    st: Any = open_store(store)
+    for name in STORE_CALLS:  # count the calls a worker makes (one class per store kind)
+        method = getattr(type(st), name)
+
+        async def counted(self: Any, *a: Any, _m: Any = method, _n: str = name, **k: Any) -> Any:
+            calls[_n] += 1
+            return await _m(self, *a, **k)
+
+        setattr(type(st), name, counted)
+
+    async def queue() -> None:
+        await st.claim_batch(BatchRecord("b", "bench_batch", "running", 0.0, "-", "-", items))
+        rows = [QueuedItem(i, i + 1, f"b-{i}", {"text": f"item {i}"}) for i in range(items)]
+        await st.enqueue_items("b", rows)
+        await st.aclose()
+
+    anyio.run(queue)
+    config = WorkerConfig("b", str(wf), store, str(models), 1, concurrency, providers=providers)
+    server_before = _server_cpu_s(server) if server else 0.0
+    before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    done = anyio.run(drain, config)
+    elapsed, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    print(
+        f"1 worker, no Ray: {done.ran} items in {elapsed:.1f} s, {done.ran / elapsed:.0f} items/s"
+    )
+    print(f"worker CPU      {cpu * 1000 / done.ran:6.2f} ms per item")
+    if server:
+        server_cpu = _server_cpu_s(server) - server_before
+        print(f"PostgreSQL CPU  {server_cpu * 1000 / done.ran:6.2f} ms per item")
+    per_item = ", ".join(f"{n} {calls[n] / done.ran:.2f}" for n in STORE_CALLS)
+    print(f"store calls per item: {per_item}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=2000)
@@ -119,7 +201,19 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
     ap.add_argument("--postgres", metavar="URL", help="an existing server (default: throwaway)")
+    ap.add_argument("--profile", action="store_true", help="one worker, no Ray (see above)")
     args = ap.parse_args()
+    if args.profile:
+        server_cm = (
+            _postgres(args.postgres) if args.store == "postgresql" else contextlib.nullcontext()
+        )
+        with tempfile.TemporaryDirectory() as tmp, server_cm as server:
+            print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+            with fresh_store(args.store, server, Path(tmp), "profile") as store:
+                own = server if args.store == "postgresql" and not args.postgres else None
+                profile(args.items, args.concurrency, Path(tmp), store, own)
+            print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        return
     if os.geteuid() == 0 and not os.environ.get("DAGTIER_BENCH_NETNS"):
         cmd = f'ip link set lo up && exec "{sys.executable}" "{__file__}" ' + " ".join(
             f'"{a}"' for a in sys.argv[1:]
