@@ -227,3 +227,48 @@ async def test_route_only_runs_the_routed_tier_without_a_judge() -> None:
     wf = flow("{kind: static, tier: 1}", judged=False)
     res, _ = await run_one(wf, models, router, "def f(): pass", store=MemoryStore())
     assert res.nodes["n"].tier == 2 and models.tiers_called("judge") == []
+
+
+async def test_reported_outcomes_train_the_classifier_of_a_node_without_a_judge() -> None:
+    """A node with no check can only learn from what the application reports: each
+    record_outcome reaches the router that routed the input, which then starts the inputs
+    tier 1 gets wrong at tier 2."""
+    rng = random.Random(3)
+    router = ClassifierRouter(min_examples=60, threshold=0.7, explore=0.0)
+    models = judged_models(lambda text: "integral" in text)
+    wf = flow("{kind: static, tier: 1}", judged=False)
+    store = MemoryStore()
+    for i in range(80):
+        q = _question(rng, rng.random() < 0.5)
+        res, _ = await run_one(wf, models, router, q, store=store, seed=i)
+        if i < 60:  # no model yet: every input is answered at tier 1
+            assert [a.tier for a in res.nodes["n"].attempts] == [1]
+        await dagtier.record_outcome(res.run_id, "n", "integral" not in q, store=store)
+    assert router.status()["outcomes"] >= 60
+    assert router.status()["state"].startswith("routing: cross-validated AUC")
+    hard, _ = await run_one(wf, models, router, "contour integral number 5 now", store=store)
+    easy, _ = await run_one(wf, models, router, "colour of the sky number 5 now", store=store)
+    assert [a.tier for a in hard.nodes["n"].attempts] == [2]
+    assert [a.tier for a in easy.nodes["n"].attempts] == [1]
+
+
+async def test_per_cost_ranks_a_dear_input_below_an_equally_risky_cheap_one() -> None:
+    """Where an answer's cost grows with the input's length, ``per_cost`` weighs the chance
+    of failure by what sending the input up would cost: of two inputs the text says fail
+    alike, the long one scores lower; without it they score alike."""
+    rng = random.Random(4)
+    router = ClassifierRouter(min_examples=60, per_cost=True)
+    for _ in range(120):
+        hard = rng.random() < 0.5
+        text = _question(rng, hard) + " pad" * rng.randrange(0, 200)
+        await router.learn(text, "k", 1, passed=not hard, cost=1e-6 * len(text))
+    await router.refit()
+    short = "triple integral over the region number 7 now"
+    long = short + " pad" * 300
+    plain_short, plain_long = router.probability(short, "k"), router.probability(long, "k")
+    scored_short, scored_long = router.score(short, "k"), router.score(long, "k")
+    assert plain_short is not None and plain_long is not None
+    assert scored_short is not None and scored_long is not None
+    assert scored_long < 0.5 * scored_short
+    assert scored_long < plain_long and scored_short > plain_short
+    assert len(router.cross_validated_scores()) == 120

@@ -47,8 +47,10 @@ def make(tmp_path: Path, n: int = 600, seed: int = 0) -> tuple[Path, Path]:
 async def test_route_only_learns_from_reported_outcomes_and_is_judged_on_the_rest(
     tmp_path: Path,
 ) -> None:
-    """Trained on the first half, route-only sends the hard questions to the top tier:
-    near its quality at a fraction of its cost; the first half is in no figure."""
+    """Trained on the first half (every outcome reported), route-only picks there the
+    threshold that keeps 95% of the top tier's quality and sends the questions tier 1 gets
+    wrong to the top tier: near its quality at a fraction of its cost; the first half is in
+    no figure."""
     out, qfile = make(tmp_path)
     data = load_outcomes(out)
     texts = load_queries(qfile, data, data.complete_queries(MODELS))
@@ -58,6 +60,7 @@ async def test_route_only_learns_from_reported_outcomes_and_is_judged_on_the_res
     assert report.trained == 300 and report.queries == 300
     cheap, _, routed = report.policies
     assert routed.router is not None and routed.router["state"].startswith("routing")
+    assert routed.router["outcomes"] >= 300 and 0 < routed.router["threshold"] < 1
     assert routed.quality_pct is not None and routed.cost_pct is not None
     assert routed.quality_pct >= 0.9 > (cheap.quality_pct or 0)
     assert routed.cost_pct <= 0.6

@@ -67,7 +67,7 @@ from .escalation import (
     node_yields_key,
     record_escalations,
 )
-from .routers import floor_by, start_floor
+from .routers import floor_by, learn_reported, start_floor
 from .tuning import TUNING, Rate, Tuning
 
 if TYPE_CHECKING:
@@ -420,7 +420,8 @@ async def record_outcome(
 
     When the answer had passed an LLM judge, whether the judge agreed with this outcome is
     kept too (task key ``KEY#judge``), so a judge that is often wrong shows in
-    ``dagtier stats``.
+    ``dagtier stats``. When a router routed the node's input in this process, it learns the
+    outcome too (a classifier router's model lives in memory, with its plan).
 
     Args:
         run_id: the run, as in ``RunResult.run_id``.
@@ -461,6 +462,9 @@ async def record_outcome(
     await store.record_observation(
         result.task_key, tier, success=success, weight=weight, half_life=half_life
     )
+    answered = [a for a in result.attempts if a.purpose == "answer" and a.tier == tier]
+    cost = answered[-1].cost if answered else None
+    await learn_reported(run_id, node_id, tier, success, cost)
     judged = _judge_verdict(result.attempts, tier, result.text)
     if judged is not None:
         await store.record_observation(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -79,8 +80,11 @@ class Router(Protocol):
 
     async def route(self, inp: RouteInput) -> Route: ...
 
-    async def learn(self, text: str, task_key: str, tier: Tier, passed: bool) -> None:
-        """One recorded outcome: the answer of ``tier`` to ``text`` passed or not."""
+    async def learn(
+        self, text: str, task_key: str, tier: Tier, passed: bool, cost: float | None = None
+    ) -> None:
+        """One recorded outcome: the answer of ``tier`` to ``text`` passed or not, and what
+        that answer cost (None: not known)."""
         ...
 
     def status(self) -> dict[str, Any]:
@@ -179,7 +183,9 @@ class RulesRouter:
                 return Route(rule.cls, rule.start, f"rule {i + 1} ({why})", "rules")
         return Route(None, None, f"no rule of {len(self.rules)} matched", "rules")
 
-    async def learn(self, text: str, task_key: str, tier: Tier, passed: bool) -> None:
+    async def learn(
+        self, text: str, task_key: str, tier: Tier, passed: bool, cost: float | None = None
+    ) -> None:
         return None
 
     def status(self) -> dict[str, Any]:
@@ -198,6 +204,37 @@ class _Model:
     auc: float
     examples: int
     fail_rate: float
+    cv: Any
+    """The calibrated cross-validated chance of failure of each example it was fitted on."""
+
+
+@dataclass(frozen=True, slots=True)
+class _CostLine:
+    """The base tier's cost of an answer as a line in the input's length, least squares on
+    the recorded answers: what sending an input up costs grows with it where a call's price
+    grows with its prompt."""
+
+    fixed: float
+    per_char: float
+    mean: float
+
+    @classmethod
+    def fit(cls, chars: Sequence[int], costs: Sequence[float]) -> _CostLine | None:
+        import numpy as np
+
+        if len(costs) < 2 or min(costs) <= 0:
+            return None
+        x = np.asarray(chars, dtype=float)
+        y = np.asarray(costs, dtype=float)
+        per_char = 0.0
+        if x.std() > 0:
+            per_char = max(0.0, float(np.cov(x, y, bias=True)[0, 1] / x.var()))
+        fixed = float(y.mean() - per_char * x.mean())
+        return cls(fixed, per_char, float(y.mean()))
+
+    def relative(self, chars: int) -> float:
+        """The input's predicted cost over the mean (never below a tenth of it)."""
+        return max(0.1, (self.fixed + self.per_char * chars) / self.mean)
 
 
 @dataclass(slots=True)
@@ -219,6 +256,12 @@ class ClassifierRouter:
         explore: share of would-be routed inputs left to the cheap tier anyway, so it keeps
             being measured where the router would skip it.
         base_tier: the tier whose failures it predicts.
+        per_cost: rank inputs by their chance of failure per dollar of sending them up (p
+            over the input's predicted cost relative to the mean, from a line fitted on the
+            recorded answers' costs and lengths): with a fixed threshold and no judge
+            (route-only), the same spend then buys more of the failures where a call's price
+            grows with its prompt. A break-even threshold needs no such weight: both sides of
+            it scale with the input's cost.
     """
 
     cls: str = "hard"
@@ -227,12 +270,16 @@ class ClassifierRouter:
     min_auc: float = 0.55
     explore: float = 0.05
     base_tier: Tier = 1
+    per_cost: bool = False
     features: TextFeatures | None = None
     """Shared between routers that see the same texts (replay's policies); made on first
     use otherwise."""
     _texts: list[Any] = field(default_factory=list)
     _labels: list[int] = field(default_factory=list)
+    _chars: list[int] = field(default_factory=list)
+    _costs: list[tuple[int, float]] = field(default_factory=list)
     _model: _Model | None = None
+    _cost_line: _CostLine | None = None
     _fitted_at: int = 0
     routed: int = 0
     abstained: int = 0
@@ -251,6 +298,26 @@ class ClassifierRouter:
         score = float(row.dot(m.coef)[0]) + m.intercept
         z = m.a * score + m.b
         return 1.0 / (1.0 + math.exp(-z)) if z > -500 else 0.0
+
+    def score(self, text: str, task_key: str) -> float | None:
+        """What the threshold is compared with: the chance of failure, per dollar of sending
+        the input up with ``per_cost`` (None: no model yet)."""
+        p = self.probability(text, task_key)
+        if p is None or not self.per_cost or self._cost_line is None:
+            return p
+        return p / self._cost_line.relative(len(text))
+
+    def cross_validated_scores(self) -> list[float]:
+        """:meth:`score` of each learnt example, from models that did not see it (the last
+        fit's cross-validation): what a threshold can be chosen on without peeking. Empty
+        before the first fit; call :meth:`refit` first to cover every example."""
+        m = self._model
+        if m is None:
+            return []
+        line = self._cost_line if self.per_cost else None
+        if line is None:
+            return [float(p) for p in m.cv]
+        return [float(p) / line.relative(c) for p, c in zip(m.cv, self._chars, strict=False)]
 
     async def route(self, inp: RouteInput) -> Route:
         route = await self._route(inp)
@@ -281,8 +348,10 @@ class ClassifierRouter:
         threshold, how = await self._threshold(inp)
         if threshold is None:
             return Route(None, None, f"abstains: {how}", "classifier")
-        p = self.probability(inp.text, inp.task_key)
+        p = self.score(inp.text, inp.task_key)
         assert p is not None
+        if self.per_cost and self._cost_line is not None:
+            how += f", p per relative cost ({self._cost_line.relative(len(inp.text)):.2f})"
         if p < threshold:
             return Route(
                 None,
@@ -334,22 +403,35 @@ class ClassifierRouter:
             f"{self.base_tier + 1} up {onward:.3g}"
         )
 
-    async def learn(self, text: str, task_key: str, tier: Tier, passed: bool) -> None:
+    async def learn(
+        self, text: str, task_key: str, tier: Tier, passed: bool, cost: float | None = None
+    ) -> None:
         if tier != self.base_tier:
             return
         self._texts.append(self._featurize(text, task_key))
         self._labels.append(0 if passed else 1)
+        self._chars.append(len(text))
+        if cost is not None:
+            self._costs.append((len(text), cost))
         n = len(self._labels)
         # refit on a doubling schedule: the cost of fitting stays a constant factor of the
         # cost of collecting the outcomes
         if n >= self.min_examples and n >= 2 * self._fitted_at:
-            import anyio
+            await self.refit()
 
-            self._fitted_at = n
-            rows, labels = list(self._texts), list(self._labels)
-            model = await anyio.to_thread.run_sync(_fit, rows, labels)
-            if model is not None:
-                self._model = model
+    async def refit(self) -> None:
+        """Fit on every outcome learnt so far (learning refits on a doubling schedule)."""
+        import anyio
+
+        n = len(self._labels)
+        if n < self.min_examples or n == self._fitted_at:
+            return
+        self._fitted_at = n
+        rows, labels = list(self._texts), list(self._labels)
+        model = await anyio.to_thread.run_sync(_fit, rows, labels)
+        if model is not None:
+            self._model = model
+        self._cost_line = _CostLine.fit([c for c, _ in self._costs], [d for _, d in self._costs])
 
     def status(self) -> dict[str, Any]:
         m = self._model
@@ -369,6 +451,8 @@ class ClassifierRouter:
         if m is not None:
             out["auc"] = m.auc
             out["fail_rate"] = m.fail_rate
+        if self.threshold is not None:
+            out["threshold"] = self.threshold
         return out
 
 
@@ -437,7 +521,9 @@ def _fit(rows: list[Any], labels: list[int]) -> _Model | None:
         LogisticRegression(C=0.5, solver="liblinear"), x, y, cv=3, method="decision_function"
     )
     platt = LogisticRegression(C=1e6).fit(scores.reshape(-1, 1), y)
+    cv = 1.0 / (1.0 + np.exp(-np.clip(platt.coef_[0, 0] * scores + platt.intercept_[0], -500, 500)))
     return _Model(
+        cv=cv,
         coef=model.coef_.ravel(),
         intercept=float(model.intercept_[0]),
         a=float(platt.coef_[0, 0]),
@@ -514,7 +600,9 @@ class LlmRouter:
             )
         return Route(cls, self.classes[cls], f"tier {self.tier} model says '{cls}'", "llm")
 
-    async def learn(self, text: str, task_key: str, tier: Tier, passed: bool) -> None:
+    async def learn(
+        self, text: str, task_key: str, tier: Tier, passed: bool, cost: float | None = None
+    ) -> None:
         return None
 
     def status(self) -> dict[str, Any]:
@@ -543,9 +631,11 @@ class HybridRouter:
             why.append(f"{route.by}: {route.reason}")
         return Route(None, None, "; ".join(why) or "no router", "hybrid")
 
-    async def learn(self, text: str, task_key: str, tier: Tier, passed: bool) -> None:
+    async def learn(
+        self, text: str, task_key: str, tier: Tier, passed: bool, cost: float | None = None
+    ) -> None:
         for r in self.routers:
-            await r.learn(text, task_key, tier, passed)
+            await r.learn(text, task_key, tier, passed, cost)
 
     def status(self) -> dict[str, Any]:
         return {"kind": "hybrid", "routers": [r.status() for r in self.routers]}
@@ -559,9 +649,20 @@ def routed_key(task_key: str, cls: str) -> str:
     return f"{task_key}[{cls}]"
 
 
+_RECENT_LIMIT = 4096
+_recent: OrderedDict[tuple[str, str], tuple[Router, str, str]] = OrderedDict()
+"""The routed input of the last runs' nodes, by (run id, node id): an outcome the
+application reports later (:func:`~dagtier.record_outcome`) reaches the router that saw the
+input. A router's model lives in memory, so this is per process, as the router is."""
+
+
 async def apply_route(router: Router, ctx: NodeContext, upstream: Mapping[str, Any]) -> Route:
     """Route the node's input: set its class key and start floor, log the decision."""
     text = ctx.request.messages[-1].content
+    _recent[(ctx.run_id, ctx.node_id)] = (router, text, ctx.task_key)
+    _recent.move_to_end((ctx.run_id, ctx.node_id))
+    while len(_recent) > _RECENT_LIMIT:
+        _recent.popitem(last=False)
     route = await router.route(RouteInput(text, upstream, ctx.task_key, ctx.stats, ctx))
     ctx.route = route
     tier: Tier = route.start or 1
@@ -582,7 +683,20 @@ async def learn_route(router: Router, ctx: NodeContext, first: int = 0) -> None:
     key = ctx.base_key or ctx.task_key
     for a in ctx.attempts[first:]:
         if a.purpose == "answer" and a.verdict in ("pass", "fail"):
-            await router.learn(text, key, a.tier, a.verdict == "pass")
+            await router.learn(text, key, a.tier, a.verdict == "pass", a.cost)
+
+
+async def learn_reported(
+    run_id: str, node_id: str, tier: Tier, passed: bool, cost: float | None
+) -> bool:
+    """Feed an outcome the application reported to the router that routed the node's input
+    in this process (False: none did, or it was too long ago to be remembered)."""
+    seen = _recent.get((run_id, node_id))
+    if seen is None:
+        return False
+    router, text, key = seen
+    await router.learn(text, key, tier, passed, cost)
+    return True
 
 
 def start_floor(ctx: NodeContext, start: Tier, top: Tier) -> Tier:
