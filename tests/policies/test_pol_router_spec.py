@@ -3,6 +3,11 @@ workflow, so the runs that share it share what it learns."""
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
+import anyio
 import pytest
 from pol_helpers import Models, gateway
 
@@ -11,6 +16,8 @@ from dagtier import MemoryStore, SpecError
 from dagtier.executor import run as execute
 
 pytestmark = pytest.mark.anyio
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 BAD = """\
 name: wf
@@ -100,3 +107,25 @@ def test_the_readme_router_example_validates() -> None:
     )
     router = wf.nodes["n"].router
     assert router is not None and router.kind == "hybrid" and len(router.rules) == 3
+
+
+async def test_stats_shows_each_routed_nodes_last_decision(tmp_path: Path) -> None:
+    """`dagtier stats --workflow FILE` reads from the store what a router decided last, with
+    the classifier's evidence: a router's model lives in the process that ran the node."""
+    spec = tmp_path / "wf.yaml"
+    spec.write_text(GOOD, encoding="utf-8")
+    wf = dagtier.load_workflow(spec)
+    db = tmp_path / "runs.db"
+    store = dagtier.open_store(db)
+    models = Models(lambda t, req: "fine")
+    await execute(wf, {"q": "def f(): pass"}, gateway=gateway(models), store=store)
+    await execute(wf, {"q": "hello"}, gateway=gateway(models), store=store)
+    await store.aclose()
+    env = {**os.environ, "PYTHONPATH": SRC, "COLUMNS": "400"}
+    cmd = [sys.executable, "-m", "dagtier", "stats", "--store", str(db), "--workflow", str(spec)]
+    out = await anyio.run_process(cmd, env=env, check=False)
+    assert out.returncode == 0, out.stderr.decode()
+    text = out.stdout.decode()
+    assert "routers (the last recorded decision)" in text
+    (row,) = [line for line in text.splitlines() if "hybrid" in line]
+    assert "classifier: abstains: 0 recorded outcomes, needs 200" in row

@@ -250,6 +250,8 @@ async def test_reported_outcomes_train_the_classifier_of_a_node_without_a_judge(
     easy, _ = await run_one(wf, models, router, "colour of the sky number 5 now", store=store)
     assert [a.tier for a in hard.nodes["n"].attempts] == [2]
     assert [a.tier for a in easy.nodes["n"].attempts] == [1]
+    # each decision carries the model's evidence (what `dagtier stats` shows from the store)
+    assert "[cross-validated AUC 1.00 on 60 outcomes]" in (hard.nodes["n"].decision or "")
 
 
 async def test_per_cost_ranks_a_dear_input_below_an_equally_risky_cheap_one() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -14,6 +14,9 @@ from ._app import (
     in_store,
 )
 from ._options import JsonOpt, StoreOpt
+
+if TYPE_CHECKING:
+    from ..policies.stats_view import KeyStats, RouterState
 
 
 @app.command()
@@ -35,8 +38,9 @@ def stats(
     json_out: JsonOpt = False,
 ) -> None:
     """Per task key and tier: observations, successes, estimated success rate, mean cost and
-    latency, and the tier the adaptive policy would pick now."""
-    from ..policies.stats_view import collect, render
+    latency, and the tier the adaptive policy would pick now. With a workflow file, each
+    routed node's last routing decision too (a classifier's evidence and AUC)."""
+    from ..policies.stats_view import collect, render, render_routers, router_states
 
     wf = None
     name = None
@@ -48,13 +52,19 @@ def stats(
         else:
             name = workflow
 
-    keys = in_store(store, lambda st: collect(st, workflow=wf, workflow_name=name, task=task))
+    async def gather(st: Any) -> tuple[list[KeyStats], list[RouterState]]:
+        keys = await collect(st, workflow=wf, workflow_name=name, task=task)
+        return keys, (await router_states(st, wf) if wf is not None else [])
+
+    keys, routers = in_store(store, gather)
     if json_out:
         typer.echo(json.dumps([k.to_dict() for k in keys], indent=2))
         return
-    if not keys:
-        typer.echo("no statistics yet" + (" for that filter" if workflow or task else ""))
-        return
     from ..report.tables import output_console, print_uncut
 
-    print_uncut(render(keys), output_console())
+    if not keys:
+        typer.echo("no statistics yet" + (" for that filter" if workflow or task else ""))
+    else:
+        print_uncut(render(keys), output_console())
+    if routers:
+        print_uncut(render_routers(routers), output_console())

@@ -325,6 +325,16 @@ class ClassifierRouter:
             self.abstained += 1
         else:
             self.routed += 1
+        m = self._model
+        if m is not None and m.auc >= self.min_auc:
+            # the model's evidence travels with each decision (the node keeps its last), so
+            # ``dagtier stats`` can show it from the store after the process that ran it
+            route = Route(
+                route.cls,
+                route.start,
+                f"{route.reason} [cross-validated AUC {m.auc:.2f} on {m.examples} outcomes]",
+                route.by,
+            )
         return route
 
     async def _route(self, inp: RouteInput) -> Route:

@@ -50,6 +50,23 @@ class KeyStats:
         return asdict(self)
 
 
+@dataclass(slots=True)
+class RouterState:
+    """A routed node's router as its last recorded decision shows it: a router's model lives
+    in the process that ran the node, its decisions in the store."""
+
+    node_id: str
+    kind: str
+    run_id: str | None
+    """The run of the last decision (None: no recorded run of the workflow routed it)."""
+    decision: str
+    """Why it routed or abstained; a classifier's says how much evidence it has (or lacks)
+    and its cross-validated AUC."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass(frozen=True, slots=True)
 class _Settings:
     target: float = 0.9
@@ -134,6 +151,43 @@ async def collect(
             ks.judge = _rows(judged, 1, 3, monotone=False)
         out.append(ks)
     return out
+
+
+async def router_states(store: Any, workflow: Workflow, *, runs: int = 200) -> list[RouterState]:
+    """The last routing decision of each node of ``workflow`` that has a ``router:``, from
+    the newest ``runs`` runs in the store (a store without runs: none found)."""
+    from ..store import RunStore
+
+    routed = {nid: n.router.kind for nid, n in workflow.nodes.items() if n.router is not None}
+    found: dict[str, RouterState] = {}
+    if routed and isinstance(store, RunStore):
+        for rec in await store.list_runs(runs):
+            if rec.workflow != workflow.name:
+                continue
+            loaded = await store.load_run(rec.run_id)
+            nodes = loaded[1] if loaded is not None else {}
+            for nid in routed.keys() - found.keys():
+                decision = nodes[nid].decision if nid in nodes else None
+                if decision is not None and decision.startswith("router ("):
+                    found[nid] = RouterState(nid, routed[nid], rec.run_id, decision)
+            if len(found) == len(routed):
+                break
+    return [
+        found.get(nid, RouterState(nid, kind, None, "no recorded run routed it yet"))
+        for nid, kind in sorted(routed.items())
+    ]
+
+
+def render_routers(states: list[RouterState]) -> Any:
+    """A rich renderable: one row per routed node."""
+    from rich.table import Table
+
+    table = Table(title="routers (the last recorded decision)")
+    for col in ("node", "router", "run", "decision"):
+        table.add_column(col)
+    for r in states:
+        table.add_row(r.node_id, r.kind, r.run_id or "-", r.decision)
+    return table
 
 
 def render(keys: list[KeyStats]) -> Any:
