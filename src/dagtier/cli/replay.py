@@ -35,7 +35,8 @@ def replay(
         typer.Option(
             "--policy",
             help="Comma-separated: static:N, cascade[:START], adaptive[:TARGET], "
-            "router+cascade[:P], router+adaptive[:P], router-only[:P] (need --queries) "
+            "router+cascade[:P], router+adaptive[:P], router-only[:P] (need --queries; P: "
+            "the router's threshold; router-only without P picks it on the training part) "
             "(default: static on each tier of the ladder, cascade, adaptive).",
             show_default=False,
         ),

@@ -70,7 +70,8 @@ def parse_policy(text: str, n_tiers: int, canary: float | None = None) -> Policy
     name, _, arg = text.strip().partition(":")
     forms = (
         f"static:N (N = 1..{n_tiers}), cascade[:START], adaptive[:TARGET], "
-        "router+cascade[:P], router+adaptive[:P], router-only[:P] (P: the router's threshold)"
+        "router+cascade[:P], router+adaptive[:P], router-only[:P] (P: the router's threshold; "
+        "router-only without P picks it on the training part)"
     )
 
     def bad(msg: str) -> SpecError:
