@@ -323,12 +323,6 @@ BATCH_COLS = (
     "batch_id, workflow, status, started_at, finished_at, items_path, items_fingerprint, "
     "items_total, source, budget, pid, host"
 )
-BATCH_ITEM_SELECT = (
-    "SELECT b.idx, b.line, b.run_id, b.status, b.error, r.status, r.cost, r.finished_at, "
-    "r.pid, r.host FROM batch_items b LEFT JOIN runs r ON r.run_id = b.run_id "
-    "WHERE b.batch_id = {p} ORDER BY b.idx"
-)
-"""A batch's items with their runs' status and cost; ``{p}`` is the driver's placeholder."""
 
 
 def new_batch_row(record: BatchRecord, pid: int, host: str) -> tuple[Any, ...]:
@@ -381,7 +375,7 @@ def batch_taken_over(row: Sequence[Any], record: BatchRecord, pid: int, host: st
 
 
 def batch_item(r: Sequence[Any]) -> BatchItem:
-    """A BatchItem from a BATCH_ITEM_SELECT row: the run's status wins over the item's."""
+    """A BatchItem from a ``Statements.batch_items`` row: the run's status wins over the item's."""
     status = r[5] if r[5] is not None else r[3]
     if status == "running" and not process_alive(r[8], r[9]):
         status = "interrupted"

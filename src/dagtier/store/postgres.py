@@ -67,11 +67,7 @@ from ._batch import GroupCommit
 from ._ledger import DDL as LEDGER_DDL
 from ._ledger import statements
 from ._rows import (
-    ATTEMPT_COLS,
-    BATCH_COLS,
-    BATCH_ITEM_SELECT,
     EVIDENCE_DDL,
-    NODE_COLS,
     RECORD_EVIDENCE,
     RUN_COLS,
     NodeWrite,
@@ -89,6 +85,7 @@ from ._rows import (
     run_costs,
     run_row,
 )
+from ._sql import Statements
 
 if TYPE_CHECKING:
     import psycopg
@@ -233,6 +230,7 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 RECORD_EVIDENCE_SQL = RECORD_EVIDENCE.format(p="%s")
 
 _LEDGER = statements("%s", "GREATEST")
+SQL = Statements("%s", "GREATEST")
 
 _MIGRATION_LOCK = 0x64616774  # "dagt": serialises migrations of processes starting at once
 
@@ -512,11 +510,7 @@ class PostgresStore:
     # --- StatsStore -------------------------------------------------------------------------
 
     async def tier_stats(self, task_key: str) -> dict[Tier, TierStats]:
-        rows = await self._read(
-            "SELECT tier, successes, failures, observations, total_cost, total_latency_s "
-            "FROM tier_stats WHERE task_key = %s",
-            (task_key,),
-        )
+        rows = await self._read(SQL.stats_of, (task_key,))
         return {r[0]: TierStats(task_key, r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
     async def record_observation(
@@ -568,10 +562,7 @@ class PostgresStore:
         return recorded[0]
 
     async def all_stats(self) -> list[TierStats]:
-        rows = await self._read(
-            "SELECT task_key, tier, successes, failures, observations, total_cost, "
-            "total_latency_s FROM tier_stats ORDER BY task_key, tier"
-        )
+        rows = await self._read(SQL.all_stats)
         return [TierStats(*r) for r in rows]
 
     # --- RunStore ---------------------------------------------------------------------------
@@ -623,14 +614,10 @@ class PostgresStore:
 
         async def op(cur: Cursor) -> None:
             claimed.clear()  # a transaction retried runs its ops again
-            await cur.execute("SELECT 1 FROM runs WHERE run_id = %s", (run_id,))
+            await cur.execute(SQL.run_exists, (run_id,))
             if await cur.fetchone() is None or await _holder(cur, run_id, owner, take_over):
                 return
-            await cur.execute(
-                "UPDATE runs SET status = 'running', finished_at = NULL, pid = %s, host = %s, "
-                "owner_token = %s WHERE run_id = %s",
-                (owner.pid, owner.host, owner.token, run_id),
-            )
+            await cur.execute(SQL.claim_run, (owner.pid, owner.host, owner.token, run_id))
             claimed.append(True)
 
         await self._submit(op)
@@ -646,53 +633,37 @@ class PostgresStore:
         await self._submit(*(NodeWrite.of(run_id, r) for r in results))
 
     async def finish_run(self, run_id: str, status: RunStatus, cost: float) -> None:
-        # The row's cost counts every committed node, reruns included; never lower it.
         params = (status, time.time(), cost, run_id)
 
         async def op(cur: Cursor) -> None:
-            await cur.execute(
-                "UPDATE runs SET status = %s, finished_at = %s, cost = GREATEST(cost, %s) "
-                "WHERE run_id = %s",
-                params,
-            )
+            await cur.execute(SQL.finish_run, params)
 
         await self._submit(op)
 
     async def load_run(self, run_id: str) -> tuple[RunRecord, dict[str, NodeResult]] | None:
-        runs = await self._read(f"SELECT {RUN_COLS} FROM runs WHERE run_id = %s", (run_id,))
+        runs = await self._read(SQL.run, (run_id,))
         if not runs:
             return None
-        nodes = await self._read(f"SELECT {NODE_COLS} FROM nodes WHERE run_id = %s", (run_id,))
-        attempts = await self._read(
-            f"SELECT {ATTEMPT_COLS} FROM attempts WHERE run_id = %s ORDER BY node_id, idx",
-            (run_id,),
-        )
+        nodes = await self._read(SQL.run_nodes, (run_id,))
+        attempts = await self._read(SQL.run_attempts, (run_id,))
         return record_from_row(runs[0]), assemble_nodes(nodes, attempts)
 
     async def list_runs(self, limit: int = 50) -> list[RunRecord]:
         """The latest runs, newest first. A 'running' run whose process is gone is reported
         as ``interrupted``."""
-        rows = await self._read(
-            f"SELECT {RUN_COLS} FROM runs ORDER BY started_at DESC LIMIT %s", (limit,)
-        )
+        rows = await self._read(SQL.latest_runs, (limit,))
         return [record_from_row(r) for r in rows]
 
     async def node_counts(self, run_id: str) -> dict[str, int]:
         """How many of a run's committed nodes ended in each status."""
-        rows = await self._read(
-            "SELECT status, COUNT(*) FROM nodes WHERE run_id = %s GROUP BY status", (run_id,)
-        )
+        rows = await self._read(SQL.node_counts, (run_id,))
         return {r[0]: int(r[1]) for r in rows}
 
     # --- ResultCache ------------------------------------------------------------------------
 
     async def cache_get(self, key: str, *, ttl_s: float | None) -> CachedAnswer | None:
         oldest = 0.0 if ttl_s is None else time.time() - ttl_s
-        rows = await self._read(
-            "SELECT run_id, node_id, output, text, tier, model, cost, created_at FROM cache "
-            "WHERE key = %s AND created_at >= %s",
-            (key, oldest),
-        )
+        rows = await self._read(SQL.cache_get, (key, oldest))
         if not rows:
             return None
         r = rows[0]
@@ -714,13 +685,7 @@ class PostgresStore:
         )
 
         async def op(cur: Cursor) -> None:
-            await cur.execute(
-                "INSERT INTO cache VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (key) DO "
-                "UPDATE SET created_at = excluded.created_at, run_id = excluded.run_id, "
-                "node_id = excluded.node_id, output = excluded.output, text = excluded.text, "
-                "tier = excluded.tier, model = excluded.model, cost = excluded.cost",
-                params,
-            )
+            await cur.execute(SQL.cache_put, params)
 
         await self._submit(op)
 
@@ -756,26 +721,19 @@ class PostgresStore:
         async def op(cur: Cursor) -> None:
             claimed.clear()
             await cur.execute(
-                f"INSERT INTO batches ({BATCH_COLS}) VALUES "
-                "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (batch_id) DO NOTHING "
-                "RETURNING 1",
+                SQL.new_batch + " ON CONFLICT (batch_id) DO NOTHING RETURNING 1",
                 new_batch_row(record, pid, host),
             )
             if await cur.fetchone() is not None:
                 claimed.append(replace(record, status="running", pid=pid, host=host))
                 return
-            await cur.execute(
-                f"SELECT {BATCH_COLS} FROM batches WHERE batch_id = %s FOR UPDATE",
-                (record.batch_id,),
-            )
+            await cur.execute(SQL.batch + " FOR UPDATE", (record.batch_id,))
             row = await cur.fetchone()
             if row[2] == "running" and process_alive(row[10], row[11]):
                 claimed.append(None)
                 return
             await cur.execute(
-                "UPDATE batches SET status = 'running', finished_at = NULL, pid = %s, host = %s, "
-                "budget = %s, source = %s WHERE batch_id = %s",
-                (pid, host, record.budget, record.source, record.batch_id),
+                SQL.take_over_batch, (pid, host, record.budget, record.source, record.batch_id)
             )
             claimed.append(batch_taken_over(row, record, pid, host))
 
@@ -795,13 +753,7 @@ class PostgresStore:
         params = (batch_id, index, line, run_id, status, redact_text(error) if error else None)
 
         async def op(cur: Cursor) -> None:
-            await cur.execute(
-                "INSERT INTO batch_items (batch_id, idx, line, run_id, status, error) "
-                "VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (batch_id, idx) DO UPDATE SET "
-                "line = excluded.line, run_id = excluded.run_id, status = excluded.status, "
-                "error = excluded.error, inputs = NULL, owner = NULL, lease_until = NULL",
-                params,
-            )
+            await cur.execute(SQL.record_item, params)
 
         await self._submit(op)
 
@@ -809,25 +761,19 @@ class PostgresStore:
         params = (status, time.time(), batch_id)
 
         async def op(cur: Cursor) -> None:
-            await cur.execute(
-                "UPDATE batches SET status = %s, finished_at = %s WHERE batch_id = %s", params
-            )
+            await cur.execute(SQL.finish_batch, params)
 
         await self._submit(op)
 
     async def load_batch(self, batch_id: str) -> tuple[BatchRecord, list[BatchItem]] | None:
-        rows = await self._read(
-            f"SELECT {BATCH_COLS} FROM batches WHERE batch_id = %s", (batch_id,)
-        )
+        rows = await self._read(SQL.batch, (batch_id,))
         if not rows:
             return None
-        items = await self._read(BATCH_ITEM_SELECT.format(p="%s"), (batch_id,))
+        items = await self._read(SQL.batch_items, (batch_id,))
         return batch_record(rows[0]), [batch_item(r) for r in items]
 
     async def list_batches(self, limit: int = 50) -> list[BatchRecord]:
-        rows = await self._read(
-            f"SELECT {BATCH_COLS} FROM batches ORDER BY started_at DESC LIMIT %s", (limit,)
-        )
+        rows = await self._read(SQL.latest_batches, (limit,))
         return [batch_record(r) for r in rows]
 
     # --- BatchQueue -------------------------------------------------------------------------
@@ -837,11 +783,7 @@ class PostgresStore:
         rows = queued_rows(batch_id, items)
 
         async def op(cur: Cursor) -> None:
-            await cur.executemany(
-                "INSERT INTO batch_items (batch_id, idx, line, run_id, status, error, inputs) "
-                "VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (batch_id, idx) DO NOTHING",
-                rows,
-            )
+            await cur.executemany(SQL.enqueue_item, rows)
 
         if rows:
             await self._submit(op)
@@ -878,11 +820,7 @@ class PostgresStore:
         params = (time.time() + lease_s, batch_id, owner)
 
         async def op(cur: Cursor) -> None:
-            await cur.execute(
-                "UPDATE batch_items SET lease_until = %s WHERE batch_id = %s AND owner = %s "
-                "AND status IS NULL",
-                params,
-            )
+            await cur.execute(SQL.renew_items, params)
 
         await self._submit(op)
 
@@ -890,11 +828,7 @@ class PostgresStore:
         params = (batch_id, index)
 
         async def op(cur: Cursor) -> None:
-            await cur.execute(
-                "UPDATE batch_items SET status = 'done', owner = NULL, lease_until = NULL "
-                "WHERE batch_id = %s AND idx = %s",
-                params,
-            )
+            await cur.execute(SQL.finish_item, params)
 
         await self._submit(op)
 
@@ -902,19 +836,12 @@ class PostgresStore:
         params = (batch_id, index)
 
         async def op(cur: Cursor) -> None:
-            await cur.execute(
-                "UPDATE batch_items SET owner = NULL, lease_until = NULL "
-                "WHERE batch_id = %s AND idx = %s",
-                params,
-            )
+            await cur.execute(SQL.release_item, params)
 
         await self._submit(op)
 
     async def items_left(self, batch_id: str) -> int:
-        rows = await self._read(
-            "SELECT COUNT(*) FROM batch_items WHERE batch_id = %s AND status IS NULL",
-            (batch_id,),
-        )
+        rows = await self._read(SQL.items_left, (batch_id,))
         return int(rows[0][0])
 
     # --- BudgetLedger (see store._ledger) ---------------------------------------------------
@@ -1059,9 +986,7 @@ async def _write_nodes(cur: Cursor, writes: list[NodeWrite]) -> None:
 async def _holder(
     cur: Cursor, run_id: str, owner: RunOwner, take_over: RunOwner | None
 ) -> RunOwner | None:
-    await cur.execute(
-        "SELECT status, pid, host, owner_token FROM runs WHERE run_id = %s FOR UPDATE", (run_id,)
-    )
+    await cur.execute(SQL.run_holder + " FOR UPDATE", (run_id,))
     row = await cur.fetchone()
     return None if row is None else claim_refused_by(row[0], row_holder(row), owner, take_over)
 

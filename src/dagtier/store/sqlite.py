@@ -53,11 +53,7 @@ from ._batch import GroupCommit
 from ._ledger import DDL as LEDGER_DDL
 from ._ledger import statements
 from ._rows import (
-    ATTEMPT_COLS,
-    BATCH_COLS,
-    BATCH_ITEM_SELECT,
     EVIDENCE_DDL,
-    NODE_COLS,
     RECORD_EVIDENCE,
     RUN_COLS,
     NodeWrite,
@@ -75,6 +71,7 @@ from ._rows import (
     run_costs,
     run_row,
 )
+from ._sql import Statements
 
 # --- schema ---------------------------------------------------------------------------------
 
@@ -227,6 +224,8 @@ _HINT = "pass another file with --store PATH (or set DAGTIER_STORE)"
 
 Op = Callable[[sqlite3.Connection], None]
 
+SQL = Statements("?", "MAX")
+
 
 def _store_error(path: Path, what: str, exc: BaseException, hint: str = _HINT) -> StoreError:
     msg = str(exc)
@@ -371,11 +370,7 @@ class SqliteStore:
 
     async def tier_stats(self, task_key: str) -> dict[Tier, TierStats]:
         def q(con: sqlite3.Connection) -> dict[Tier, TierStats]:
-            rows = con.execute(
-                "SELECT tier, successes, failures, observations, total_cost, total_latency_s "
-                "FROM tier_stats WHERE task_key = ?",
-                (task_key,),
-            ).fetchall()
+            rows = con.execute(SQL.stats_of, (task_key,)).fetchall()
             return {r[0]: TierStats(task_key, r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
         result: dict[Tier, TierStats] = await self._read(q)
@@ -433,10 +428,7 @@ class SqliteStore:
 
     async def all_stats(self) -> list[TierStats]:
         def q(con: sqlite3.Connection) -> list[TierStats]:
-            rows = con.execute(
-                "SELECT task_key, tier, successes, failures, observations, total_cost, "
-                "total_latency_s FROM tier_stats ORDER BY task_key, tier"
-            ).fetchall()
+            rows = con.execute(SQL.all_stats).fetchall()
             return [TierStats(*r) for r in rows]
 
         result: list[TierStats] = await self._read(q)
@@ -485,14 +477,10 @@ class SqliteStore:
         claimed: list[bool] = []
 
         def op(con: sqlite3.Connection) -> None:
-            exists = con.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            exists = con.execute(SQL.run_exists, (run_id,)).fetchone()
             if exists is None or _holder(con, run_id, owner, take_over) is not None:
                 return
-            con.execute(
-                "UPDATE runs SET status = 'running', finished_at = NULL, pid = ?, host = ?, "
-                "owner_token = ? WHERE run_id = ?",
-                (owner.pid, owner.host, owner.token, run_id),
-            )
+            con.execute(SQL.claim_run, (owner.pid, owner.host, owner.token, run_id))
             claimed.append(True)
 
         await self._submit((op,))
@@ -508,29 +496,20 @@ class SqliteStore:
         await self._submit([NodeWrite.of(run_id, r) for r in results])
 
     async def finish_run(self, run_id: str, status: RunStatus, cost: float) -> None:
-        # The row's cost counts every committed node, reruns included; never lower it.
         params = (status, time.time(), cost, run_id)
 
         def op(con: sqlite3.Connection) -> None:
-            con.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, cost = MAX(cost, ?) WHERE run_id = ?",
-                params,
-            )
+            con.execute(SQL.finish_run, params)
 
         await self._submit((op,))
 
     async def load_run(self, run_id: str) -> tuple[RunRecord, dict[str, NodeResult]] | None:
         def q(con: sqlite3.Connection) -> tuple[RunRecord, dict[str, NodeResult]] | None:
-            row = con.execute(f"SELECT {RUN_COLS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            row = con.execute(SQL.run, (run_id,)).fetchone()
             if row is None:
                 return None
-            nodes = con.execute(
-                f"SELECT {NODE_COLS} FROM nodes WHERE run_id = ?", (run_id,)
-            ).fetchall()
-            attempts = con.execute(
-                f"SELECT {ATTEMPT_COLS} FROM attempts WHERE run_id = ? ORDER BY node_id, idx",
-                (run_id,),
-            ).fetchall()
+            nodes = con.execute(SQL.run_nodes, (run_id,)).fetchall()
+            attempts = con.execute(SQL.run_attempts, (run_id,)).fetchall()
             return record_from_row(row), assemble_nodes(nodes, attempts)
 
         result: tuple[RunRecord, dict[str, NodeResult]] | None = await self._read(q)
@@ -541,9 +520,7 @@ class SqliteStore:
         as ``interrupted``."""
 
         def q(con: sqlite3.Connection) -> list[RunRecord]:
-            rows = con.execute(
-                f"SELECT {RUN_COLS} FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)
-            ).fetchall()
+            rows = con.execute(SQL.latest_runs, (limit,)).fetchall()
             return [record_from_row(r) for r in rows]
 
         result: list[RunRecord] = await self._read(q)
@@ -553,12 +530,7 @@ class SqliteStore:
         """How many of a run's committed nodes ended in each status."""
 
         def q(con: sqlite3.Connection) -> dict[str, int]:
-            return dict(
-                con.execute(
-                    "SELECT status, COUNT(*) FROM nodes WHERE run_id = ? GROUP BY status",
-                    (run_id,),
-                ).fetchall()
-            )
+            return dict(con.execute(SQL.node_counts, (run_id,)).fetchall())
 
         result: dict[str, int] = await self._read(q)
         return result
@@ -569,11 +541,7 @@ class SqliteStore:
         oldest = 0.0 if ttl_s is None else time.time() - ttl_s
 
         def q(con: sqlite3.Connection) -> CachedAnswer | None:
-            r = con.execute(
-                "SELECT run_id, node_id, output, text, tier, model, cost, created_at FROM cache "
-                "WHERE key = ? AND created_at >= ?",
-                (key, oldest),
-            ).fetchone()
+            r = con.execute(SQL.cache_get, (key, oldest)).fetchone()
             if r is None:
                 return None
             return CachedAnswer(
@@ -597,7 +565,7 @@ class SqliteStore:
         )
 
         def op(con: sqlite3.Connection) -> None:
-            con.execute("INSERT OR REPLACE INTO cache VALUES (?,?,?,?,?,?,?,?,?)", params)
+            con.execute(SQL.cache_put, params)
 
         await self._submit((op,))
 
@@ -625,23 +593,16 @@ class SqliteStore:
         claimed: list[BatchRecord | None] = []
 
         def op(con: sqlite3.Connection) -> None:
-            row = con.execute(
-                f"SELECT {BATCH_COLS} FROM batches WHERE batch_id = ?", (record.batch_id,)
-            ).fetchone()
+            row = con.execute(SQL.batch, (record.batch_id,)).fetchone()
             if row is None:
-                con.execute(
-                    f"INSERT INTO batches ({BATCH_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    new_batch_row(record, pid, host),
-                )
+                con.execute(SQL.new_batch, new_batch_row(record, pid, host))
                 claimed.append(replace(record, status="running", pid=pid, host=host))
                 return
             if row[2] == "running" and process_alive(row[10], row[11]):
                 claimed.append(None)
                 return
             con.execute(
-                "UPDATE batches SET status = 'running', finished_at = NULL, pid = ?, host = ?, "
-                "budget = ?, source = ? WHERE batch_id = ?",
-                (pid, host, record.budget, record.source, record.batch_id),
+                SQL.take_over_batch, (pid, host, record.budget, record.source, record.batch_id)
             )
             claimed.append(batch_taken_over(row, record, pid, host))
 
@@ -661,11 +622,7 @@ class SqliteStore:
         params = (batch_id, index, line, run_id, status, redact_text(error) if error else None)
 
         def op(con: sqlite3.Connection) -> None:
-            con.execute(
-                "INSERT OR REPLACE INTO batch_items (batch_id, idx, line, run_id, status, error) "
-                "VALUES (?,?,?,?,?,?)",
-                params,
-            )
+            con.execute(SQL.record_item, params)
 
         await self._submit((op,))
 
@@ -673,18 +630,16 @@ class SqliteStore:
         params = (status, time.time(), batch_id)
 
         def op(con: sqlite3.Connection) -> None:
-            con.execute("UPDATE batches SET status = ?, finished_at = ? WHERE batch_id = ?", params)
+            con.execute(SQL.finish_batch, params)
 
         await self._submit((op,))
 
     async def load_batch(self, batch_id: str) -> tuple[BatchRecord, list[BatchItem]] | None:
         def q(con: sqlite3.Connection) -> tuple[BatchRecord, list[BatchItem]] | None:
-            row = con.execute(
-                f"SELECT {BATCH_COLS} FROM batches WHERE batch_id = ?", (batch_id,)
-            ).fetchone()
+            row = con.execute(SQL.batch, (batch_id,)).fetchone()
             if row is None:
                 return None
-            items = con.execute(BATCH_ITEM_SELECT.format(p="?"), (batch_id,)).fetchall()
+            items = con.execute(SQL.batch_items, (batch_id,)).fetchall()
             return batch_record(row), [batch_item(r) for r in items]
 
         result: tuple[BatchRecord, list[BatchItem]] | None = await self._read(q)
@@ -692,9 +647,7 @@ class SqliteStore:
 
     async def list_batches(self, limit: int = 50) -> list[BatchRecord]:
         def q(con: sqlite3.Connection) -> list[BatchRecord]:
-            rows = con.execute(
-                f"SELECT {BATCH_COLS} FROM batches ORDER BY started_at DESC LIMIT ?", (limit,)
-            ).fetchall()
+            rows = con.execute(SQL.latest_batches, (limit,)).fetchall()
             return [batch_record(r) for r in rows]
 
         result: list[BatchRecord] = await self._read(q)
@@ -707,11 +660,7 @@ class SqliteStore:
         rows = queued_rows(batch_id, items)
 
         def op(con: sqlite3.Connection) -> None:
-            con.executemany(
-                "INSERT OR IGNORE INTO batch_items (batch_id, idx, line, run_id, status, error, "
-                "inputs) VALUES (?,?,?,?,?,?,?)",
-                rows,
-            )
+            con.executemany(SQL.enqueue_item, rows)
 
         await self._submit((op,))
 
@@ -745,11 +694,7 @@ class SqliteStore:
         params = (time.time() + lease_s, batch_id, owner)
 
         def op(con: sqlite3.Connection) -> None:
-            con.execute(
-                "UPDATE batch_items SET lease_until = ? WHERE batch_id = ? AND owner = ? "
-                "AND status IS NULL",
-                params,
-            )
+            con.execute(SQL.renew_items, params)
 
         await self._submit((op,))
 
@@ -757,11 +702,7 @@ class SqliteStore:
         params = (batch_id, index)
 
         def op(con: sqlite3.Connection) -> None:
-            con.execute(
-                "UPDATE batch_items SET status = 'done', owner = NULL, lease_until = NULL "
-                "WHERE batch_id = ? AND idx = ?",
-                params,
-            )
+            con.execute(SQL.finish_item, params)
 
         await self._submit((op,))
 
@@ -769,22 +710,13 @@ class SqliteStore:
         params = (batch_id, index)
 
         def op(con: sqlite3.Connection) -> None:
-            con.execute(
-                "UPDATE batch_items SET owner = NULL, lease_until = NULL "
-                "WHERE batch_id = ? AND idx = ?",
-                params,
-            )
+            con.execute(SQL.release_item, params)
 
         await self._submit((op,))
 
     async def items_left(self, batch_id: str) -> int:
         def q(con: sqlite3.Connection) -> int:
-            return int(
-                con.execute(
-                    "SELECT COUNT(*) FROM batch_items WHERE batch_id = ? AND status IS NULL",
-                    (batch_id,),
-                ).fetchone()[0]
-            )
+            return int(con.execute(SQL.items_left, (batch_id,)).fetchone()[0])
 
         result: int = await self._read(q)
         return result
@@ -861,9 +793,7 @@ def _write_nodes(con: sqlite3.Connection, writes: list[NodeWrite]) -> None:
 def _holder(
     con: sqlite3.Connection, run_id: str, owner: RunOwner, take_over: RunOwner | None
 ) -> RunOwner | None:
-    row = con.execute(
-        "SELECT status, pid, host, owner_token FROM runs WHERE run_id = ?", (run_id,)
-    ).fetchone()
+    row = con.execute(SQL.run_holder, (run_id,)).fetchone()
     return None if row is None else claim_refused_by(row[0], row_holder(row), owner, take_over)
 
 
