@@ -52,10 +52,11 @@ def test_makespan_bench_prints_ratios() -> None:
 
 
 def test_batch_bench_prints_items_per_second_against_the_bound() -> None:
-    """bench/batch.py prints dagtier's items/s as a share of the rate-limit bound, and RSS."""
+    """bench/batch.py prints dagtier's items/s as a share of the rate-limit bound, its CPU
+    time per item, and RSS."""
     out = run_bench("bench/batch.py", "--items", "40", "--bound", "40", "--only", "dagtier")
     row = next(line.split() for line in out.splitlines() if line.startswith("dagtier"))
-    assert len(row) == 7 and row[3].endswith("%") and row[4].endswith("M")
+    assert len(row) == 8 and row[3].endswith("%") and float(row[4]) > 0 and row[5].endswith("M")
     assert float(row[3].rstrip("%")) <= 100.0  # nothing goes faster than the rate limit
 
 
