@@ -89,13 +89,27 @@ class Sim:
 
 
 class Meter:
-    """Items done, and RSS at 10% and 100% of them."""
+    """Items done, RSS at 10% and 100% of them, and the time and CPU time since start()."""
 
     def __init__(self, total: int) -> None:
         self.total = total
         self.done = 0
         self.failed = 0
         self.rss: dict[int, float] = {}
+        self.t0 = self.cpu0 = 0.0
+
+    def start(self) -> None:
+        self.t0, self.cpu0 = time.perf_counter(), time.process_time()
+
+    def result(self, calls: Counter[str]) -> dict[str, Any]:
+        """The figures since start(), as the child prints them."""
+        return {
+            "elapsed": time.perf_counter() - self.t0,
+            "cpu": time.process_time() - self.cpu0,
+            "rss": self.rss,
+            "failed": self.failed,
+            "calls": calls,
+        }
 
     def item(self, ok: bool) -> None:
         self.done += 1
@@ -146,7 +160,7 @@ async def run_dagtier(items: int, bound: float, concurrency: int) -> dict[str, A
     meter = Meter(items)
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(Path(tmp) / "batch.db")
-        t0, cpu0 = time.perf_counter(), time.process_time()
+        meter.start()
         summary = await dagtier.run_batch(
             dagtier.parse_workflow(workflow_yaml()),
             [{"text": f"item {i}"} for i in range(items)],
@@ -155,16 +169,10 @@ async def run_dagtier(items: int, bound: float, concurrency: int) -> dict[str, A
             concurrency=concurrency,
             on_result=lambda r: meter.item(r.ok),
         )
-        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        result = meter.result(sim.calls)
         await store.aclose()
     assert summary.succeeded == items, summary
-    return {
-        "elapsed": elapsed,
-        "cpu": cpu,
-        "rss": meter.rss,
-        "failed": meter.failed,
-        "calls": sim.calls,
-    }
+    return result
 
 
 async def run_langgraph(items: int, bound: float, concurrency: int) -> dict[str, Any]:
@@ -203,18 +211,11 @@ async def run_langgraph(items: int, bound: float, concurrency: int) -> dict[str,
     graph = g.compile()
     meter = Meter(items)
     inputs = [{"text": f"item {i}", "out": {}} for i in range(items)]
-    t0, cpu0 = time.perf_counter(), time.process_time()
+    meter.start()
     # abatch returns only at the end: stream results to read RSS as items finish
     async for _, _out in graph.abatch_as_completed(inputs, config={"max_concurrency": concurrency}):
         meter.item(True)
-    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    return {
-        "elapsed": elapsed,
-        "cpu": cpu,
-        "rss": meter.rss,
-        "failed": meter.failed,
-        "calls": sim.calls,
-    }
+    return meter.result(sim.calls)
 
 
 def child(name: str, items: int, bound: float, concurrency: int) -> None:
