@@ -70,7 +70,7 @@ def report(
         return
 
     from ..catalog import load_catalog
-    from ..report import compare_reports, load_run_report
+    from ..report import load_comparison, load_run_report
     from ..report.render import FORMATS
 
     if format not in FORMATS:
@@ -83,18 +83,10 @@ def report(
         )
     cat = guarded(lambda: load_catalog(models))
 
-    async def load(s: Any, rid: str | None) -> Any:
-        return await load_run_report(s, rid, catalog=cat, workflow=workflow)
-
     async def go(s: Any) -> Any:
         if compare is not None:
-            batches = getattr(s, "load_batch", None)
-            if batches is not None and all([await batches(b) for b in compare]):  # A/B test
-                from ..report.abtest import compare_batches
-
-                return await compare_batches(s, *compare)
-            return compare_reports(await load(s, compare[0]), await load(s, compare[1]))
-        return await load(s, run_id)
+            return await load_comparison(s, *compare, catalog=cat, workflow=workflow)
+        return await load_run_report(s, run_id, catalog=cat, workflow=workflow)
 
     result = in_store(store, go)
     _render_report(result, format, output)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..results import Attempt, NodeResult, RunResult, Turn
     from ..spec.models import Workflow
     from ..store import RunRecord, RunStore
+    from .abtest import ABReport
 
 SAVINGS_NOTE = (
     "counterfactual estimates: each node's final answer (same tokens) priced as one call on "
@@ -549,6 +550,28 @@ class Comparison:
                 for n in self.nodes
             ],
         }
+
+
+async def load_comparison(
+    store: RunStore, a: str, b: str, *, catalog: Catalog, workflow: Path | None = None
+) -> Comparison | ABReport:
+    """``a`` against ``b``: two batches as an A/B test (:func:`.abtest.compare_batches`)
+    when the store holds both as batches, else two runs node by node
+    (:func:`compare_reports`). *Added in issue 14* (from the CLI).
+
+    Raises:
+        StoreError: a run or batch is not in the store (the recent runs named).
+        SpecError: ``workflow`` does not load.
+    """
+    batches = getattr(store, "load_batch", None)
+    if batches is not None and all([await batches(x) for x in (a, b)]):
+        from .abtest import compare_batches
+
+        return await compare_batches(store, a, b)
+    return compare_reports(
+        await load_run_report(store, a, catalog=catalog, workflow=workflow),
+        await load_run_report(store, b, catalog=catalog, workflow=workflow),
+    )
 
 
 def compare_reports(a: RunReport, b: RunReport) -> Comparison:
