@@ -21,6 +21,27 @@ from ..plan import Plan
 CASE_KEYS = ("inputs", "expected")
 
 
+def parse_tiers(text: str) -> list[int]:
+    """``1,2,3`` as tiers (range-checked later, with the others).
+
+    Raises:
+        SpecError: a part that is not a whole number.
+    """
+    out = []
+    for i, part in enumerate(p.strip() for p in text.split(",")):
+        if not part.isdigit():
+            raise SpecError(
+                source="--tiers",
+                issues=[
+                    SpecIssue(
+                        f"[{i}]", f"'{part}' is not a tier", "bad-tiers", hint="--tiers 1,2,3"
+                    )
+                ],
+            )
+        out.append(int(part))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Case:
     index: int
