@@ -17,6 +17,7 @@ from ._data import (
     read_rows,
     write_rows,
 )
+from ._export import export_store_outcomes
 from ._judge import ReplayJudge
 from ._metrics import aiq, frontier, pgr
 from ._provider import ReplayProvider
@@ -43,6 +44,7 @@ __all__ = (
     "ReplayReport",
     "aiq",
     "default_policies",
+    "export_store_outcomes",
     "frontier",
     "load_outcomes",
     "load_queries",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .._exceptions import StoreError
 from ..store import RunStore, is_postgres_url
@@ -65,3 +65,25 @@ async def export_rows(store: RunStore) -> Iterator[OutcomeRow]:
                     )
                 )
     return iter(rows)
+
+
+def export_store_outcomes(store_path: str | None, out: IO[bytes], *, compress: bool) -> int:
+    """Write the answer attempts of the store at ``store_path`` (None: the default one) to
+    ``out`` in the outcomes format ``dagtier replay`` reads. Returns the row count."""
+    import anyio
+
+    from ._data import write_rows
+
+    async def collect() -> list[object]:
+        store = open_run_store(store_path)
+        try:
+            return list(await export_rows(store))
+        finally:
+            close = getattr(store, "aclose", None) or getattr(store, "close", None)
+            if close is not None:
+                res = close()
+                if hasattr(res, "__await__"):
+                    await res
+
+    rows = anyio.run(collect)
+    return write_rows((r for r in rows if isinstance(r, OutcomeRow)), out, compress=compress)
