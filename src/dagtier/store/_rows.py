@@ -35,11 +35,6 @@ CREATE TABLE recorded_evidence (
 );
 """
 """Both stores' migration: the ids of observations recorded with an ``evidence_id``."""
-RECORD_EVIDENCE = (
-    "INSERT INTO recorded_evidence VALUES ({p}, {p}, {p}) ON CONFLICT DO NOTHING RETURNING 1"
-)
-"""Marks an evidence id as recorded; returns no row when it was already (a row count would
-not do: PostgreSQL's pipeline has none until it syncs, and fetching the row syncs it)."""
 
 RUN_COLS = (
     "run_id, workflow, status, started_at, finished_at, fingerprint, node_fingerprints, inputs, "

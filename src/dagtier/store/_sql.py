@@ -28,6 +28,12 @@ class Statements:
         "SELECT task_key, tier, successes, failures, observations, total_cost, "
         "total_latency_s FROM tier_stats ORDER BY task_key, tier"
     )
+    record_evidence = (
+        "INSERT INTO recorded_evidence VALUES ({p}, {p}, {p}) ON CONFLICT DO NOTHING RETURNING 1"
+    )
+    """(task_key, tier, evidence_id): marks an evidence id as recorded; returns no row when
+    it was already (a row count would not do: PostgreSQL's pipeline has none until it
+    syncs, and fetching the row syncs it)."""
 
     # --- runs
     run = "SELECT " + RUN_COLS + " FROM runs WHERE run_id = {p}"

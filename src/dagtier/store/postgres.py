@@ -68,7 +68,6 @@ from ._ledger import DDL as LEDGER_DDL
 from ._ledger import statements
 from ._rows import (
     EVIDENCE_DDL,
-    RECORD_EVIDENCE,
     RUN_COLS,
     NodeWrite,
     assemble_nodes,
@@ -227,7 +226,6 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
-RECORD_EVIDENCE_SQL = RECORD_EVIDENCE.format(p="%s")
 
 _LEDGER = statements("%s", "GREATEST")
 SQL = Statements("%s", "GREATEST")
@@ -542,7 +540,7 @@ class PostgresStore:
 
         async def op(cur: Cursor) -> None:
             if evidence_id is not None:
-                await cur.execute(RECORD_EVIDENCE_SQL, (task_key, tier, evidence_id))
+                await cur.execute(SQL.record_evidence, (task_key, tier, evidence_id))
                 recorded[0] = await cur.fetchone() is not None
                 if not recorded[0]:
                     return

@@ -54,7 +54,6 @@ from ._ledger import DDL as LEDGER_DDL
 from ._ledger import statements
 from ._rows import (
     EVIDENCE_DDL,
-    RECORD_EVIDENCE,
     RUN_COLS,
     NodeWrite,
     assemble_nodes,
@@ -216,7 +215,6 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
-RECORD_EVIDENCE_SQL = RECORD_EVIDENCE.format(p="?")
 
 _LEDGER = statements("?", "MAX")
 
@@ -398,7 +396,7 @@ class SqliteStore:
 
         def op(con: sqlite3.Connection) -> None:
             if evidence_id is not None:
-                marked = con.execute(RECORD_EVIDENCE_SQL, (task_key, tier, evidence_id))
+                marked = con.execute(SQL.record_evidence, (task_key, tier, evidence_id))
                 recorded[0] = marked.fetchone() is not None
                 if not recorded[0]:
                     return
