@@ -34,8 +34,10 @@ def eval_(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:  # fmt: skip
-    """Run each node of a workflow on each tier over your cases and score the answers: the
-    tier each node needs, before routing anything."""
+    """Score each node on each tier over your cases: the tier each node needs.
+
+    Run it before routing anything: each case runs once as a reference, then each selected
+    node answers on each tier from the same upstream outputs."""
     import shlex
 
     from .._callables import import_callable

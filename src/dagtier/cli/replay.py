@@ -103,8 +103,10 @@ def replay(
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Replay recorded per-query outcomes of real models under routing policies, and compare
-    their quality and cost (the real executor and policies; recorded answers and costs)."""
+    """Replay real models' recorded outcomes under routing policies: quality and cost.
+
+    The real executor and policies run on recorded answers and costs, so policies can be
+    compared (or A/B tested with --compare) without calling a model."""
     if tiers.count(",") < 1:
         usage("--tiers takes 2 or 3 comma-separated model names, cheapest first")
     guarded(
@@ -134,8 +136,9 @@ def export_outcomes(
         bool, typer.Option("--plain", help="Write plain CSV instead of gzip.")
     ] = False,
 ) -> None:
-    """Write dagtier's own history as per-query outcomes (gzipped CSV on stdout), the format
-    `dagtier replay` reads: replay other policies on your own traffic before switching."""
+    """Write your run history as per-query outcomes, the format `dagtier replay` reads.
+
+    Gzipped CSV on stdout: replay other policies on your own traffic before switching."""
     from ..replay._export import export_store_outcomes
 
     if not plain and sys.stdout.isatty():

@@ -37,8 +37,10 @@ def stats(
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Per task key and tier: observations, successes, estimated success rate, mean cost and
-    latency, and the tier the adaptive policy would pick now. With a workflow file, each
+    """What adaptive has learned, per task key and tier, and the tier it would pick now.
+
+    Per task key and tier: observations (and how many an eval seeded), successes, estimated
+    success rate, mean cost and latency, and the tier the adaptive policy would pick now. With a workflow file, each
     routed node's last routing decision too (a classifier's evidence and AUC)."""
     from ..policies.stats_view import collect, render, render_routers, router_states
 
