@@ -10,7 +10,7 @@ its full reservation, because the provider may have billed the call. Settling de
 hold and moves the real cost from ``reserved`` to ``spent``; a hold already reclaimed is
 not settled again (its worst case already counts).
 
-``{p}`` is the driver's placeholder; ``{greatest}`` its two-argument maximum.
+Its statements are with the other shared ones, in :class:`._sql.Statements` (``budget_*``).
 """
 
 from __future__ import annotations
@@ -33,44 +33,4 @@ CREATE INDEX budget_holds_holder ON budget_holds (budget_id, holder);
 """
 """Both stores' migration (SQLite reads DOUBLE PRECISION as REAL)."""
 
-OPEN = (
-    "INSERT INTO budgets (budget_id, budget_limit, spent, reserved) VALUES ({p},{p},{p},0) "
-    "ON CONFLICT (budget_id) DO UPDATE SET budget_limit = excluded.budget_limit, "
-    "spent = {greatest}(budgets.spent, excluded.spent)"
-)
-GRANT = (
-    "UPDATE budgets SET reserved = reserved + {p} WHERE budget_id = {p} "
-    "AND spent + reserved + {p} <= budget_limit RETURNING 1"
-)
-HOLD = (
-    "INSERT INTO budget_holds (hold_id, budget_id, holder, amount, lease_until) "
-    "VALUES ({p},{p},{p},{p},{p})"
-)
-RELEASE = "DELETE FROM budget_holds WHERE hold_id = {p} RETURNING budget_id, amount"
-SETTLE = "UPDATE budgets SET reserved = reserved - {p}, spent = spent + {p} WHERE budget_id = {p}"
-EXPIRED = "DELETE FROM budget_holds WHERE budget_id = {p} AND lease_until < {p} RETURNING amount"
-RECLAIM = (
-    "UPDATE budgets SET reserved = reserved - {p}, spent = spent + {p} WHERE budget_id = {p} "
-    "RETURNING budget_limit, spent, reserved"
-)
-RENEW = "UPDATE budget_holds SET lease_until = {p} WHERE budget_id = {p} AND holder = {p}"
-
-
-def statements(p: str, greatest: str) -> dict[str, str]:
-    """The ledger's statements for one driver."""
-    return {
-        name: sql.format(p=p, greatest=greatest)
-        for name, sql in {
-            "open": OPEN,
-            "grant": GRANT,
-            "hold": HOLD,
-            "release": RELEASE,
-            "settle": SETTLE,
-            "expired": EXPIRED,
-            "reclaim": RECLAIM,
-            "renew": RENEW,
-        }.items()
-    }
-
-
-__all__ = ["DDL", "statements"]
+__all__ = ["DDL"]

@@ -2,7 +2,7 @@
 
 Where the two dialects agree, a statement lives here with ``{p}`` for the driver's
 placeholder (``?`` for sqlite3, ``%s`` for psycopg) and ``{greatest}`` for its two-argument
-maximum (``MAX`` / ``GREATEST``), as in :mod:`._ledger`; each store formats them once at
+maximum (``MAX`` / ``GREATEST``); each store formats them once at
 import, as ``SQL = Statements("?", "MAX")``. Upserts use ``ON CONFLICT``, which both speak.
 What only one dialect can say stays in its store: SQLite's read-decay-write of the
 statistics and per-row node writes, PostgreSQL's one-statement upsert of the statistics,
@@ -132,6 +132,43 @@ class Statements:
     """(batch_id, idx)"""
     items_left = "SELECT COUNT(*) FROM batch_items WHERE batch_id = {p} AND status IS NULL"
     """(batch_id)"""
+
+    # --- budget ledger (see :mod:`._ledger`)
+    budget_open = (
+        "INSERT INTO budgets (budget_id, budget_limit, spent, reserved) VALUES ({p},{p},{p},0) "
+        "ON CONFLICT (budget_id) DO UPDATE SET budget_limit = excluded.budget_limit, "
+        "spent = {greatest}(budgets.spent, excluded.spent)"
+    )
+    """(budget_id, limit, spent): opens a budget or raises its limit; never lowers its spend."""
+    budget_grant = (
+        "UPDATE budgets SET reserved = reserved + {p} WHERE budget_id = {p} "
+        "AND spent + reserved + {p} <= budget_limit RETURNING 1"
+    )
+    """(amount, budget_id, amount): reserves ``amount`` only if it still fits; a row when it did."""
+    budget_hold = (
+        "INSERT INTO budget_holds (hold_id, budget_id, holder, amount, lease_until) "
+        "VALUES ({p},{p},{p},{p},{p})"
+    )
+    """(hold_id, budget_id, holder, amount, lease_until)"""
+    budget_release = "DELETE FROM budget_holds WHERE hold_id = {p} RETURNING budget_id, amount"
+    """(hold_id): deletes a hold; no row when it was already reclaimed."""
+    budget_settle = (
+        "UPDATE budgets SET reserved = reserved - {p}, spent = spent + {p} WHERE budget_id = {p}"
+    )
+    """(reserved amount, actual cost, budget_id)"""
+    budget_expired = (
+        "DELETE FROM budget_holds WHERE budget_id = {p} AND lease_until < {p} RETURNING amount"
+    )
+    """(budget_id, now): deletes the holds whose lease ran out."""
+    budget_reclaim = (
+        "UPDATE budgets SET reserved = reserved - {p}, spent = spent + {p} WHERE budget_id = {p} "
+        "RETURNING budget_limit, spent, reserved"
+    )
+    """(gone, gone, budget_id): counts expired holds as spent in full."""
+    budget_renew = (
+        "UPDATE budget_holds SET lease_until = {p} WHERE budget_id = {p} AND holder = {p}"
+    )
+    """(lease_until, budget_id, holder)"""
 
     def __init__(self, p: str, greatest: str) -> None:
         for name, sql in vars(Statements).items():

@@ -65,7 +65,6 @@ from . import (
 )
 from ._batch import GroupCommit
 from ._ledger import DDL as LEDGER_DDL
-from ._ledger import statements
 from ._rows import (
     EVIDENCE_DDL,
     RUN_COLS,
@@ -227,7 +226,6 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-_LEDGER = statements("%s", "GREATEST")
 SQL = Statements("%s", "GREATEST")
 
 _MIGRATION_LOCK = 0x64616774  # "dagt": serialises migrations of processes starting at once
@@ -848,7 +846,7 @@ class PostgresStore:
         params = (budget_id, limit, spent)
 
         async def op(cur: Cursor) -> None:
-            await cur.execute(_LEDGER["open"], params)
+            await cur.execute(SQL.budget_open, params)
 
         await self._submit(op)
 
@@ -863,10 +861,10 @@ class PostgresStore:
 
         async def op(cur: Cursor) -> None:
             granted.clear()  # a transaction retried runs its ops again
-            await cur.execute(_LEDGER["grant"], (amount, budget_id, amount))
+            await cur.execute(SQL.budget_grant, (amount, budget_id, amount))
             if await cur.fetchone() is not None:
                 await cur.execute(
-                    _LEDGER["hold"], (hold_id, budget_id, holder, amount, lease_until)
+                    SQL.budget_hold, (hold_id, budget_id, holder, amount, lease_until)
                 )
                 granted.append(True)
 
@@ -875,9 +873,9 @@ class PostgresStore:
 
     async def settle_budget(self, hold_id: str, actual: float) -> None:
         async def op(cur: Cursor) -> None:
-            await cur.execute(_LEDGER["release"], (hold_id,))
+            await cur.execute(SQL.budget_release, (hold_id,))
             for budget_id, amount in await cur.fetchall():
-                await cur.execute(_LEDGER["settle"], (amount, actual, budget_id))
+                await cur.execute(SQL.budget_settle, (amount, actual, budget_id))
 
         await self._submit(op)
 
@@ -887,9 +885,9 @@ class PostgresStore:
 
         async def op(cur: Cursor) -> None:
             state.clear()
-            await cur.execute(_LEDGER["expired"], (budget_id, now))
+            await cur.execute(SQL.budget_expired, (budget_id, now))
             gone = sum(a for (a,) in await cur.fetchall())
-            await cur.execute(_LEDGER["reclaim"], (gone, gone, budget_id))
+            await cur.execute(SQL.budget_reclaim, (gone, gone, budget_id))
             state.extend(BudgetState(*r) for r in await cur.fetchall())
 
         await self._submit(op)
@@ -899,7 +897,7 @@ class PostgresStore:
         params = (time.time() + lease_s, budget_id, holder)
 
         async def op(cur: Cursor) -> None:
-            await cur.execute(_LEDGER["renew"], params)
+            await cur.execute(SQL.budget_renew, params)
 
         await self._submit(op)
 

@@ -51,7 +51,6 @@ from . import (
 )
 from ._batch import GroupCommit
 from ._ledger import DDL as LEDGER_DDL
-from ._ledger import statements
 from ._rows import (
     EVIDENCE_DDL,
     RUN_COLS,
@@ -215,8 +214,6 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
-
-_LEDGER = statements("?", "MAX")
 
 _HINT = "pass another file with --store PATH (or set DAGTIER_STORE)"
 
@@ -723,7 +720,7 @@ class SqliteStore:
 
     async def open_budget(self, budget_id: str, limit: float, *, spent: float = 0.0) -> None:
         def op(con: sqlite3.Connection) -> None:
-            con.execute(_LEDGER["open"], (budget_id, limit, spent))
+            con.execute(SQL.budget_open, (budget_id, limit, spent))
 
         await self._submit((op,))
 
@@ -737,8 +734,8 @@ class SqliteStore:
 
         def op(con: sqlite3.Connection) -> None:
             granted.clear()  # a transaction retried runs its ops again
-            if con.execute(_LEDGER["grant"], (amount, budget_id, amount)).fetchall():
-                con.execute(_LEDGER["hold"], (hold_id, budget_id, holder, amount, lease_until))
+            if con.execute(SQL.budget_grant, (amount, budget_id, amount)).fetchall():
+                con.execute(SQL.budget_hold, (hold_id, budget_id, holder, amount, lease_until))
                 granted.append(True)
 
         await self._submit((op,))
@@ -746,8 +743,8 @@ class SqliteStore:
 
     async def settle_budget(self, hold_id: str, actual: float) -> None:
         def op(con: sqlite3.Connection) -> None:
-            for budget_id, amount in con.execute(_LEDGER["release"], (hold_id,)).fetchall():
-                con.execute(_LEDGER["settle"], (amount, actual, budget_id))
+            for budget_id, amount in con.execute(SQL.budget_release, (hold_id,)).fetchall():
+                con.execute(SQL.budget_settle, (amount, actual, budget_id))
 
         await self._submit((op,))
 
@@ -757,8 +754,8 @@ class SqliteStore:
 
         def op(con: sqlite3.Connection) -> None:
             state.clear()
-            gone = sum(a for (a,) in con.execute(_LEDGER["expired"], (budget_id, now)))
-            rows = con.execute(_LEDGER["reclaim"], (gone, gone, budget_id)).fetchall()
+            gone = sum(a for (a,) in con.execute(SQL.budget_expired, (budget_id, now)))
+            rows = con.execute(SQL.budget_reclaim, (gone, gone, budget_id)).fetchall()
             state.extend(BudgetState(*r) for r in rows)
 
         await self._submit((op,))
@@ -768,7 +765,7 @@ class SqliteStore:
         params = (time.time() + lease_s, budget_id, holder)
 
         def op(con: sqlite3.Connection) -> None:
-            con.execute(_LEDGER["renew"], params)
+            con.execute(SQL.budget_renew, params)
 
         await self._submit((op,))
 
