@@ -49,21 +49,24 @@ _SECRET_FIELD = re.compile(r"(?i)^(?:.*[_-])?(api[_-]?key|authorization|password
 _MIN_SECRET_LEN = 8
 
 
-_secret_names: tuple[int, list[str]] = (-1, [])
+_secret_names: tuple[tuple[str, ...], list[str]] = ((), [])
 
 
 def secret_values() -> list[str]:
     """Values of environment variables that hold secrets (named like *_API_KEY, *_TOKEN),
     longest first so a key that contains another is replaced whole.
 
-    Runs for every log line: the names are rescanned only when the environment's size
-    changes (scanning it costs ~300 µs), the values are read fresh every time.
+    Runs for every log line: the names are matched again only when the environment's
+    names change, the values are read fresh every time. Keyed on the names themselves,
+    not their count: a variable unset and a secret one set since the last call keep
+    the count, and the new secret would have gone out unredacted.
     """
     global _secret_names
-    size, names = _secret_names
-    if size != len(os.environ):
-        names = [k for k in os.environ if _SECRET_ENV.search(k)]
-        _secret_names = (len(os.environ), names)
+    keys = tuple(os.environ)
+    seen, names = _secret_names
+    if keys != seen:
+        names = [k for k in keys if _SECRET_ENV.search(k)]
+        _secret_names = (keys, names)
     values = {v for k in names if len(v := os.environ.get(k, "")) >= _MIN_SECRET_LEN}
     return sorted(values, key=len, reverse=True)
 

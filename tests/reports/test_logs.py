@@ -32,6 +32,18 @@ def test_redact_text_replaces_env_secrets_and_key_shapes(monkeypatch: pytest.Mon
     )
 
 
+def test_a_secret_set_in_place_of_an_unset_variable_is_redacted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Unsetting one variable and setting a secret one keeps the environment's size; the
+    new secret is redacted all the same."""
+    monkeypatch.setenv("DAGTIER_TEST_PLAIN", "not a secret")
+    redact_text("the names of this environment are scanned")
+    monkeypatch.delenv("DAGTIER_TEST_PLAIN")
+    monkeypatch.setenv("OTHER_SERVICE_TOKEN", "anotherplainvalue42")
+    assert redact_text("token anotherplainvalue42") == "token [REDACTED]"
+
+
 def test_redact_text_leaves_prose_about_keys_readable() -> None:
     """Hints that name a key's variable are not mistaken for keys."""
     text = "check the API key named by api_key_env=OPENAI_API_KEY in the catalog"
