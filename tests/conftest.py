@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from hypothesis import settings
 
 # No timed asserts in tests: hypothesis's per-example deadline (200 ms) is one, and fails at
@@ -20,6 +21,15 @@ settings.load_profile("dagtier")
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> Iterator[None]:
+    """The CLI configures structlog globally when run in-process (CliRunner), caching its
+    loggers: undo it after each test so later tests (anyone's, capture_logs too) see
+    structlog's defaults."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(autouse=True)
