@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,11 @@ import anyio
 import pytest
 from _catalog import loopback_catalog, make_catalog
 from providers._fault_server import FaultServer  # the provider tests' loopback server
+from typer.testing import CliRunner
 
 import dagtier
 from dagtier import DagtierUsageError, SpecError
+from dagtier.cli import app
 from dagtier.events import PolicyDecision
 from dagtier.policies.deadline import plan_deadline
 from dagtier.providers import CompletionRequest, Gateway, Message
@@ -202,6 +205,80 @@ async def test_a_deadline_that_cannot_be_met_runs_everything_at_the_fastest_tier
 
 def _catalog(server: FaultServer) -> dagtier.Catalog:
     return loopback_catalog(server.base_url, {1: ["m1"], 2: ["m2"], 3: ["m3"]})
+
+
+# --- a batch's deadlines, through the CLI ----------------------------------------------------
+
+
+def test_the_batch_report_counts_met_and_missed_deadlines_and_names_the_worst_miss(
+    models: FaultServer, tmp_path: Path
+) -> None:
+    """dagtier batch --deadline 3 runs three items one at a time; the second item's top-tier
+    answer comes 4 s late (at least 4.5 s in all), so it misses by more than 1.5 s while the
+    others take about 0.7 s. dagtier report --batch, from the SQLite file, counts 2 met and
+    1 missed and names the second item as the worst miss, in its table and its JSON."""
+    db = tmp_path / "runs.db"
+
+    async def seed() -> None:
+        store = open_store(db)
+        try:
+            await _seed_flow(store)
+        finally:
+            await store.aclose()
+
+    anyio.run(seed)
+    flow = tmp_path / "dl.yaml"
+    flow.write_text(FLOW, encoding="utf-8")
+    catalog = tmp_path / "models.yaml"
+    catalog.write_text(
+        "models:\n"
+        + "".join(
+            f"  {m}: {{provider: openai, model: {m}, base_url: '{models.base_url}/v1', "
+            "api_key_env: TEST_OPENAI_KEY, price: {input: 0.15, output: 0.6}}\n"
+            for m in DELAYS
+        )
+        + "tiers: {1: [m1], 2: [m2], 3: [m3]}\n",
+        encoding="utf-8",
+    )
+    items = tmp_path / "items.jsonl"
+    items.write_text("{}\n{}\n{}\n", encoding="utf-8")
+    models.slow_s = 4.0
+    models.script("m3", ["ok", "slow", "ok"])  # one m3 call per item, in item order
+
+    runner = CliRunner()
+    ran = runner.invoke(
+        app,
+        ["batch", str(flow), "--inputs", str(items), "--store", str(db), "--models",
+         str(catalog), "--deadline", "3", "--concurrency", "1", "-q"],
+    )  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    assert "deadline   3s per item: 2 met, 1 missed" in ran.output
+    found = re.search(r"dagtier report --batch (\S+)", ran.output)
+    assert found is not None, ran.output
+    batch_id = found.group(1)
+
+    as_json = runner.invoke(
+        app, ["report", "--batch", batch_id, "--store", str(db), "--format", "json"]
+    )
+    assert as_json.exit_code == 0, as_json.output
+    deadlines = json.loads(as_json.stdout)["deadlines"]
+    assert (deadlines["met"], deadlines["missed"], deadlines["not_ended"]) == (2, 1, 0)
+    [late] = deadlines["late"]
+    assert (late["index"], late["line"], late["run_id"]) == (1, 2, f"{batch_id}-1")
+    assert late["met"] is False and late["deadline_s"] == 3.0
+    assert late["late_s"] == pytest.approx(late["elapsed_s"] - 3.0)
+    assert late["late_s"] > 1.5  # the slow answer alone takes 4.5 s
+    assert deadlines["worst_late_s"] == late["late_s"]
+    assert late["changed"] == {"draft": 3}
+
+    table = runner.invoke(app, ["report", "--batch", batch_id, "--store", str(db)])
+    assert table.exit_code == 0, table.output
+    missed_by = f"missed by {late['late_s']:.2f} s"
+    assert f"deadlines 2 met, 1 missed; worst: item 1 (line 2) {missed_by}" in table.stdout
+    assert (
+        f"item 1 (line 2): deadline 3 s: {missed_by} ({late['elapsed_s']:.2f} s); "
+        "it started 1 node(s) higher: draft at T3"
+    ) in table.stdout
 
 
 # --- the decision, on the statistics, with an injected clock --------------------------------

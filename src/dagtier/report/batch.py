@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from ..batch import BatchSummary, ItemResult
     from ..store import BatchItem, BatchRecord
+    from .model import DeadlineOutcome
 
 
 def tier_mix(counts: dict[int, int]) -> str:
@@ -209,6 +210,55 @@ class Escalation:
 
 
 @dataclass(slots=True)
+class ItemDeadline:
+    """One item's deadline outcome. *Added in issue 16.*"""
+
+    index: int
+    line: int
+    run_id: str | None
+    outcome: DeadlineOutcome
+
+
+@dataclass(slots=True)
+class BatchDeadlines:
+    """What became of the items' deadlines. *Added in issue 16.*"""
+
+    met: int = 0
+    missed: int = 0
+    not_ended: int = 0
+    """Items whose run has not ended (interrupted): neither met nor missed yet."""
+    late: list[ItemDeadline] = field(default_factory=list)
+    """The items that missed, the latest first."""
+
+    @property
+    def worst(self) -> ItemDeadline | None:
+        return self.late[0] if self.late else None
+
+    def add(self, item: ItemDeadline) -> None:
+        met = item.outcome.met
+        if met is None:
+            self.not_ended += 1
+        elif met:
+            self.met += 1
+        else:
+            self.missed += 1
+            self.late.append(item)
+
+    def to_dict(self) -> dict[str, Any]:
+        worst = self.worst
+        return {
+            "met": self.met,
+            "missed": self.missed,
+            "not_ended": self.not_ended,
+            "worst_late_s": worst.outcome.late_s if worst is not None else None,
+            "late": [
+                {"index": i.index, "line": i.line, "run_id": i.run_id, **i.outcome.to_dict()}
+                for i in self.late
+            ],
+        }
+
+
+@dataclass(slots=True)
 class BatchReport:
     batch_id: str
     workflow: str
@@ -223,12 +273,22 @@ class BatchReport:
     escalations: list[Escalation] = field(default_factory=list)
     failures: list[tuple[int, int, str]] = field(default_factory=list)
     """(index, line, error) of the first failed items."""
+    deadlines: BatchDeadlines | None = None
+    """None: no item's run had a deadline."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if self.deadlines is not None:
+            d["deadlines"] = self.deadlines.to_dict()
+        return d
 
 
 async def build_batch_report(
     store: Any, record: BatchRecord, items: list[BatchItem], *, slices: int = 10
 ) -> BatchReport:
     """The batch from what ``store`` recorded: every item's run is read once."""
+    from .model import DeadlineOutcome
+
     statuses = Counter(it.status or "not started" for it in items)
     ran = sorted(
         (it for it in items if it.run_id and it.status not in (None, "invalid")),
@@ -237,10 +297,14 @@ async def build_batch_report(
     tiers: Counter[int] = Counter()
     item_tiers: list[Counter[int]] = []
     esc: dict[str, Escalation] = {}
+    deadlines = BatchDeadlines()
     for it in ran:
         loaded = await store.load_run(it.run_id)
         mix: Counter[int] = Counter()
         if loaded is not None:
+            outcome = DeadlineOutcome.recorded(loaded[0], loaded[1].values())
+            if outcome is not None:
+                deadlines.add(ItemDeadline(it.index, it.line, it.run_id, outcome))
             for nid, node in loaded[1].items():
                 if node.tier is not None and node.ok:
                     mix[int(node.tier)] += 1
@@ -253,6 +317,7 @@ async def build_batch_report(
                     e.extra_cost += sum(a.total_cost for a in answers[:-1])
         tiers.update(mix)
         item_tiers.append(mix)
+    deadlines.late.sort(key=lambda i: (-(i.outcome.late_s or 0.0), i.index))
     size = max(1, -(-len(ran) // slices))
     cuts = []
     for start in range(0, len(ran), size):
@@ -282,6 +347,7 @@ async def build_batch_report(
         cuts,
         sorted(esc.values(), key=lambda e: -e.items),
         failures,
+        deadlines if deadlines.met + deadlines.missed + deadlines.not_ended else None,
     )
 
 
@@ -302,7 +368,7 @@ async def load_batch_report(store: Any, batch_id: str) -> BatchReport:
 
 
 def render_batch_json(report: BatchReport) -> str:
-    return json.dumps(asdict(report), indent=2) + "\n"
+    return json.dumps(report.to_dict(), indent=2) + "\n"
 
 
 def print_batch_report(report: BatchReport, console: Console) -> None:
@@ -325,6 +391,21 @@ def print_batch_report(report: BatchReport, console: Console) -> None:
         markup=False,
         highlight=False,
     )
+    d = report.deadlines
+    if d is not None:
+        worst = d.worst
+        console.print(
+            f"  deadlines {d.met} met, {d.missed} missed"
+            + (f", {d.not_ended} not ended" if d.not_ended else "")
+            + (
+                f"; worst: item {worst.index} (line {worst.line}) missed by "
+                f"{worst.outcome.late_s:.2f} s"
+                if worst is not None
+                else ""
+            ),
+            markup=False,
+            highlight=False,
+        )
     over = Table(title="over the batch (items in the order they finished)")
     for col in ("items", "cost $/item", "tier mix"):
         over.add_column(col, justify="left" if col == "tier mix" else "right")
@@ -349,12 +430,21 @@ def print_batch_report(report: BatchReport, console: Console) -> None:
             markup=False,
             style="red",
         )
+    if d is not None:
+        for late in d.late[:20]:
+            console.print(
+                f"item {late.index} (line {late.line}): {late.outcome.describe()}",
+                markup=False,
+                highlight=False,
+            )
 
 
 __all__ = [
+    "BatchDeadlines",
     "BatchLiveView",
     "BatchProgress",
     "BatchReport",
+    "ItemDeadline",
     "build_batch_report",
     "print_batch_report",
     "print_batch_summary",

@@ -7,7 +7,7 @@ the same tokens priced as if each node had answered once on another tier.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -168,12 +168,36 @@ class DeadlineOutcome:
             return None
         return deadline_met(self.deadline_s, self.elapsed_s)
 
+    @property
+    def late_s(self) -> float | None:
+        """By how much the run missed its deadline (None: met, or not ended)."""
+        if self.elapsed_s is None or self.met:
+            return None
+        return self.elapsed_s - self.deadline_s
+
     @classmethod
     def of(cls, result: RunResult) -> DeadlineOutcome | None:
         if result.deadline_s is None:
             return None
         changed = {n: r.deadline_tier for n, r in result.nodes.items() if r.deadline_tier}
         return cls(result.deadline_s, result.elapsed_s, changed)  # type: ignore[arg-type]
+
+    @classmethod
+    def recorded(
+        cls, record: RunRecord, nodes: Iterable[NodeRow | NodeResult]
+    ) -> DeadlineOutcome | None:
+        """The outcome of a stored run (None: it had no deadline)."""
+        if record.deadline_s is None:
+            return None
+        since = record.started_at
+        if record.deadline_at is not None:
+            since = record.deadline_at - record.deadline_s  # a resume's deadline began later
+        elapsed = record.finished_at - since if record.finished_at is not None else None
+        changed = {n.node_id: n.deadline_tier for n in nodes if n.deadline_tier}
+        return cls(record.deadline_s, elapsed, changed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "met": self.met, "late_s": self.late_s}
 
     def describe(self) -> str:
         """One line: met or missed, and which decisions the deadline changed."""
@@ -182,9 +206,9 @@ class DeadlineOutcome:
         elif self.met:
             head = f"deadline {self.deadline_s:g} s: met ({self.elapsed_s:.2f} s)"
         else:
-            late = self.elapsed_s - self.deadline_s
             head = (
-                f"deadline {self.deadline_s:g} s: missed by {late:.2f} s ({self.elapsed_s:.2f} s)"
+                f"deadline {self.deadline_s:g} s: missed by {self.late_s:.2f} s "
+                f"({self.elapsed_s:.2f} s)"
             )
         if not self.changed:
             return f"{head}; it changed no node's start tier"
@@ -223,7 +247,7 @@ class RunReport:
         d["savings"]["vs_top_tier"] = self.savings.vs_top_tier
         d["savings"]["vs_static"] = self.savings.vs_static
         if self.deadline is not None:
-            d["deadline"]["met"] = self.deadline.met
+            d["deadline"] = self.deadline.to_dict()
         return d
 
 
@@ -461,19 +485,8 @@ def build_report(
         savings=savings,
         critical_path=critical,
         critical_path_s=critical_s,
-        deadline=_deadline(record, rows),
+        deadline=DeadlineOutcome.recorded(record, rows),
     )
-
-
-def _deadline(record: RunRecord, rows: list[NodeRow]) -> DeadlineOutcome | None:
-    if record.deadline_s is None:
-        return None
-    since = record.started_at
-    if record.deadline_at is not None:
-        since = record.deadline_at - record.deadline_s
-    elapsed = record.finished_at - since if record.finished_at is not None else None
-    changed = {n.node_id: n.deadline_tier for n in rows if n.deadline_tier}
-    return DeadlineOutcome(record.deadline_s, elapsed, changed)
 
 
 def report_from_result(
