@@ -3,6 +3,7 @@ workflow, so the runs that share it share what it learns."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -111,7 +112,8 @@ def test_the_readme_router_example_validates() -> None:
 
 async def test_stats_shows_each_routed_nodes_last_decision(tmp_path: Path) -> None:
     """`dagtier stats --workflow FILE` reads from the store what a router decided last, with
-    the classifier's evidence: a router's model lives in the process that ran the node."""
+    the classifier's evidence, in its table and its JSON: a router's model lives in the
+    process that ran the node."""
     spec = tmp_path / "wf.yaml"
     spec.write_text(GOOD, encoding="utf-8")
     wf = dagtier.load_workflow(spec)
@@ -119,7 +121,7 @@ async def test_stats_shows_each_routed_nodes_last_decision(tmp_path: Path) -> No
     store = dagtier.open_store(db)
     models = Models(lambda t, req: "fine")
     await execute(wf, {"q": "def f(): pass"}, gateway=gateway(models), store=store)
-    await execute(wf, {"q": "hello"}, gateway=gateway(models), store=store)
+    last = await execute(wf, {"q": "hello"}, gateway=gateway(models), store=store)
     await store.aclose()
     env = {**os.environ, "PYTHONPATH": SRC, "COLUMNS": "400"}
     cmd = [sys.executable, "-m", "dagtier", "stats", "--store", str(db), "--workflow", str(spec)]
@@ -129,3 +131,12 @@ async def test_stats_shows_each_routed_nodes_last_decision(tmp_path: Path) -> No
     assert "routers (the last recorded decision)" in text
     (row,) = [line for line in text.splitlines() if "hybrid" in line]
     assert "classifier: abstains: 0 recorded outcomes, needs 200" in row
+
+    out = await anyio.run_process([*cmd, "--json"], env=env, check=False)
+    assert out.returncode == 0, out.stderr.decode()
+    data = json.loads(out.stdout)
+    assert [k["task_key"] for k in data["keys"]] == ["k"]
+    [router] = data["routers"]
+    assert (router["node_id"], router["kind"], router["run_id"]) == ("n", "hybrid", last.run_id)
+    assert router["decision"] == last.nodes["n"].decision
+    assert "classifier: abstains: 0 recorded outcomes, needs 200" in router["decision"]

@@ -91,7 +91,7 @@ def test_the_cli_shows_how_much_evidence_an_eval_seeded(tmp_path: Path) -> None:
     anyio.run(fill)
     res = CliRunner().invoke(app, ["stats", "--store", str(path), "--task", "wf/n", "--json"])
     assert res.exit_code == 0, res.output
-    [key] = json.loads(res.output)
+    [key] = json.loads(res.output)["keys"]
     assert [(t["tier"], t["eval_observations"]) for t in key["tiers"]] == [(1, 0), (2, 3)]
     table = CliRunner().invoke(
         app, ["stats", "--store", str(path), "--task", "wf/n"], env={"COLUMNS": "200"}
@@ -115,7 +115,8 @@ async def test_cli_reads_a_real_store_file(tmp_path: Path) -> None:
     out = await anyio.run_process([*cmd, "--json"], env=env, check=False)
     assert out.returncode == 0, out.stderr.decode()
     data = json.loads(out.stdout)
-    assert [(d["task_key"], d["pick"]) for d in data] == [("other", 1), ("wf/n", 2)]
+    assert [(d["task_key"], d["pick"]) for d in data["keys"]] == [("other", 1), ("wf/n", 2)]
+    assert data["routers"] == []  # no workflow file: no routed node to show
     table = await anyio.run_process([*cmd, "--task", "wf/n"], env=env, check=False)
     assert table.returncode == 0, table.stderr.decode()
     text = table.stdout.decode()

@@ -41,7 +41,8 @@ def stats(
 
     Per task key and tier: observations (and how many an eval seeded), successes, estimated
     success rate, mean cost and latency, and the tier the adaptive policy would pick now. With a workflow file, each
-    routed node's last routing decision too (a classifier's evidence and AUC)."""
+    routed node's last routing decision too (a classifier's evidence and AUC). --json prints
+    both as {"keys": [...], "routers": [...]}."""
     from ..policies.stats_view import collect, render, render_routers, router_states
 
     wf = None
@@ -60,7 +61,8 @@ def stats(
 
     keys, routers = in_store(store, gather)
     if json_out:
-        typer.echo(json.dumps([k.to_dict() for k in keys], indent=2))
+        data = {"keys": [k.to_dict() for k in keys], "routers": [r.to_dict() for r in routers]}
+        typer.echo(json.dumps(data, indent=2))
         return
     from ..report.tables import output_console, print_uncut
 
