@@ -2,13 +2,17 @@
 
 Most tests serve their models from an in-process Python function (``provider: python``):
 they are about what dagtier does with the answers, and the test must decide each answer.
-The provider tests serve theirs from the loopback fault server (:func:`loopback_catalog`).
+The provider tests serve theirs from the loopback fault server (:func:`loopback_catalog`);
+the CLI tests read the same catalog from a file (:func:`loopback_catalog_file`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from dagtier.catalog import Catalog, catalog_from_dict
 
@@ -25,13 +29,19 @@ def make_catalog(
     Every named model is an in-process ``python`` model whose model id is its name, priced
     at :data:`PRICE`; ``models[name]`` overrides any of those fields or adds limits.
     """
+    return catalog_from_dict(_catalog_data(tiers, models))
+
+
+def _catalog_data(
+    tiers: Mapping[int, Sequence[str]], models: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, Any]:
     names = dict.fromkeys(n for tier in sorted(tiers) for n in tiers[tier])
     names.update(dict.fromkeys(models or {}))
     defs = {
         name: {"provider": "python", "model": name, "price": PRICE, **(models or {}).get(name, {})}
         for name in names
     }
-    return catalog_from_dict({"models": defs, "tiers": {t: list(ns) for t, ns in tiers.items()}})
+    return {"models": defs, "tiers": {t: list(ns) for t, ns in tiers.items()}}
 
 
 def one_per_tier(
@@ -68,6 +78,27 @@ def loopback_catalog(
     """A catalog whose models live on the fault server at ``url``: ``a-*`` names speak
     Anthropic, the rest OpenAI. Prices are Haiku's and GPT-4o-mini's unless ``models`` says
     otherwise."""
+    return make_catalog(tiers, _loopback_models(url, tiers, models))
+
+
+def loopback_catalog_file(
+    path: Path,
+    url: str,
+    tiers: Mapping[int, Sequence[str]],
+    *,
+    models: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Path:
+    """:func:`loopback_catalog` written to ``path``, for the CLI's ``--models``."""
+    data = _catalog_data(tiers, _loopback_models(url, tiers, models))
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def _loopback_models(
+    url: str,
+    tiers: Mapping[int, Sequence[str]],
+    models: Mapping[str, Mapping[str, Any]] | None,
+) -> dict[str, dict[str, Any]]:
     defs: dict[str, dict[str, Any]] = {}
     for name in {n for ns in tiers.values() for n in ns}:
         anthropic = name.startswith("a-")
@@ -83,4 +114,4 @@ def loopback_catalog(
         }
     for name, extra in (models or {}).items():
         defs.setdefault(name, {}).update(extra)
-    return make_catalog(tiers, defs)
+    return defs

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from _catalog import make_catalog
+from _catalog import loopback_catalog_file, make_catalog
 from providers._fault_server import FaultServer  # the provider tests' loopback server
 from typer.testing import CliRunner
 
@@ -44,13 +44,11 @@ def fault_server() -> Iterator[FaultServer]:
 def _flow_and_catalog(tmp_path: Path, base_url: str) -> tuple[Path, Path]:
     flow = tmp_path / "flow.yaml"
     flow.write_text(FLOW, encoding="utf-8")
-    models = tmp_path / "models.yaml"
-    models.write_text(
-        "models:\n"
-        f"  o-tier1: {{provider: openai, model: o-tier1, base_url: '{base_url}/v1',"
-        " api_key_env: TEST_OPENAI_KEY, price: {input: 1, output: 2}}\n"
-        "tiers: {1: [o-tier1], 2: [o-tier1], 3: [o-tier1]}\n",
-        encoding="utf-8",
+    models = loopback_catalog_file(
+        tmp_path / "models.yaml",
+        base_url,
+        {t: ["o-tier1"] for t in (1, 2, 3)},
+        models={"o-tier1": {"price": {"input": 1, "output": 2}}},
     )
     return flow, models
 

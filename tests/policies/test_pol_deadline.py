@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 import pytest
-from _catalog import loopback_catalog, make_catalog
+from _catalog import loopback_catalog, loopback_catalog_file, make_catalog
 from providers._fault_server import FaultServer  # the provider tests' loopback server
 from typer.testing import CliRunner
 
@@ -38,6 +38,7 @@ from dagtier.store import MemoryStore, StatsStore, open_store
 
 pytestmark = pytest.mark.anyio
 
+TIERS = {1: ["m1"], 2: ["m2"], 3: ["m3"]}
 DELAYS = {"m1": 0.1, "m2": 6.0, "m3": 0.5}
 """Seconds each model takes to answer: the middle tier is the slow one, so a cascade from
 tier 1 that fails twice costs 6.6 s while starting at tier 3 costs 0.5 s."""
@@ -115,7 +116,7 @@ async def _seed_flow(stats: StatsStore) -> None:
 async def _run(
     server: FaultServer, store: Any, deadline_s: float | None, **kw: Any
 ) -> dagtier.RunResult:
-    catalog = loopback_catalog(server.base_url, {1: ["m1"], 2: ["m2"], 3: ["m3"]})
+    catalog = loopback_catalog(server.base_url, TIERS)
     wf = dagtier.parse_workflow(FLOW)
     return await dagtier.run(wf, catalog=catalog, store=store, deadline_s=deadline_s, **kw)
 
@@ -204,7 +205,7 @@ async def test_a_deadline_that_cannot_be_met_runs_everything_at_the_fastest_tier
 
 
 def _catalog(server: FaultServer) -> dagtier.Catalog:
-    return loopback_catalog(server.base_url, {1: ["m1"], 2: ["m2"], 3: ["m3"]})
+    return loopback_catalog(server.base_url, TIERS)
 
 
 # --- a batch's deadlines, through the CLI ----------------------------------------------------
@@ -229,17 +230,7 @@ def test_the_batch_report_counts_met_and_missed_deadlines_and_names_the_worst_mi
     anyio.run(seed)
     flow = tmp_path / "dl.yaml"
     flow.write_text(FLOW, encoding="utf-8")
-    catalog = tmp_path / "models.yaml"
-    catalog.write_text(
-        "models:\n"
-        + "".join(
-            f"  {m}: {{provider: openai, model: {m}, base_url: '{models.base_url}/v1', "
-            "api_key_env: TEST_OPENAI_KEY, price: {input: 0.15, output: 0.6}}\n"
-            for m in DELAYS
-        )
-        + "tiers: {1: [m1], 2: [m2], 3: [m3]}\n",
-        encoding="utf-8",
-    )
+    catalog = loopback_catalog_file(tmp_path / "models.yaml", models.base_url, TIERS)
     items = tmp_path / "items.jsonl"
     items.write_text("{}\n{}\n{}\n", encoding="utf-8")
     models.slow_s = 4.0

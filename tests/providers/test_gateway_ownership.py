@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 import structlog
+from _catalog import loopback_catalog_file
 from _fault_server import FaultServer
 from _helpers import make_catalog
 from typer.testing import CliRunner
@@ -68,13 +69,11 @@ def test_the_cli_run_in_process_leaves_no_connection_open(
     OpenAI-compatible server ends with its connections closed."""
     flow = tmp_path / "flow.yaml"
     flow.write_text(FLOW, encoding="utf-8")
-    models = tmp_path / "models.yaml"
-    models.write_text(
-        "models:\n"
-        f"  o-model: {{provider: openai, model: o-model, base_url: '{fault_server.base_url}/v1',"
-        " api_key_env: TEST_OPENAI_KEY, price: {input: 1, output: 2}}\n"
-        "tiers: {1: [o-model], 2: [o-model], 3: [o-model]}\n",
-        encoding="utf-8",
+    models = loopback_catalog_file(
+        tmp_path / "models.yaml",
+        fault_server.base_url,
+        {t: ["o-model"] for t in (1, 2, 3)},
+        models={"o-model": {"price": {"input": 1, "output": 2}}},
     )
     res = CliRunner().invoke(
         app,
