@@ -1,7 +1,7 @@
 """The PostgreSQL server lost mid-batch: reads and writes pause, reconnect with backoff and
 carry on, so the batch finishes with nothing committed lost and nothing paid twice; a server
 that does not come back fails with an error that says so and names the URL without its
-password.
+password, and `dagtier batch` then names the command that resumes the batch.
 
 Each test stops and restarts a real throwaway cluster of its own (``pg_ctl stop -m
 immediate``: the server processes quit at once, as in a crash, and the restart recovers
@@ -10,9 +10,16 @@ from the WAL); the session's shared cluster is never stopped.
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -26,7 +33,7 @@ from dagtier.catalog import catalog_from_dict
 from dagtier.providers import CompletionRequest, Gateway, ProviderRegistry, PythonProvider
 from dagtier.results import NodeResult
 from dagtier.store import RunRecord
-from dagtier.store.postgres import PostgresStore
+from dagtier.store.postgres import ENV_RETRY, PostgresStore
 
 pytestmark = pytest.mark.anyio
 
@@ -39,6 +46,13 @@ nodes:
 outputs: {answer: "{{ reply }}"}
 """
 ITEMS = 30
+CLI_WF = """
+name: tiny
+inputs: {q: string}
+nodes:
+  a: {prompt: "say {{ inputs.q }}", policy: {kind: static, tier: 1}}
+"""
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 @pytest.fixture
@@ -150,3 +164,78 @@ async def test_a_server_that_stays_down_fails_naming_the_url_without_its_passwor
     loaded = await store.load_run("r1")
     assert loaded is not None and set(loaded[1]) == {"a"}
     await store.aclose()
+
+
+def test_a_batch_the_store_ended_names_the_command_that_resumes_it(
+    own_cluster: str, tmp_path: Path
+) -> None:
+    """`dagtier batch` on a PostgreSQL server that crashes mid-batch and stays down exits 3
+    with the store's error and the exact command that resumes the batch, its id included;
+    once the server is back, that command finishes every item."""
+    import pgcluster
+    from _catalog import loopback_catalog_file
+    from providers._fault_server import FaultServer  # the provider tests' loopback server
+
+    server = FaultServer().start()
+    try:
+        server.delay("m1", 0.2)
+        flow = tmp_path / "flow.yaml"
+        flow.write_text(CLI_WF, encoding="utf-8")
+        tiers = {t: ["m1"] for t in (1, 2, 3)}
+        models = loopback_catalog_file(tmp_path / "models.yaml", server.base_url, tiers)
+        items = tmp_path / "items.jsonl"
+        items.write_text("".join(f'{{"q": "q{i}"}}\n' for i in range(ITEMS)), encoding="utf-8")
+        out = tmp_path / "results.jsonl"
+        env = {
+            **os.environ,
+            "PYTHONPATH": SRC,
+            "TEST_OPENAI_KEY": "sk-test-outage-0123456789",
+            ENV_RETRY: "1",  # give up on the lost server after 1 s, not the default 60
+        }
+        args = [str(flow), "--inputs", str(items), "--out", str(out), "--store", own_cluster,
+                "--models", str(models), "--concurrency", "2"]  # fmt: skip
+        batch = subprocess.Popen(
+            [sys.executable, "-m", "dagtier", "batch", *args, "-q"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        give_up = time.monotonic() + 60  # no hang if the batch never gets going
+        while not out.exists() or len(out.read_text(encoding="utf-8").splitlines()) < 3:
+            assert batch.poll() is None, batch.communicate()
+            assert time.monotonic() < give_up, "no results within a minute"
+            time.sleep(0.05)
+        pgcluster.stop(own_cluster)
+        _, stderr = batch.communicate(timeout=120)
+        assert batch.returncode == 3, stderr
+        assert "error[store-error]" in stderr and "did not come back within 1 s" in stderr
+
+        pgcluster.start(own_cluster)
+        [record] = anyio.run(_batches, own_cluster)
+        said = re.search(r"resume it with:\n  (.+)", stderr)
+        assert said is not None, stderr
+        command = shlex.split(said.group(1))
+        assert command == ["dagtier", "batch", *args, "--resume", record.batch_id]
+
+        resumed = subprocess.run(
+            [sys.executable, "-m", "dagtier", *command[1:], "-q"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        results = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+        assert sorted(r["index"] for r in results) == list(range(ITEMS))
+        assert {r["status"] for r in results} == {"succeeded"}
+    finally:
+        server.stop()
+
+
+async def _batches(url: str) -> list[Any]:
+    store = PostgresStore(url)
+    try:
+        return list(await store.list_batches(5))
+    finally:
+        await store.aclose()

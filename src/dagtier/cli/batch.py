@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from .. import _exit
+from .._exceptions import StoreError
 from ._app import (
     app,
     check_positive,
@@ -184,7 +185,11 @@ def batch(
         sinks[0].write(r.to_json() + "\n")
         sinks[0].flush()
 
+    store_opened = False
+
     async def go(run_store: Any) -> Any:
+        nonlocal store_opened
+        store_opened = True  # from here a store failure leaves a batch to resume
         if ray:
             from ..batch_ray import run_batch_on_ray
             from ..store import default_store_path
@@ -227,8 +232,18 @@ def batch(
     # are ignored, so that this bookkeeping is never torn down halfway (as with `run`)
     ctrl_c = CtrlC()
     view = BatchLiveView(console, progress) if show else None
+
+    def run_it() -> Any:
+        try:
+            return ctrl_c.run(lambda: with_store(store, go), view=view)
+        except StoreError as exc:
+            if not store_opened:
+                raise
+            # the store's own hint can only say "--resume": name the command, as Ctrl-C does
+            raise StoreError(f"{exc}\nresume it with:\n  {resume_cmd}") from exc
+
     try:
-        summary = guarded(lambda: ctrl_c.run(lambda: with_store(store, go), view=view), debug=debug)
+        summary = guarded(run_it, debug=debug)
     finally:
         if out is not None and sinks:
             sinks[0].close()
