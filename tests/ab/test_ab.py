@@ -14,8 +14,8 @@ import dagtier
 from dagtier import SpecError
 from dagtier.cli import app
 from dagtier.providers import CompletionRequest, Gateway, ProviderRegistry, PythonProvider
-from dagtier.replay import OutcomeRow, load_outcomes, write_rows
-from dagtier.replay._compare import compare_policies, parse_config
+from dagtier.replay import OutcomeRow, load_outcomes, parse_policy, write_rows
+from dagtier.replay._compare import compare_policies
 from dagtier.report.abtest import bootstrap_difference, compare_batches
 
 pytestmark = pytest.mark.anyio
@@ -60,13 +60,13 @@ async def test_same_configuration_is_not_significant(tmp_path: Path) -> None:
 
 def test_configuration_settings_are_validated() -> None:
     """key=value settings reach the policy; an unknown setting or value is a located error."""
-    spec = parse_config("adaptive fix_worth=1.5 target=0.8", 3)
+    spec = parse_policy("adaptive fix_worth=1.5 target=0.8", 3)
     assert spec.policy["fix_worth"] == 1.5 and spec.policy["target"] == 0.8
     with pytest.raises(SpecError) as err:
-        parse_config("adaptive fix_wort=1.5", 3)
+        parse_policy("adaptive fix_wort=1.5", 3)
     assert err.value.issues[0].path == "adaptive fix_wort=1.5: fix_wort"
     with pytest.raises(SpecError) as err:
-        parse_config("cascade 2", 3)
+        parse_policy("cascade 2", 3)
     assert "'2' is not key=value" in err.value.issues[0].message
 
 

@@ -140,3 +140,15 @@ async def test_stats_shows_each_routed_nodes_last_decision(tmp_path: Path) -> No
     assert (router["node_id"], router["kind"], router["run_id"]) == ("n", "hybrid", last.run_id)
     assert router["decision"] == last.nodes["n"].decision
     assert "classifier: abstains: 0 recorded outcomes, needs 200" in router["decision"]
+
+
+def test_a_negative_skip_worth_names_its_line() -> None:
+    doc = (
+        "name: wf\nnodes:\n  n:\n    prompt: hi\n    router:\n      kind: classifier\n"
+        "      classifier: {skip_worth: -0.5}\n"
+    )
+    with pytest.raises(SpecError) as info:
+        dagtier.parse_workflow(doc, "flows/r.yaml")
+    issue = info.value.issues[0]
+    assert (issue.path, issue.line) == ("nodes.n.router.classifier.skip_worth", 7)
+    assert "greater than or equal to 0" in issue.message

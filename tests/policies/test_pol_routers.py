@@ -3,6 +3,7 @@ model, or all three in turn; the class joins the task key and every decision is 
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -274,3 +275,93 @@ async def test_per_cost_ranks_a_dear_input_below_an_equally_risky_cheap_one() ->
     assert scored_long < 0.5 * scored_short
     assert scored_long < plain_long and scored_short > plain_short
     assert len(router.cross_validated_scores()) == 120
+
+
+def _ladder_models(seed: int) -> Models:
+    """Tier t answers 'right' with probability 0.3, 0.3, 0.1: tier 3 rarely fixes what
+    reaches it, which a cascade that accepts its last answer unverified learns to skip."""
+    rng = random.Random(seed)
+    rate = {1: 0.3, 2: 0.3, 3: 0.1}
+    return Models(
+        lambda tier, req: "right" if rng.random() < rate[tier] else "wrong",
+        judge=lambda p: JUDGE_WRONG if "wrong" in p else JUDGE_OK,
+    )
+
+
+@pytest.mark.parametrize("seed", range(2))
+async def test_a_routed_input_keeps_the_ceiling_its_key_learnt(seed: int) -> None:
+    """A router's class moves where a cascade starts, not which tiers pay for the key: once
+    the key learnt that tier 3 rarely fixes its answers, a routed input whose tier-2 answer
+    fails stops there too. (A class of its own has no evidence and would pay tier 3 on each
+    of its first failures.)"""
+    models = _ladder_models(seed)
+    wf = flow("{kind: cascade, on_exhausted: accept_unverified}")
+    router = RulesRouter([Rule.make("hard", start=2, keywords=("hard",))])
+    store = MemoryStore()
+    for i in range(250):
+        await run_one(wf, models, router, f"plain question {i}", store=store, seed=i)
+    failed_at_2 = went_to_3 = 0
+    for i in range(40):
+        res, _ = await run_one(wf, models, router, f"hard question {i}", store=store, seed=i)
+        node = res.nodes["n"]
+        assert node.task_key == "k[hard]" and node.attempts[0].tier == 2
+        if node.attempts[0].verdict == "fail" or node.status == "unverified":
+            failed_at_2 += 1
+            went_to_3 += any(a.tier == 3 for a in node.attempts)
+    assert failed_at_2 >= 15
+    # only the cascade's exploring share (2%) and the ceiling's judged sample go past it
+    assert went_to_3 <= 3, (went_to_3, failed_at_2)
+
+
+async def test_skip_worth_trades_a_little_cost_for_fewer_wasted_attempts() -> None:
+    """Tier 1 fails 'integral' questions half the time. Skipping it there does not pay in
+    money (tier 2 fails half of them too, and tier 3 costs a hundred times tier 1), so the
+    break-even router leaves them to the cascade; valuing each avoided escalation at half a
+    tier-3 call, it starts them at tier 2 and says what it weighed."""
+    rng = random.Random(3)
+    fails: dict[str, bool] = {}
+
+    def fails_at_1(text: str) -> bool:
+        return fails.setdefault(text, rng.random() < (0.5 if "integral" in text else 0.05))
+
+    def answer(tier: int, req: CompletionRequest) -> str:
+        text = req.messages[-1].content
+        if tier == 1 and fails_at_1(text):
+            return "wrong"
+        return "wrong" if tier == 2 and "integral" in text and rng.random() < 0.5 else "right"
+
+    models = Models(answer, judge=lambda p: JUDGE_WRONG if "wrong" in p else JUDGE_OK)
+    wf = flow("{kind: cascade}")
+    thresholds = {}
+    for worth in (0.0, 0.5):
+        router = ClassifierRouter(min_examples=100, explore=0.0, skip_worth=worth)
+        store = MemoryStore()
+        qrng = random.Random(4)
+        for i in range(160):
+            q = _question(qrng, qrng.random() < 0.5)
+            await run_one(wf, models, router, q, store=store, seed=i)
+        res, events = await run_one(
+            wf, models, router, "triple integral over the region 7", store=store
+        )
+        reason = route_reasons(events)[0]
+        thresholds[worth] = float(reason.split(") = ")[1].split(":")[0])
+        if worth == 0.0:
+            assert "abstains" in reason and "break-even" in reason, reason
+            assert res.nodes["n"].attempts[0].tier == 1
+        else:
+            assert "skip worth 0.5 max-tier calls" in reason, reason
+            assert res.nodes["n"].attempts[0].tier == 2
+    assert thresholds[0.5] < thresholds[0.0]
+
+
+def test_text_shape_counts_list_items_prose_and_numbers() -> None:
+    """What words miss: options or steps, how long the prose is, how numeric each is."""
+    from dagtier.policies.routers import text_shape
+
+    mcq = "What is 12 times 7?\nA. 84\nB. 74\nC. ninety\n- a note\n3) 19"
+    items, prose, numeric_items, numbers = text_shape(mcq)
+    assert items == 5 / 10
+    assert prose == pytest.approx(math.log1p(len("What is 12 times 7?")) / 8)
+    assert numeric_items == 3 / 5
+    assert numbers == 2 / 20
+    assert text_shape("tell me a story") == [0.0, pytest.approx(math.log1p(15) / 8), 0.0, 0.0]

@@ -127,3 +127,19 @@ def test_cli_replay_reports_wasted_attempts_and_router_state(tmp_path: Path) -> 
     plain, routed = data["policies"]
     assert plain["wasted_per_100"] > 0 and plain["router"] is None
     assert routed["router"]["kind"] == "classifier"
+
+
+def test_router_settings_reach_the_router_and_bad_ones_are_located() -> None:
+    """``router+cascade skip_worth=W``: the router's setting, beside the policy's own;
+    a bad value, or the setting on a policy without a router, names what to write."""
+    from dagtier.replay import parse_policy
+
+    spec = parse_policy("router+cascade skip_worth=0.02 fix_worth=3", 3)
+    assert spec.router and spec.skip_worth == 0.02 and spec.policy["fix_worth"] == 3
+    assert spec.label == "router+cascade skip_worth=0.02 fix_worth=3"
+    with pytest.raises(SpecError) as err:
+        parse_policy("router+cascade skip_worth=-1", 3)
+    assert "skip_worth must be a number >= 0, got '-1'" in str(err.value)
+    with pytest.raises(SpecError) as err:
+        parse_policy("cascade skip_worth=0.02", 3)
+    assert err.value.issues[0].path == "cascade skip_worth=0.02: skip_worth"

@@ -19,9 +19,9 @@ from ..results import Attempt
 from .base import DEFAULT_HALF_LIFE, AttemptFailed, NodeContext, Outcome
 from .checks import callable_problem
 from .escalation import (
-    ESCALATION_SUFFIX,
     Ceiling,
     ceiling,
+    ceiling_evidence,
     explore_past,
     record_escalations,
     settled,
@@ -136,12 +136,15 @@ async def run_cascade(ctx: NodeContext) -> Outcome:
         return await cascade_from(ctx, start, top, policy.on_exhausted)
     # a node that accepts its last answer anyway need not pay for a tier that is ruled out
     # as rarely fixing what reaches it (a node that must fail at its max tier has to try it)
-    yields = await stats.tier_stats(ctx.task_key + ESCALATION_SUFFIX)
+    # a router's class without evidence of its own starts from the ceiling of the key it
+    # came from (else it would pay the max tier until it had failed there itself); its
+    # escalations are its own: routed inputs are harder than the key's others
+    keys = [ctx.task_key] + ([ctx.base_key] if ctx.base_key else [])
+    evidence = await ceiling_evidence(stats, *keys)
     cap = Ceiling(top, "")
     judge_top = True
-    if any(st.weight >= TUNING.min_ruled_out_yield_weight for st in yields.values()):
-        # the tiers' prices are read only once some yield could be ruled out
-        prices = await stats.tier_stats(ctx.task_key)
+    if evidence is not None:
+        yields, prices = evidence
         cap = ceiling(yields, prices, start, top, worth=policy.fix_worth)
         cap = explore_past(cap, top, ctx.rng)
         # the ceiling's verdict is evidence until its yield is settled either way

@@ -184,6 +184,21 @@ def ceiling(
     return Ceiling(hi, "")
 
 
+async def ceiling_evidence(
+    stats: StatsStore, *task_keys: str, tuning: Tuning | None = None
+) -> tuple[Mapping[Tier, TierStats], Mapping[Tier, TierStats]] | None:
+    """The yields and tier evidence of the first of ``task_keys`` that has some (a router's
+    class, then the node's key it came from), for :func:`ceiling` with ``rng=None`` (a
+    cascade's): None while no tier's yield under any of them has the weight to be ruled out
+    (the prices are read only then)."""
+    tuning = tuning or TUNING
+    for key in task_keys:
+        yields = await stats.tier_stats(key + ESCALATION_SUFFIX)
+        if any(st.weight >= tuning.min_ruled_out_yield_weight for st in yields.values()):
+            return yields, await stats.tier_stats(key)
+    return None
+
+
 def settled(
     escalated: Mapping[Tier, TierStats],
     stats: Mapping[Tier, TierStats],

@@ -12,11 +12,15 @@ per replay and reused by every run.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
 
 from .._exceptions import SpecError, SpecIssue
 from .._types import Tier
@@ -61,12 +65,75 @@ class PolicySpec:
     """A classifier router reads each query's text first (``router+...``)."""
     threshold: float | None = None
     """The router's threshold (None: break-even on the tiers' prices)."""
+    skip_worth: float = 0.0
+    """The router's worth of an avoided escalation (:class:`ClassifierRouter`)."""
 
 
-def parse_policy(text: str, n_tiers: int, canary: float | None = None) -> PolicySpec:
-    """``canary``: the adaptive policy's canary share (None: its default).
+ROUTER_SETTINGS = ("skip_worth",)
+"""Settings of a ``router+...`` policy that are the router's, not the policy's."""
 
-    Raises SpecError with the valid forms when ``text`` is not one."""
+
+def parse_policy(
+    text: str, n_tiers: int, canary: float | None = None, *, source: str = "--policy"
+) -> PolicySpec:
+    """``NAME[:ARG] key=value ...``: a replay policy with those settings
+    (``"adaptive fix_worth=1.5"``, ``"router+cascade skip_worth=0.03"``). ``canary``: the
+    adaptive policy's canary share (None: its default).
+
+    Raises:
+        SpecError: an unknown policy (with the valid forms), a word that is not
+            ``key=value``, or a setting the policy does not take or a value it refuses
+            (pydantic's message, located).
+    """
+    from ..spec.models import Policy
+
+    head, *words = text.split()
+    base = _parse_name(head, n_tiers, canary)
+    if not words:
+        return base
+    policy: dict[str, Any] = dict(base.policy)
+    skip_worth = base.skip_worth
+
+    def bad(msg: str, hint: str) -> SpecError:
+        return SpecError(source=source, issues=[SpecIssue(text, msg, "bad-policy", hint=hint)])
+
+    for word in words:
+        key, eq, raw = word.partition("=")
+        if not eq or not key:
+            raise bad(
+                f"'{word}' is not key=value",
+                'write the policy then its settings: "adaptive fix_worth=1.5"',
+            )
+        if key in ROUTER_SETTINGS and base.router:
+            try:
+                skip_worth = float(raw)
+            except ValueError:
+                skip_worth = -1.0
+            if not 0.0 <= skip_worth < math.inf:
+                raise bad(f"{key} must be a number >= 0, got '{raw}'", f"{key}=0.03")
+            continue
+        try:
+            policy[key] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            policy[key] = raw
+    try:
+        TypeAdapter(Policy).validate_python(policy)
+    except ValidationError as exc:
+        issues = [
+            SpecIssue(
+                text + (f": {'.'.join(str(p) for p in e['loc'][1:])}" if e["loc"][1:] else ""),
+                e["msg"],
+                "bad-policy",
+                hint=f"settings of {policy['kind']}: see the policy reference in README.md"
+                + (f"; a router's: {', '.join(ROUTER_SETTINGS)}" if base.router else ""),
+            )
+            for e in exc.errors()
+        ]
+        raise SpecError(source=source, issues=issues) from None
+    return replace(base, label=text, policy=policy, skip_worth=skip_worth)
+
+
+def _parse_name(text: str, n_tiers: int, canary: float | None) -> PolicySpec:
     name, _, arg = text.strip().partition(":")
     forms = (
         f"static:N (N = 1..{n_tiers}), cascade[:START], adaptive[:TARGET], "
@@ -102,7 +169,7 @@ def parse_policy(text: str, n_tiers: int, canary: float | None = None) -> Policy
         base = {"router+cascade": "cascade", "router+adaptive": "adaptive"}.get(name)
         if base is None:
             raise bad(f"unknown policy '{name}'")
-        inner = parse_policy(base, n_tiers, canary)
+        inner = _parse_name(base, n_tiers, canary)
         return PolicySpec(text, inner.policy, judged=True, router=True, threshold=threshold)
     if name == "static":
         if not arg:
@@ -446,7 +513,12 @@ async def replay(
         st = PolicyStats(spec.label)
         route_only = spec.router and not spec.judged
         router = (
-            ClassifierRouter(threshold=spec.threshold, features=features, per_cost=route_only)
+            ClassifierRouter(
+                threshold=spec.threshold,
+                features=features,
+                per_cost=route_only,
+                skip_worth=spec.skip_worth,
+            )
             if spec.router
             else None
         )

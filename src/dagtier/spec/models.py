@@ -427,6 +427,10 @@ class ClassifierSettings(_Model):
     tiers' recorded prices."""
     min_examples: int = Field(default=200, ge=1)
     """It abstains until this many of the node's answers were judged."""
+    skip_worth: float = Field(default=0.0, ge=0)
+    """With no ``threshold``: what avoiding one escalation (a cheap answer thrown away, and
+    its round trip) is worth, in calls of the node's max tier. 0: route only where it pays
+    in money; 0.01-0.03 trades a little quality for far fewer wasted attempts."""
 
 
 class LlmRouterSettings(_Model):
