@@ -19,8 +19,9 @@ router+cascade thresholds: break-even (route where skipping tier 1 pays in money
 ``skip_worth=W`` (each avoided escalation is also worth W calls of the top tier: a little
 cost and quality traded for fewer wasted attempts):
   router+cascade skip_worth=W vs cascade, MMLU-Pro Llama: >= 15% fewer wasted cheap
-      attempts (answers escalated past), quality within 1 point (of the top tier's
-      quality), cost within +1 point of the top tier's cost
+      attempts (tier-1 answers escalated past: tier 1 is the cheap tier; "wasted" counts
+      every answer escalated past, tier 2's too), quality within 1 point (of the top
+      tier's quality), cost within +1 point of the top tier's cost
   both router+cascade rows vs cascade, every ladder: quality within 1 point, cost within +1
   router-only (no judge), RouteLLM MMLU: >= 95% of GPT-4's quality at <= 55% of its cost
 --sweep adds router+cascade at fixed thresholds and at other skip_worth values (the
@@ -247,6 +248,7 @@ def routers_table(args: argparse.Namespace, loaded: dict[str, object]) -> list[s
         "% top q",
         "% top $",
         "wasted /100",
+        "t1 wasted /100",
         "routed",
         "vs cascade",
         "router",
@@ -277,8 +279,9 @@ def routers_table(args: argparse.Namespace, loaded: dict[str, object]) -> list[s
         for st in report.policies:  # type: ignore[attr-defined]
             dq = 100 * (st.quality_pct - base.quality_pct)
             dc = 100 * (st.cost_pct - base.cost_pct)
-            fewer = 1 - st.wasted_per_100 / base.wasted_per_100 if base.wasted_per_100 else 0.0
-            versus = "" if st is base else f"{fewer:.0%} fewer wasted, {dq:+.1f} q, {dc:+.1f} $"
+            cheap, base_cheap = st.wasted_cheap_per_100, base.wasted_cheap_per_100
+            fewer = 1 - cheap / base_cheap if base_cheap else 0.0
+            versus = "" if st is base else f"{fewer:.0%} fewer t1 wasted, {dq:+.1f} q, {dc:+.1f} $"
             verdict = ""
             if st.label in ("router+cascade", worth):
                 need = 0.15 if label == "mmlu_pro llama" and st.label == worth else None
@@ -302,6 +305,7 @@ def routers_table(args: argparse.Namespace, loaded: dict[str, object]) -> list[s
                 f"{st.quality_pct:.1%}",
                 f"{st.cost_pct:.1%}",
                 f"{st.wasted_per_100:.1f}",
+                f"{st.wasted_cheap_per_100:.1f}",
                 f"{st.routed / st.queries:.1%}" if st.queries else "-",
                 versus,
                 state,

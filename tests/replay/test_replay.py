@@ -107,6 +107,9 @@ async def test_cascade_with_a_perfect_judge_stops_at_the_first_right_tier(
     assert st.mean_quality == pytest.approx(quality / 60, rel=1e-12)
     assert st.calls == calls
     assert st.escalated == escalated
+    # every answer but the last was escalated past; of those, the cheap ones are tier 1's
+    assert st.wasted == calls[2] + calls[3] and st.wasted_cheap == calls[2]
+    assert st.wasted_cheap_per_100 == pytest.approx(100 * calls[2] / 60)
     judged_top = round(st.judge_cost / 0.0005) - calls[1] - calls[2]
     assert st.judge_cost == pytest.approx(0.0005 * (calls[1] + calls[2] + judged_top), rel=1e-9)
     assert 0 <= judged_top <= calls[3]

@@ -47,7 +47,7 @@ def report_table(report: ReplayReport, title: str | None = None) -> Table:
         ),
     )
     cols = ["policy", "quality", "% of top", "cost $/query", "% of top", "PGR", "escalated"]
-    cols += ["wasted /100", "routed"]
+    cols += ["wasted /100", "t1 wasted /100", "routed"]
     cols += [f"t{t} calls" for t in range(1, n + 1)]
     cols += ["judge $/query"]
     for c in cols:
@@ -63,6 +63,7 @@ def report_table(report: ReplayReport, title: str | None = None) -> Table:
             "-" if st.pgr is None else f"{st.pgr:.2f}",
             _pct(st.escalation_rate),
             f"{st.wasted_per_100:.1f}",
+            f"{st.wasted_cheap_per_100:.1f}",
             _pct(st.routed / st.queries if st.queries else None),
             *(_pct(shares[t]) for t in range(1, n + 1)),
             _usd(st.mean_judge_cost),

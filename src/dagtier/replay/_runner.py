@@ -210,6 +210,9 @@ class PolicyStats:
     """Queries that ended without an answer (counted at quality 0)."""
     wasted: int = 0
     """Answers below the last one (paid for, then escalated past)."""
+    wasted_cheap: int = 0
+    """Tier-1 answers escalated past: the cheap attempts wasted, which a router that starts
+    an input higher saves (the tiers above tier 1 are not cheap)."""
     routed: int = 0
     """Queries whose router did not abstain."""
     calls: dict[int, int] = field(default_factory=lambda: {1: 0, 2: 0, 3: 0})
@@ -241,6 +244,10 @@ class PolicyStats:
         return 100 * self.wasted / self.queries if self.queries else 0.0
 
     @property
+    def wasted_cheap_per_100(self) -> float:
+        return 100 * self.wasted_cheap / self.queries if self.queries else 0.0
+
+    @property
     def escalation_rate(self) -> float:
         return self.escalated / self.queries if self.queries else 0.0
 
@@ -258,6 +265,7 @@ class PolicyStats:
             "cost_pct_of_top": self.cost_pct,
             "escalation_rate": self.escalation_rate,
             "wasted_per_100": self.wasted_per_100,
+            "wasted_cheap_per_100": self.wasted_cheap_per_100,
             "routed_share": self.routed / self.queries if self.queries else 0.0,
             "call_share_by_tier": {str(t): s for t, s in self.call_shares().items()},
             "mean_judge_cost": self.mean_judge_cost,
@@ -560,16 +568,17 @@ async def replay(
             if i < n_train:
                 continue
             st.queries += 1
-            answers = 0
+            answered: list[int] = []
             for att in node.attempts:
                 st.cost += att.cost + att.judge_cost
                 st.judge_cost += att.judge_cost
                 st.calls[att.tier] += 1
                 if att.purpose == "answer":
-                    answers += 1
-            if answers > 1:
+                    answered.append(att.tier)
+            if len(answered) > 1:
                 st.escalated += 1
-                st.wasted += answers - 1
+                st.wasted += len(answered) - 1
+                st.wasted_cheap += answered[:-1].count(1)
             if node.task_key != task:
                 st.routed += 1
             quality = 0.0
