@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -448,3 +449,20 @@ async def test_an_adaptive_node_is_judged_from_where_its_evidence_starts_it() ->
     said = late.start_for("a", 1, "ad/a")
     assert said is not None and (said.tier, said.raised) == (3, False)
     assert said.reason.endswith("no tier fits and it is the fastest: keeps its policy")
+
+
+async def test_a_tiers_recorded_latency_counts_its_checks_time(models: FaultServer) -> None:
+    """A deadline waits for an attempt's checks (a command, the judge's call) as well as
+    its call: the tier's statistics record both. Tier 3 answers in 0.5 s; its check, a real
+    subprocess, takes 0.4 s more."""
+    wf = dagtier.parse_workflow(
+        "name: lat\nnodes:\n  n:\n    prompt: hi\n    policy: {kind: cascade, start: 3}\n"
+        "    checks:\n      - type: command\n"
+        f"        command: [{json.dumps(sys.executable)}, -c, 'import time; time.sleep(0.4)']\n"
+    )
+    store = MemoryStore()
+    res = await dagtier.run(wf, catalog=loopback_catalog(models.base_url, TIERS), store=store)
+    [att] = res.nodes["n"].attempts
+    assert att.verdict == "pass" and att.latency_s >= DELAYS["m3"]
+    tier3 = (await store.tier_stats("lat/n"))[3]
+    assert tier3.mean_latency_s >= att.latency_s + 0.4

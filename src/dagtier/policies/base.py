@@ -140,6 +140,7 @@ class NodeContext:
         else:
             att, meta = await self._single_call(tier, index, purpose)
         text = att.output or ""
+        checking = time.perf_counter()
         try:
             checked = await run_checks(self, text, tier, meta, judge=judge)
         except JudgeUnavailable as exc:
@@ -157,17 +158,21 @@ class NodeContext:
                 self.unjudged = set()
             self.unjudged.add(index)
         self._record(att)
-        await self._evidence(att, record_evidence, half_life)
+        await self._evidence(att, record_evidence, half_life, time.perf_counter() - checking)
         return att
 
-    async def _evidence(self, att: Attempt, record: bool, half_life: float | None) -> None:
+    async def _evidence(
+        self, att: Attempt, record: bool, half_life: float | None, checks_s: float = 0.0
+    ) -> None:
+        """Fold the attempt into its tier's statistics. Its latency there is the call's
+        plus its checks' (the judge's call included): what a deadline waits for."""
         if record and self.stats is not None and att.verdict in ("pass", "fail"):
             await self.stats.record_observation(
                 self.task_key,
                 att.tier,
                 success=att.verdict == "pass",
                 cost=att.total_cost,
-                latency_s=att.latency_s,
+                latency_s=att.latency_s + checks_s,
                 half_life=half_life,
             )
 
