@@ -2,7 +2,8 @@
 
 At the start of a run, each model node's expected duration under its own policy is worked
 out from the statistics: each tier's mean latency for the node's task key (what the
-store's :class:`~dagtier.store.TierStats` keep, the answer call's time) and its chance of
+store's :class:`~dagtier.store.TierStats` keep: an answer's call and its checks, the
+judge's call included) and its chance of
 passing the node's checks, taken through the policy's escalation in expectation (a
 cascade from tier ``s`` expects ``sum_t latency_t * P(all tiers before t failed)``, the
 same formula :mod:`.forecast` uses for cost). The run's critical path is the longest chain
@@ -19,7 +20,7 @@ code nodes keep their policy.
 What is not known is not guessed: a tier with no latency statistics for the node's task
 key has no expected duration (the catalog records no latencies to fall back on), so a
 node whose own policy's expectation is unknown keeps its policy and says so; unknown
-durations count 0 s in the critical path. A judge's time is not in the statistics.
+durations count 0 s in the critical path.
 
 The deadline never cancels anything: a run past its deadline keeps running (each critical
 node then starts at its fastest tier) and ends as it would, reported as having missed its
