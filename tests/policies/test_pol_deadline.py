@@ -466,3 +466,52 @@ async def test_a_tiers_recorded_latency_counts_its_checks_time(models: FaultServ
     assert att.verdict == "pass" and att.latency_s >= DELAYS["m3"]
     tier3 = (await store.tier_stats("lat/n"))[3]
     assert tier3.mean_latency_s >= att.latency_s + 0.4
+
+
+TWO_CHAINS = """\
+name: chain
+nodes:
+  a:
+    prompt: a
+    policy: {kind: cascade}
+    checks: [{type: regex, pattern: x}]
+  b:
+    prompt: "b {{ a }}"
+    depends_on: [a]
+    policy: {kind: cascade}
+    checks: [{type: regex, pattern: x}]
+  c:
+    prompt: c
+    policy: {kind: cascade}
+    checks: [{type: regex, pattern: x}]
+  d:
+    prompt: "d {{ c }}"
+    depends_on: [c]
+    policy: {kind: cascade}
+    checks: [{type: regex, pattern: x}]
+"""
+
+
+async def test_a_branch_that_becomes_the_longest_after_a_decision_is_looked_after() -> None:
+    """a → b expects 6 s and c → d 5.6 s: a → b is the critical path. Once ``a`` starts at
+    tier 2 to fit (2.1 s), a → b expects 5.1 s and c → d is the longest: ``d``, late, then
+    starts higher too, where it would have been left to its policy as off the path."""
+    stats = await _chain_stats()
+    for key in ("chain/c", "chain/d"):
+        await _seed(stats, key, 1, 0.8, passed=False)
+        await _seed(stats, key, 2, 2.0, passed=True)
+        await _seed(stats, key, 3, 4.0, passed=True)
+    plan = dagtier.compile_workflow(dagtier.parse_workflow(TWO_CHAINS), make_catalog({1: ["x"]}))
+    clock = Clock()
+    d = await plan_deadline(plan, stats, 5.5, clock=clock)
+    assert list(d.critical) == ["a", "b"]
+    assert d.start_for("d", 1, "chain/d") is None  # off the path: its policy
+    tier, _, raised = d.start_for("a", 1, "chain/a")
+    assert (tier, raised) == (2, True)
+    d.started_at("a", 2)
+    assert list(d.critical) == ["c", "d"]
+    assert d.critical_s == pytest.approx(6.0, abs=0.2)  # what was expected under the policies
+    clock.now += 3.0  # c took its 2.8 s and a little more: 2.5 s left
+    tier, why, raised = d.start_for("d", 1, "chain/d")
+    assert (tier, raised) == (2, True)
+    assert why.startswith("deadline: 2.5 s left, 0.0 s of critical path after this node")

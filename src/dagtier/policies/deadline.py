@@ -7,7 +7,9 @@ judge's call included) and its chance of
 passing the node's checks, taken through the policy's escalation in expectation (a
 cascade from tier ``s`` expects ``sum_t latency_t * P(all tiers before t failed)``, the
 same formula :mod:`.forecast` uses for cost). The run's critical path is the longest chain
-of those durations (:func:`dagtier.graph.critical_path`).
+of those durations (:func:`dagtier.graph.critical_path`); it is found again each time a
+node starts higher to fit, since its branch then expects less and another may now be the
+longest.
 
 When a node on that path starts, the time left until the deadline is compared with what
 its policy expects plus what the rest of the path expects after it. If that misses, the
@@ -42,6 +44,8 @@ from .adaptive import choose, estimates
 from .forecast import cascade_cost
 
 if TYPE_CHECKING:
+    import networkx as nx
+
     from ..plan import NodePlan, Plan
     from ..store import StatsStore, TierStats
     from .base import NodeContext
@@ -136,26 +140,56 @@ class RunDeadline:
     node on the critical path starts. Never shared between runs.
     """
 
-    __slots__ = ("_clock", "critical", "critical_s", "deadline_s", "ends_at", "timings")
+    __slots__ = (
+        "_clock",
+        "_durations",
+        "_graph",
+        "critical",
+        "critical_s",
+        "deadline_s",
+        "ends_at",
+        "timings",
+    )
 
     def __init__(
         self,
         deadline_s: float,
         timings: Mapping[str, NodeTiming],
-        critical: Mapping[str, float],
-        critical_s: float,
+        graph: nx.DiGraph,
+        durations: Mapping[str, float],
         *,
         clock: Callable[[], float] = time.monotonic,
         started: float | None = None,
     ) -> None:
         self.deadline_s = deadline_s
         self.timings = timings
-        self.critical = critical
+        self._graph = graph
+        self._durations = dict(durations)
+        self.critical: dict[str, float] = {}
         """Node ids on the critical path -> the seconds the path expects after each."""
-        self.critical_s = critical_s
+        self.critical_s = self._find_critical()
         """What the whole critical path expects, under every node's own policy."""
         self._clock = clock
         self.ends_at = (clock() if started is None else started) + deadline_s
+
+    def _find_critical(self) -> float:
+        """Find the critical path by the nodes' expected durations; its length."""
+        path, total = critical_path(self._graph, self._durations)
+        self.critical = {}
+        remaining = total
+        for nid in path:
+            remaining -= self._durations[nid]
+            self.critical[nid] = max(remaining, 0.0)
+        return total
+
+    def started_at(self, node_id: str, tier: Tier) -> None:
+        """A node was started at ``tier`` to fit: its branch now expects less, and another
+        may have become the critical one, whose nodes the deadline then looks after."""
+        timing = self.timings.get(node_id)
+        expected = timing.expected_s(tier) if timing is not None else None
+        if expected is not None and expected < self._durations[node_id]:
+            self._durations[node_id] = expected
+            self._find_critical()
 
     def left_s(self) -> float:
         return self.ends_at - self._clock()
@@ -213,6 +247,7 @@ def apply_deadline(deadline: RunDeadline, ctx: NodeContext, start: Tier) -> None
         ctx.decide(said.tier, said.reason)
         if said.raised:
             ctx.deadline_start = said.tier
+            deadline.started_at(ctx.node_id, said.tier)
 
 
 async def plan_deadline(
@@ -253,10 +288,4 @@ async def plan_deadline(
         else:
             st = by_tier.get(np.policy.start_tier)
             durations[nid] = st.mean_latency_s if st is not None else 0.0
-    path, total = critical_path(plan.graph, durations)
-    critical: dict[str, float] = {}
-    remaining = total
-    for nid in path:
-        remaining -= durations[nid]
-        critical[nid] = max(remaining, 0.0)
-    return RunDeadline(deadline_s, timings, critical, total, clock=clock, started=started)
+    return RunDeadline(deadline_s, timings, plan.graph, durations, clock=clock, started=started)
