@@ -84,6 +84,8 @@ class ItemResult:
     """Finished in an earlier session of the batch; reported again, not run again."""
     deadline_met: bool | None = None
     """Whether the item's run ended within ``deadline_s`` (None: no deadline)."""
+    deadline_late_s: float | None = None
+    """By how much it missed its deadline (None: met, or no deadline)."""
 
     @property
     def ok(self) -> bool:
@@ -105,6 +107,8 @@ class ItemResult:
             d["resumed"] = True
         if self.deadline_met is not None:
             d["deadline_met"] = self.deadline_met
+        if self.deadline_late_s is not None:
+            d["deadline_late_s"] = round(self.deadline_late_s, 3)
         redacted: dict[str, Any] = redact_value(d)
         return redacted
 
@@ -139,6 +143,8 @@ class BatchSummary:
     """Items whose run ended within its deadline."""
     missed_deadline: int = 0
     """Items whose run ended after it."""
+    worst_miss: tuple[int, int, float] | None = None
+    """(index, line, seconds late) of the item that missed its deadline by the most."""
 
     @property
     def done(self) -> int:
@@ -154,6 +160,9 @@ class BatchSummary:
         self.resumed += r.resumed
         self.met_deadline += r.deadline_met is True
         self.missed_deadline += r.deadline_met is False
+        late = r.deadline_late_s
+        if late is not None and (self.worst_miss is None or late > self.worst_miss[2]):
+            self.worst_miss = (r.index, r.line, late)
         self.cost += r.cost
         for t in r.tiers.values():
             self.tiers[t] = self.tiers.get(t, 0) + 1
@@ -374,6 +383,7 @@ def item_result(index: int, line: int, result: RunResult, *, resumed: bool = Fal
         redact_text(error) if error else None,
         resumed,
         result.deadline_met,
+        result.deadline_late_s,
     )
 
 

@@ -167,6 +167,11 @@ class RunResult:
         return deadline_met(self.deadline_s, self.elapsed_s)
 
     @property
+    def deadline_late_s(self) -> float | None:
+        """By how much the run missed its deadline (None: met, or it had none)."""
+        return deadline_late_s(self.deadline_s, self.elapsed_s)
+
+    @property
     def ok(self) -> bool:
         return self.status == "succeeded"
 
@@ -192,3 +197,10 @@ class RunResult:
 def deadline_met(deadline_s: float | None, elapsed_s: float) -> bool | None:
     """Whether ``elapsed_s`` is within ``deadline_s`` (None: no deadline)."""
     return None if deadline_s is None else elapsed_s <= deadline_s
+
+
+def deadline_late_s(deadline_s: float | None, elapsed_s: float) -> float | None:
+    """By how much ``elapsed_s`` missed ``deadline_s`` (None: met, or no deadline)."""
+    if deadline_s is None or elapsed_s <= deadline_s:
+        return None
+    return elapsed_s - deadline_s

@@ -177,6 +177,12 @@ def print_batch_summary(summary: BatchSummary, console: Console) -> None:
         lines.append(
             f"  deadline   {summary.deadline_s:g}s per item: {summary.met_deadline} met, "
             f"{summary.missed_deadline} missed"
+            + (
+                f"; worst: item {summary.worst_miss[0]} (line {summary.worst_miss[1]}) missed "
+                f"by {summary.worst_miss[2]:.2f} s"
+                if summary.worst_miss is not None
+                else ""
+            )
         )
     if summary.error:
         lines.append(f"  stopped    {summary.error.splitlines()[0]}")

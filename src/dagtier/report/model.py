@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..results import deadline_met
+from ..results import deadline_late_s, deadline_met
 from ..telemetry.logs import count_escalations
 
 if TYPE_CHECKING:
@@ -171,9 +171,9 @@ class DeadlineOutcome:
     @property
     def late_s(self) -> float | None:
         """By how much the run missed its deadline (None: met, or not ended)."""
-        if self.elapsed_s is None or self.met:
+        if self.elapsed_s is None:
             return None
-        return self.elapsed_s - self.deadline_s
+        return deadline_late_s(self.deadline_s, self.elapsed_s)
 
     @classmethod
     def of(cls, result: RunResult) -> DeadlineOutcome | None:
