@@ -282,23 +282,21 @@ def test_the_batch_report_counts_met_and_missed_deadlines_and_names_the_worst_mi
 
 # --- the decision, on the statistics, with an injected clock --------------------------------
 
-CHAIN = """\
-name: chain
-nodes:
-  a:
-    prompt: a
-    policy: {kind: cascade}
-    checks: [{type: regex, pattern: x}]
-  b:
-    prompt: "b {{ a }}"
-    depends_on: [a]
-    policy: {kind: cascade}
-    checks: [{type: regex, pattern: x}]
-  aside:
-    prompt: aside
-    policy: {kind: cascade}
-    checks: [{type: regex, pattern: x}]
-"""
+
+def _chain_yaml(*nodes: str) -> str:
+    """A workflow ``chain`` of cascade nodes with a check; ``"b<a"`` is node b after a."""
+    body = ""
+    for spec in nodes:
+        nid, _, dep = spec.partition("<")
+        prompt = f'"{nid} {{{{ {dep} }}}}"\n    depends_on: [{dep}]' if dep else nid
+        body += (
+            f"  {nid}:\n    prompt: {prompt}\n    policy: {{kind: cascade}}\n"
+            "    checks: [{type: regex, pattern: x}]\n"
+        )
+    return "name: chain\nnodes:\n" + body
+
+
+CHAIN = _chain_yaml("a", "b<a", "aside")
 
 
 class Clock:
@@ -314,14 +312,19 @@ async def _chain_deadline(deadline_s: float, stats: MemoryStore, clock: Clock, *
     return await plan_deadline(plan, stats, deadline_s, clock=clock, **kw)
 
 
+async def _seed_ladder(stats: StatsStore, key: str, tier1_s: float = 1.0) -> None:
+    """Tier 1 (``tier1_s``) always fails; tier 2 (2 s) always passes; tier 3 takes 4 s."""
+    await _seed(stats, key, 1, tier1_s, passed=False)
+    await _seed(stats, key, 2, 2.0, passed=True)
+    await _seed(stats, key, 3, 4.0, passed=True)
+
+
 async def _chain_stats() -> MemoryStore:
-    """Tier 1 (1 s) always fails; tier 2 (2 s) always passes; tier 3 takes 4 s. ``aside``'s
-    tier 1 fails too, but it is short (0.1 s a tier)."""
+    """a and b on :func:`_seed_ladder`'s tiers. ``aside``'s tier 1 fails too, but it is
+    short (0.1 s a tier)."""
     stats = MemoryStore()
     for key in ("chain/a", "chain/b"):
-        await _seed(stats, key, 1, 1.0, passed=False)
-        await _seed(stats, key, 2, 2.0, passed=True)
-        await _seed(stats, key, 3, 4.0, passed=True)
+        await _seed_ladder(stats, key)
     for tier in (1, 2, 3):
         await _seed(stats, "chain/aside", tier, 0.1, passed=tier == 3)
     return stats
@@ -475,28 +478,7 @@ async def test_a_tiers_recorded_latency_counts_its_checks_time(models: FaultServ
     assert tier3.mean_latency_s >= att.latency_s + 0.4
 
 
-TWO_CHAINS = """\
-name: chain
-nodes:
-  a:
-    prompt: a
-    policy: {kind: cascade}
-    checks: [{type: regex, pattern: x}]
-  b:
-    prompt: "b {{ a }}"
-    depends_on: [a]
-    policy: {kind: cascade}
-    checks: [{type: regex, pattern: x}]
-  c:
-    prompt: c
-    policy: {kind: cascade}
-    checks: [{type: regex, pattern: x}]
-  d:
-    prompt: "d {{ c }}"
-    depends_on: [c]
-    policy: {kind: cascade}
-    checks: [{type: regex, pattern: x}]
-"""
+TWO_CHAINS = _chain_yaml("a", "b<a", "c", "d<c")
 
 
 async def test_a_branch_that_becomes_the_longest_after_a_decision_is_looked_after() -> None:
@@ -505,9 +487,7 @@ async def test_a_branch_that_becomes_the_longest_after_a_decision_is_looked_afte
     starts higher too, where it would have been left to its policy as off the path."""
     stats = await _chain_stats()
     for key in ("chain/c", "chain/d"):
-        await _seed(stats, key, 1, 0.8, passed=False)
-        await _seed(stats, key, 2, 2.0, passed=True)
-        await _seed(stats, key, 3, 4.0, passed=True)
+        await _seed_ladder(stats, key, tier1_s=0.8)
     plan = dagtier.compile_workflow(dagtier.parse_workflow(TWO_CHAINS), make_catalog({1: ["x"]}))
     clock = Clock()
     d = await plan_deadline(plan, stats, 5.5, clock=clock)
